@@ -1,0 +1,50 @@
+# pitwall: every command a developer, CI or an operator needs. See README.md.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+.PHONY: help install system-packages build typecheck lint test test-unit up bench generate clean
+
+NPM_STAMP := node_modules/.pitwall-install-stamp
+WORKSPACE_MANIFESTS := $(wildcard services/*/package.json) load-tests/package.json
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 18
+
+$(NPM_STAMP): package.json package-lock.json $(WORKSPACE_MANIFESTS)
+	npm ci --no-audit --no-fund
+	@touch $@
+
+system-packages: ## Debian packages the stack and tests run (installed when root and missing)
+	@services/devstack/scripts/ensure-system-packages.sh
+
+install: $(NPM_STAMP) system-packages ## npm ci (when the lockfile changed) and Debian packages
+
+build: install ## compile every workspace (tsc --build)
+	npm run build
+
+typecheck: build ## typecheck tests, benchmarks and configs too
+	npx tsc -p tsconfig.tests.json
+
+lint: install ## eslint, prettier, circular imports, buf lint and breaking-change check
+	npm run lint
+	npx buf lint
+	@if git rev-parse -q --verify HEAD >/dev/null 2>&1; then npx buf breaking proto --against '.git#ref=HEAD,subdir=proto'; fi
+
+test: build typecheck lint ## every test suite: unit, integration (real Redis/PostgreSQL), e2e (real Directus, Chromium)
+	rm -rf test-results
+	npx vitest run
+
+test-unit: install ## the fast pure-logic tests only
+	npx vitest run --project unit
+
+up: build ## the whole pipeline locally with a simulated race and the live map
+	node services/devstack/dist/up.js
+
+bench: build ## benchmarks with their baselines side by side; writes docs/benchmarks.md
+	node services/devstack/dist/bench.js
+
+generate: install ## regenerate TypeScript from proto/
+	npm run generate
+
+clean: ## remove build output
+	npm run clean
+	rm -rf test-results

@@ -1,0 +1,45 @@
+import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
+import { PositionSchema, type Position } from './gen/pitwall/telemetry/v1/position_pb.js';
+import { StreamEntryError } from './stream-entry-error.js';
+
+/** Field of a stream entry that holds the protobuf-encoded Position. */
+export const POSITION_FIELD = 'p';
+
+export type PositionInit = Parameters<typeof create<typeof PositionSchema>>[1];
+
+export function createPosition(init: PositionInit): Position {
+  return create(PositionSchema, init);
+}
+
+/** Serialises a Position for XADD (field `p`). */
+export function encodePosition(position: Position): Uint8Array {
+  return toBinary(PositionSchema, position);
+}
+
+/** Decodes a Position; throws StreamEntryError when the bytes are not one. */
+export function decodePosition(bytes: Uint8Array): Position {
+  try {
+    return fromBinary(PositionSchema, bytes);
+  } catch (err) {
+    throw new StreamEntryError(`undecodable Position: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+/**
+ * Decodes the Position of one stream entry given its flat field/value list as Redis returns it
+ * ([field, value, field, value, ...]). Throws StreamEntryError when field `p` is missing or invalid.
+ */
+export function decodeEntryFields(fields: readonly (Buffer | string)[]): Position {
+  for (let i = 0; i + 1 < fields.length; i += 2) {
+    const name = fields[i];
+    const isPositionField =
+      typeof name === 'string' ? name === POSITION_FIELD : name !== undefined && name.length === 1 && name[0] === 0x70;
+    if (!isPositionField) continue;
+    const value = fields[i + 1];
+    if (typeof value === 'string') throw new StreamEntryError('field p was read as a string; read the stream with Buffer replies');
+    if (value === undefined) break;
+    // A plain view, not a Buffer: decoded bytes fields then compare and serialise as Uint8Array.
+    return decodePosition(new Uint8Array(value.buffer, value.byteOffset, value.byteLength));
+  }
+  throw new StreamEntryError(`stream entry has no field "${POSITION_FIELD}"`);
+}
