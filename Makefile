@@ -39,8 +39,8 @@ test-unit: install ## the fast pure-logic tests only
 up: build ## the whole pipeline locally with a simulated race and the live map
 	node services/devstack/dist/up.js
 
-bench: build ## benchmarks with their baselines side by side; writes docs/benchmarks.md
-	node services/devstack/dist/bench.js
+bench: build ## benchmarks beside their baselines (ONLY=suite,... QUICK=1); writes docs/benchmarks.md
+	node services/bench/dist/main.js
 
 generate: install ## regenerate TypeScript from proto/
 	npm run generate

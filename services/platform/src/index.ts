@@ -5,3 +5,4 @@ export * from './metrics.js';
 export * from './health-server.js';
 export * from './tracing.js';
 export * from './lifecycle.js';
+export * from './redis.js';

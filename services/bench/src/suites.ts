@@ -1,0 +1,4 @@
+import type { BenchSuite } from './suite.js';
+
+// Every benchmark of `make bench`, in the order they run. Register a suite with one line here.
+export const suites: BenchSuite[] = [];
