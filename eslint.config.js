@@ -33,7 +33,7 @@ export default tseslint.config(
     languageOptions: { ...tseslint.configs.disableTypeChecked.languageOptions, globals: globals.node },
   },
   {
-    files: ['**/test/**', '**/bench/**', '**/scripts/**', 'load-tests/**'],
+    files: ['**/test/**', 'services/bench/**', '**/scripts/**', 'load-tests/**', '.ci/**'],
     rules: { 'no-console': 'off', '@typescript-eslint/no-non-null-assertion': 'off' },
   },
 );

@@ -38,7 +38,15 @@ function table(results: BenchResult[]): string {
   const rows = results.map((r) => {
     const ratio = ratioOf(r);
     const target = r.targetRatio === undefined ? '' : `${ratio >= r.targetRatio ? 'met' : 'MISSED'} (>= ${format(r.targetRatio)})`;
-    return [r.suite, r.figure, `${format(r.value)} ${r.unit}`, `${r.baseline.name}: ${format(r.baseline.value)} ${r.unit}`, format(ratio), target, r.notes ?? ''];
+    return [
+      r.suite,
+      r.figure,
+      `${format(r.value)} ${r.unit}`,
+      `${r.baseline.name}: ${format(r.baseline.value)} ${r.unit}`,
+      format(ratio),
+      target,
+      r.notes ?? '',
+    ];
   });
   const header = ['suite', 'figure', 'value', 'baseline (same run)', 'ratio', 'target', 'notes'];
   return [header, header.map(() => '---'), ...rows].map((cells) => `| ${cells.join(' | ')} |`).join('\n');
