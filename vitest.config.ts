@@ -33,6 +33,17 @@ export default defineConfig({
           hookTimeout: 120_000,
         },
       },
+      {
+        extends: true,
+        test: {
+          name: 'e2e',
+          include: ['services/*/test/**/*.e2e.test.ts', 'load-tests/test/**/*.e2e.test.ts'],
+          // testkit's servers first: the business plane's setup puts the shared Directus on its PostgreSQL.
+          globalSetup: ['services/testkit/src/global-setup.ts', 'services/business-plane/src/testing/global-setup.ts'],
+          testTimeout: 180_000,
+          hookTimeout: 180_000,
+        },
+      },
     ],
   },
 });
