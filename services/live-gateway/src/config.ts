@@ -1,0 +1,81 @@
+import { commonEnv, instanceIdEnv, intVar, portVar, urlVar, z, type Env, parseConfig } from '@pitwall/platform';
+
+/**
+ * Environment of the live gateway. The contract's variables first (CONTRACT.md), then this service's
+ * own tuning knobs, each with a default that suits a pod serving a few thousand viewers.
+ */
+export const liveGatewayEnv = {
+  ...commonEnv,
+  ...instanceIdEnv,
+  GATEWAY_PORT: portVar(8080),
+  DIRECTUS_URL: urlVar(['http', 'https'], 'http://127.0.0.1:8055'),
+  /** Directus's SECRET: when set, access tokens are verified locally (HS256); unset, by /users/me. */
+  DIRECTUS_SECRET: z.string().min(1).optional(),
+  /** Static token that may read every event's entries (device IMEI and label). */
+  DIRECTUS_SERVICE_TOKEN: z.string().trim().min(1, 'must not be empty'),
+
+  // Fan-out
+  /** Positions of one event within this window go out as one frame; 0 sends each read batch at once. */
+  GATEWAY_BATCH_WINDOW_MS: intVar(100, 0, 10_000),
+  /** Latest positions kept for snapshots (one per device); the least recently updated go first. */
+  GATEWAY_LATEST_CACHE_DEVICES: intVar(200_000, 1, 10_000_000),
+  /** Entries read per shard from the stream tail at start to warm the snapshot cache. */
+  GATEWAY_WARM_TAIL_ENTRIES: intVar(10_000, 0, 1_000_000),
+
+  // Connections and protocol
+  /** Largest client message accepted; bigger ones get bad_request and close 4400. */
+  GATEWAY_MAX_MESSAGE_BYTES: intVar(4096, 256, 1_048_576),
+  GATEWAY_MAX_SUBSCRIPTIONS_PER_CONNECTION: intVar(20, 1, 10_000),
+  /** Subscribe requests per second per connection (token bucket, burst = 2x). */
+  GATEWAY_SUBSCRIBE_RATE_PER_SECOND: intVar(5, 1, 10_000),
+  GATEWAY_MAX_CONNECTIONS: intVar(20_000, 1, 1_000_000),
+  /** Protocol errors (bad JSON, unknown type) tolerated on one connection before close 4400. */
+  GATEWAY_MAX_PROTOCOL_ERRORS: intVar(10, 1, 10_000),
+  /** Seconds without traffic before uWS closes a socket; it sends pings well before that. */
+  GATEWAY_IDLE_TIMEOUT_SECONDS: intVar(60, 8, 960),
+
+  // Authentication and authorization
+  /** A connection that has not authenticated within this closes with 4408. */
+  GATEWAY_AUTH_TIMEOUT_MS: intVar(5_000, 100, 120_000),
+  /** Time between `token_expired` and close 4401, for the client to send a fresh token. */
+  GATEWAY_TOKEN_EXPIRY_GRACE_MS: intVar(10_000, 0, 600_000),
+  /** Timeout of each Directus call (/users/me, /items/events/:id, entries). */
+  GATEWAY_DIRECTUS_TIMEOUT_MS: intVar(2_000, 50, 60_000),
+  /** How long an authorization result per user and event is reused. */
+  GATEWAY_PERMISSION_CACHE_TTL_MS: intVar(15_000, 0, 3_600_000),
+  /** Every live subscription is re-authorized this often; a revoked one ends with `forbidden`. */
+  GATEWAY_REVALIDATE_INTERVAL_MS: intVar(60_000, 500, 86_400_000),
+  /** Concurrent Directus authorization calls at most (subscribe and re-validation together). */
+  GATEWAY_DIRECTUS_CONCURRENCY: intVar(32, 1, 1_000),
+  /** Entries of watched events are re-read this often. */
+  GATEWAY_ENTRIES_REFRESH_INTERVAL_MS: intVar(30_000, 500, 86_400_000),
+
+  // Slow clients
+  /** Buffered bytes beyond which a client stops getting topic frames and is conflated. */
+  GATEWAY_CONFLATE_BUFFER_BYTES: intVar(256 * 1024, 1024, 256 * 1024 * 1024),
+  /** uWS maxBackpressure: frames beyond this are dropped by uWS (conflation covers them). */
+  GATEWAY_MAX_BACKPRESSURE_BYTES: intVar(4 * 1024 * 1024, 4096, 1024 * 1024 * 1024),
+  /** A conflated client that has not drained within this is closed. */
+  GATEWAY_SLOW_CLIENT_TIMEOUT_MS: intVar(30_000, 100, 3_600_000),
+  /** How often buffered amounts are checked (one sweep over connections, not per frame). */
+  GATEWAY_SLOW_CLIENT_CHECK_MS: intVar(250, 10, 60_000),
+
+  // Stream
+  /** BLOCK of each XREADGROUP: bounds how long a read waits and how fast shutdown stops it. */
+  GATEWAY_READ_BLOCK_MS: intVar(1_000, 10, 60_000),
+  /** COUNT of each XREADGROUP per shard. */
+  GATEWAY_READ_COUNT: intVar(1_000, 1, 100_000),
+  /** Fan-out groups of other pods whose consumers are all idle this long are destroyed. */
+  GATEWAY_GROUP_IDLE_MS: intVar(600_000, 10_000, 86_400_000),
+  GATEWAY_GROUP_GC_INTERVAL_MS: intVar(60_000, 1_000, 86_400_000),
+
+  /** Hard limit on the whole shutdown (drain, group destroy, Redis close). */
+  GATEWAY_SHUTDOWN_TIMEOUT_MS: intVar(20_000, 1_000, 600_000),
+};
+
+export type LiveGatewayConfig = z.infer<z.ZodObject<typeof liveGatewayEnv>>;
+
+/** Parses the environment (throws ConfigError naming each bad variable). */
+export function parseLiveGatewayConfig(env: Env = process.env): LiveGatewayConfig {
+  return parseConfig(liveGatewayEnv, env);
+}

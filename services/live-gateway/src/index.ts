@@ -1,0 +1,11 @@
+export { liveGatewayEnv, parseLiveGatewayConfig, type LiveGatewayConfig } from './config.js';
+export { createLiveGateway, type LiveGateway, type LiveGatewayOptions } from './gateway.js';
+export { createGatewayMetrics, type GatewayMetrics } from './metrics.js';
+export { parseClientMessage, type ClientMessage, type Uid } from './protocol/client-message.js';
+export { toLivePosition, positionPrefix, type LivePosition } from './protocol/position-json.js';
+export { LocalTokenVerifier } from './auth/local-token-verifier.js';
+export { DirectusTokenVerifier } from './auth/directus-token-verifier.js';
+export { AuthenticationError } from './auth/authentication-error.js';
+export { DirectusUnavailableError } from './directus/directus-unavailable-error.js';
+export { CLOSE_AUTH_TIMEOUT, CLOSE_GOING_AWAY, CLOSE_PROTOCOL, CLOSE_UNAUTHENTICATED } from './server/gateway-server.js';
+export { eventTopic } from './fanout/live-hub.js';

@@ -1,0 +1,150 @@
+import { Counter, Gauge, Histogram, LATENCY_BUCKETS_SECONDS, type Registry } from '@pitwall/platform';
+
+/** Every metric of the gateway, prefixed `pitwall_live_gateway_`. Labels are low-cardinality only. */
+export function createGatewayMetrics(registry: Registry) {
+  const p = 'pitwall_live_gateway_';
+  const registers = [registry];
+  return {
+    connections: new Gauge({ name: `${p}connections`, help: 'Open WebSocket connections', registers }),
+    connectionsOpened: new Counter({
+      name: `${p}connections_opened_total`,
+      help: 'Upgrade requests by outcome (accepted, rejected_full, rejected_draining)',
+      labelNames: ['result'] as const,
+      registers,
+    }),
+    connectionsClosed: new Counter({
+      name: `${p}connections_closed_total`,
+      help: 'Closed connections by reason (client, auth_timeout, unauthenticated, token_expired, protocol, slow, shutdown)',
+      labelNames: ['reason'] as const,
+      registers,
+    }),
+    authentications: new Counter({
+      name: `${p}authentications_total`,
+      help: 'Token verifications by result (ok, invalid, expired, unavailable)',
+      labelNames: ['result'] as const,
+      registers,
+    }),
+    subscriptions: new Gauge({ name: `${p}subscriptions`, help: 'Live subscriptions (connection x event)', registers }),
+    watchedEvents: new Gauge({ name: `${p}watched_events`, help: 'Events with at least one subscriber on this pod', registers }),
+    subscribeRequests: new Counter({
+      name: `${p}subscribe_requests_total`,
+      help: 'Subscribe requests by outcome (ok, forbidden, not_found, authorization_unavailable, rate_limited, limit, expired)',
+      labelNames: ['result'] as const,
+      registers,
+    }),
+    unsubscribes: new Counter({
+      name: `${p}unsubscribes_total`,
+      help: 'Subscriptions ended by reason (client, forbidden, closed)',
+      labelNames: ['reason'] as const,
+      registers,
+    }),
+    messagesRejected: new Counter({
+      name: `${p}messages_rejected_total`,
+      help: 'Client messages refused (bad_request, oversized, binary, unauthenticated)',
+      labelNames: ['reason'] as const,
+      registers,
+    }),
+    authorizationCalls: new Counter({
+      name: `${p}authorization_calls_total`,
+      help: 'Directus authorization calls (GET /items/events/:id) by result (allowed, forbidden, not_found, unavailable)',
+      labelNames: ['result'] as const,
+      registers,
+    }),
+    authorizationDuration: new Histogram({
+      name: `${p}authorization_duration_seconds`,
+      help: 'Latency of Directus authorization calls by result',
+      labelNames: ['result'] as const,
+      buckets: LATENCY_BUCKETS_SECONDS,
+      registers,
+    }),
+    revalidations: new Counter({
+      name: `${p}revalidations_total`,
+      help: 'Periodic re-authorizations of live subscriptions by result',
+      labelNames: ['result'] as const,
+      registers,
+    }),
+    cacheHits: new Counter({
+      name: `${p}cache_hits_total`,
+      help: 'Cache hits by cache (permission, token, entries)',
+      labelNames: ['cache'] as const,
+      registers,
+    }),
+    cacheMisses: new Counter({
+      name: `${p}cache_misses_total`,
+      help: 'Cache misses by cache (permission, token, entries)',
+      labelNames: ['cache'] as const,
+      registers,
+    }),
+    entriesFetches: new Counter({
+      name: `${p}entries_fetches_total`,
+      help: 'Reads of event entries from Directus by result (ok, error)',
+      labelNames: ['result'] as const,
+      registers,
+    }),
+    positionsReceived: new Counter({ name: `${p}positions_received_total`, help: 'Positions read from the stream', registers }),
+    invalidEntries: new Counter({ name: `${p}stream_entries_invalid_total`, help: 'Stream entries that were not a Position', registers }),
+    streamReadErrors: new Counter({ name: `${p}stream_read_errors_total`, help: 'Failed XREADGROUP calls', registers }),
+    streamReadLag: new Gauge({
+      name: `${p}stream_read_lag_seconds`,
+      help: 'Age (now minus entry id time) of the newest entry of the last non-empty read',
+      registers,
+    }),
+    groupsCollected: new Counter({
+      name: `${p}groups_collected_total`,
+      help: 'Fan-out groups of dead pods destroyed',
+      registers,
+    }),
+    framesPublished: new Counter({
+      name: `${p}frames_published_total`,
+      help: 'Positions frames serialised and published once to a topic (whatever the recipients)',
+      registers,
+    }),
+    framesSent: new Counter({
+      name: `${p}frames_sent_total`,
+      help: 'Frames sent, counted per recipient, by kind (positions, snapshot, conflated, control)',
+      labelNames: ['kind'] as const,
+      registers,
+    }),
+    bytesSent: new Counter({
+      name: `${p}bytes_sent_total`,
+      help: 'Payload bytes sent, counted per recipient, by kind',
+      labelNames: ['kind'] as const,
+      registers,
+    }),
+    positionsSent: new Counter({
+      name: `${p}positions_sent_total`,
+      help: 'Positions sent, counted per recipient, by kind (positions, snapshot, conflated)',
+      labelNames: ['kind'] as const,
+      registers,
+    }),
+    fanoutLatency: new Histogram({
+      name: `${p}fanout_latency_seconds`,
+      help: 'Ingestion receive time (rx) to publish, per position',
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 1, 2.5, 5, 10, 30],
+      registers,
+    }),
+    conflatedClients: new Gauge({
+      name: `${p}conflated_clients`,
+      help: 'Clients currently conflated (too slow for every frame)',
+      registers,
+    }),
+    conflations: new Counter({
+      name: `${p}conflations_total`,
+      help: 'Times a client fell behind and was switched to conflation',
+      registers,
+    }),
+    conflationDrops: new Counter({
+      name: `${p}conflation_drops_total`,
+      help: 'Positions a conflated client never got because a newer one of the same device replaced them',
+      registers,
+    }),
+    slowClientsClosed: new Counter({
+      name: `${p}slow_clients_closed_total`,
+      help: 'Clients closed for staying behind too long',
+      registers,
+    }),
+    latestCacheDevices: new Gauge({ name: `${p}latest_cache_devices`, help: 'Devices in the latest-position cache', registers }),
+  };
+}
+
+export type GatewayMetrics = ReturnType<typeof createGatewayMetrics>;

@@ -1,0 +1,30 @@
+import type { Position } from '@pitwall/contract';
+
+/**
+ * A position as the gateway keeps it: the label-independent part of its JSON is built once when it
+ * is read from the stream; only `device_id` and `label` (which depends on the event) are prepended
+ * per event it is shown in.
+ */
+export interface LivePosition {
+  deviceId: string;
+  /** Device GNSS time, ms. */
+  ts: number;
+  /** Ingestion receive time, ms. */
+  rx: number;
+  /** `"ts":..,"lat":..,...,"rx":..}`: the JSON object after device_id and label. */
+  body: string;
+}
+
+export function toLivePosition(position: Position): LivePosition {
+  const ts = Number(position.recordedAtMs);
+  const rx = Number(position.receivedAtMs);
+  const body =
+    `"ts":${ts},"lat":${position.latE7 / 1e7},"lon":${position.lonE7 / 1e7},"alt":${position.altitudeM},` +
+    `"speed":${position.speedKmh},"heading":${position.headingDeg},"sats":${position.satellites},"rx":${rx}}`;
+  return { deviceId: position.deviceId, ts, rx, body };
+}
+
+/** `{"device_id":..,"label":..,` for one device in one event: built when the event's entries are read. */
+export function positionPrefix(deviceId: string, label: string): string {
+  return `{"device_id":${JSON.stringify(deviceId)},"label":${JSON.stringify(label)},`;
+}

@@ -1,0 +1,193 @@
+import {
+  decodeEntryFields,
+  liveBroadcastGroup,
+  parseEntries,
+  parseReadReply,
+  shardKeys,
+  StreamEntryError,
+  type RawStreamEntry,
+} from '@pitwall/contract';
+import { idempotent, type Logger, type Service } from '@pitwall/platform';
+import type { Redis } from 'ioredis';
+import type { GatewayMetrics } from '../metrics.js';
+import { toLivePosition, type LivePosition } from '../protocol/position-json.js';
+
+export interface BroadcastConsumerOptions {
+  streamKey: string;
+  shards: number;
+  instanceId: string;
+  blockMs: number;
+  count: number;
+  /** Entries read per shard from the tail at start for the latest-position cache (0: none). */
+  warmTailEntries: number;
+}
+
+export interface BroadcastConsumerDeps {
+  /** For XGROUP, XREVRANGE: never blocked. */
+  commands: Redis;
+  /** Dedicated to the blocking XREADGROUP. */
+  reader: Redis;
+  metrics: GatewayMetrics;
+  logger: Logger;
+  /** Positions read from the tail at start, newest first per shard (cache warming, not fan-out). */
+  onWarm: (positions: LivePosition[]) => void;
+  /** Positions just read, in stream order per shard. */
+  onPositions: (positions: LivePosition[]) => void;
+}
+
+const BACKOFF_MAX_MS = 2_000;
+
+/**
+ * Reads every shard in this pod's own group `live-broadcast-<INSTANCE_ID>`, created at `$` (only
+ * what arrives from now on; a stale group of the same name is moved to `$`), with NOACK so nothing
+ * accumulates in a pending list: live positions are worth nothing once late. One XREADGROUP covers
+ * every shard, with a finite BLOCK and a bounded COUNT. On close the group is destroyed.
+ */
+export class BroadcastConsumer implements Service {
+  readonly name = 'broadcast-consumer';
+  readonly group: string;
+  private readonly keys: string[];
+  private stopping = false;
+  private loop: Promise<void> | undefined;
+  private consecutiveErrors = 0;
+  running = false;
+
+  constructor(
+    private readonly options: BroadcastConsumerOptions,
+    private readonly deps: BroadcastConsumerDeps,
+  ) {
+    this.group = liveBroadcastGroup(options.instanceId);
+    this.keys = shardKeys(options.streamKey, options.shards);
+  }
+
+  async start(): Promise<void> {
+    await this.createGroups();
+    await this.warm();
+    this.running = true;
+    this.loop = this.readLoop();
+  }
+
+  close = idempotent(async () => {
+    this.stopping = true;
+    // Abort the blocked read at once rather than waiting up to BLOCK ms.
+    this.deps.reader.disconnect();
+    await this.loop;
+    this.running = false;
+    await this.destroyGroups();
+  });
+
+  private async createGroups(): Promise<void> {
+    for (const key of this.keys) {
+      try {
+        await this.deps.commands.call('XGROUP', 'CREATE', key, this.group, '$', 'MKSTREAM');
+      } catch (err) {
+        if (!(err instanceof Error) || !err.message.startsWith('BUSYGROUP')) throw err;
+        // A previous run of this pod left it: skip what it did not read, it is stale by now.
+        await this.deps.commands.call('XGROUP', 'SETID', key, this.group, '$');
+      }
+    }
+  }
+
+  private async destroyGroups(): Promise<void> {
+    for (const key of this.keys) {
+      try {
+        await this.deps.commands.call('XGROUP', 'DESTROY', key, this.group);
+      } catch (err) {
+        this.deps.logger.warn({ err, key, group: this.group }, 'could not destroy fan-out group; another pod will collect it');
+      }
+    }
+  }
+
+  private async warm(): Promise<void> {
+    if (this.options.warmTailEntries === 0) return;
+    let warmed = 0;
+    for (const key of this.keys) {
+      const reply = await this.deps.commands.callBuffer('XREVRANGE', key, '+', '-', 'COUNT', this.options.warmTailEntries);
+      const positions = this.decode(parseEntries(reply));
+      warmed += positions.length;
+      this.deps.onWarm(positions);
+    }
+    this.deps.logger.info({ positions: warmed, shards: this.keys.length }, 'latest-position cache warmed from the stream tail');
+  }
+
+  private async readLoop(): Promise<void> {
+    const { blockMs, count, instanceId } = this.options;
+    const args = [
+      'GROUP',
+      this.group,
+      instanceId,
+      'COUNT',
+      count,
+      'BLOCK',
+      blockMs,
+      'NOACK',
+      'STREAMS',
+      ...this.keys,
+      ...this.keys.map(() => '>'),
+    ];
+    while (!this.stopping) {
+      try {
+        const reply = await this.deps.reader.callBuffer('XREADGROUP', ...args);
+        this.consecutiveErrors = 0;
+        this.handle(reply);
+      } catch (err) {
+        if (this.stopping) break;
+        await this.onReadError(err);
+      }
+    }
+  }
+
+  private handle(reply: unknown): void {
+    const batches = parseReadReply(reply);
+    if (batches.length === 0) return;
+    const positions: LivePosition[] = [];
+    let newestIdMs = 0;
+    for (const batch of batches) {
+      const last = batch.entries[batch.entries.length - 1];
+      if (last !== undefined) newestIdMs = Math.max(newestIdMs, idTimeMs(last.id));
+      for (const position of this.decode(batch.entries)) positions.push(position);
+    }
+    if (newestIdMs > 0) this.deps.metrics.streamReadLag.set(Math.max(0, Date.now() - newestIdMs) / 1000);
+    this.deps.metrics.positionsReceived.inc(positions.length);
+    if (positions.length > 0) this.deps.onPositions(positions);
+  }
+
+  private decode(entries: readonly RawStreamEntry[]): LivePosition[] {
+    const positions: LivePosition[] = [];
+    for (const entry of entries) {
+      if (entry.fields.length === 0) continue;
+      try {
+        positions.push(toLivePosition(decodeEntryFields(entry.fields)));
+      } catch (err) {
+        if (!(err instanceof StreamEntryError)) throw err;
+        this.deps.metrics.invalidEntries.inc();
+      }
+    }
+    return positions;
+  }
+
+  private async onReadError(err: unknown): Promise<void> {
+    this.deps.metrics.streamReadErrors.inc();
+    this.consecutiveErrors++;
+    const message = err instanceof Error ? err.message : String(err);
+    if (this.consecutiveErrors === 1) this.deps.logger.warn({ err: message }, 'stream read failed; retrying');
+    if (message.startsWith('NOGROUP')) {
+      // Redis lost it (restart without persistence) or another pod collected it by mistake.
+      try {
+        await this.createGroups();
+        this.deps.logger.warn({ group: this.group }, 'fan-out group was gone; created it again at $');
+        return;
+      } catch (createErr) {
+        this.deps.logger.warn({ err: createErr }, 'could not re-create the fan-out group');
+      }
+    }
+    const delay = Math.min(50 * 2 ** Math.min(this.consecutiveErrors, 6), BACKOFF_MAX_MS);
+    await new Promise((resolve) => setTimeout(resolve, delay));
+  }
+}
+
+/** Milliseconds part of a stream entry id `<ms>-<seq>`. */
+export function idTimeMs(id: string): number {
+  const dash = id.indexOf('-');
+  return Number(dash === -1 ? id : id.slice(0, dash));
+}

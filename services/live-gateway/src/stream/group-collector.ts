@@ -1,0 +1,101 @@
+import { isLiveBroadcastGroup, shardKeys } from '@pitwall/contract';
+import { idempotent, type Logger, type Service } from '@pitwall/platform';
+import type { Redis } from 'ioredis';
+import type { GatewayMetrics } from '../metrics.js';
+
+export interface GroupCollectorOptions {
+  streamKey: string;
+  shards: number;
+  /** This pod's own group, never collected. */
+  ownGroup: string;
+  /** A group whose consumers are all idle this long belongs to a dead pod. */
+  idleMs: number;
+  intervalMs: number;
+}
+
+/**
+ * Garbage-collects the fan-out groups of dead pods: a pod that crashed (no SIGTERM) leaves its
+ * `live-broadcast-*` group behind on every shard. A live pod's consumer touches its group at least
+ * once per BLOCK, so a group whose consumers are all idle beyond the threshold is dead. A group
+ * with no consumer at all is collected only when it is still empty on the next pass (a pod that is
+ * starting has created it but not read yet).
+ */
+export class GroupCollector implements Service {
+  readonly name = 'group-collector';
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<void> | undefined;
+  private seenEmpty = new Set<string>();
+
+  constructor(
+    private readonly redis: Redis,
+    private readonly options: GroupCollectorOptions,
+    private readonly metrics: GatewayMetrics,
+    private readonly logger: Logger,
+  ) {}
+
+  start(): Promise<void> {
+    this.timer = setInterval(() => {
+      this.running ??= this.collect()
+        .then(() => undefined)
+        .catch((err: unknown) => this.logger.warn({ err }, 'fan-out group collection failed'))
+        .finally(() => (this.running = undefined));
+    }, this.options.intervalMs);
+    this.timer.unref();
+    return Promise.resolve();
+  }
+
+  close = idempotent(async () => {
+    clearInterval(this.timer);
+    await this.running;
+  });
+
+  /** One pass over every shard; returns the groups destroyed as `key/group`. */
+  async collect(): Promise<string[]> {
+    const destroyed: string[] = [];
+    const emptyNow = new Set<string>();
+    for (const key of shardKeys(this.options.streamKey, this.options.shards)) {
+      let groups: Map<string, unknown>[];
+      try {
+        groups = flatRecords(await this.redis.call('XINFO', 'GROUPS', key));
+      } catch (err) {
+        if (err instanceof Error && err.message.includes('no such key')) continue;
+        throw err;
+      }
+      for (const info of groups) {
+        const group = info.get('name');
+        if (typeof group !== 'string' || group === this.options.ownGroup || !isLiveBroadcastGroup(group)) continue;
+        const consumers = flatRecords(await this.redis.call('XINFO', 'CONSUMERS', key, group));
+        const id = `${key}/${group}`;
+        let dead: boolean;
+        if (consumers.length === 0) {
+          emptyNow.add(id);
+          dead = this.seenEmpty.has(id);
+        } else {
+          dead = consumers.every((consumer) => Number(consumer.get('idle')) > this.options.idleMs);
+        }
+        if (!dead) continue;
+        await this.redis.call('XGROUP', 'DESTROY', key, group);
+        this.metrics.groupsCollected.inc();
+        this.logger.info({ key, group }, 'destroyed the fan-out group of a dead pod');
+        destroyed.push(id);
+        emptyNow.delete(id);
+      }
+    }
+    this.seenEmpty = emptyNow;
+    return destroyed;
+  }
+}
+
+/** XINFO replies are lists of flat [name, value, name, value, ...] lists. */
+function flatRecords(reply: unknown): Map<string, unknown>[] {
+  if (!Array.isArray(reply)) return [];
+  return reply.map((item: unknown) => {
+    const record = new Map<string, unknown>();
+    if (!Array.isArray(item)) return record;
+    for (let i = 0; i + 1 < item.length; i += 2) {
+      const name: unknown = item[i];
+      if (typeof name === 'string') record.set(name, item[i + 1]);
+    }
+    return record;
+  });
+}

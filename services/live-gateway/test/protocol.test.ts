@@ -1,0 +1,96 @@
+import { createPosition } from '@pitwall/contract';
+import { describe, expect, it } from 'vitest';
+import { parseClientMessage } from '../src/protocol/client-message.js';
+import { positionPrefix, toLivePosition } from '../src/protocol/position-json.js';
+import { errorMessage, positionsMessage, subscribedMessage, unsubscribedMessage } from '../src/protocol/server-message.js';
+
+describe('client messages', () => {
+  it('accepts the four contract messages and keeps the uid', () => {
+    expect(parseClientMessage('{"type":"auth","access_token":"t","uid":"a"}')).toEqual({
+      ok: true,
+      message: { type: 'auth', accessToken: 't', uid: 'a' },
+    });
+    expect(parseClientMessage('{"type":"subscribe","event_id":42,"uid":7}')).toEqual({
+      ok: true,
+      message: { type: 'subscribe', eventId: 42, uid: 7 },
+    });
+    expect(parseClientMessage('{"type":"unsubscribe","event_id":42}')).toEqual({ ok: true, message: { type: 'unsubscribe', eventId: 42 } });
+    expect(parseClientMessage('{"type":"ping"}')).toEqual({ ok: true, message: { type: 'ping' } });
+  });
+
+  it.each([
+    ['not JSON', '{"type":', /not valid JSON/],
+    ['an array', '[1,2]', /JSON object/],
+    ['null', 'null', /JSON object/],
+    ['no type', '{"event_id":1}', /no type/],
+    ['an unknown type', '{"type":"shutdown"}', /unknown message type "shutdown"/],
+    ['a string event id', '{"type":"subscribe","event_id":"42"}', /positive integer/],
+    ['a negative event id', '{"type":"subscribe","event_id":-1}', /positive integer/],
+    ['a fractional event id', '{"type":"subscribe","event_id":1.5}', /positive integer/],
+    ['an empty token', '{"type":"auth","access_token":""}', /access_token/],
+    ['an object uid', '{"type":"ping","uid":{}}', /uid/],
+  ])('refuses %s with a reason', (_what, text, reason) => {
+    const result = parseClientMessage(text);
+    expect(result.ok).toBe(false);
+    if (!result.ok) expect(result.reason).toMatch(reason);
+  });
+
+  it('echoes the uid of a refused message when it could read it', () => {
+    expect(parseClientMessage('{"type":"nope","uid":"x1"}')).toMatchObject({ ok: false, uid: 'x1' });
+  });
+});
+
+describe('position JSON', () => {
+  it('has exactly the contract fields, in degrees and milliseconds', () => {
+    const live = toLivePosition(
+      createPosition({
+        deviceId: '352093086403655',
+        recordedAtMs: 1_700_000_000_123n,
+        receivedAtMs: 1_700_000_000_456n,
+        latE7: 546_872_000,
+        lonE7: -252_796_000,
+        altitudeM: 112,
+        speedKmh: 87,
+        headingDeg: 270,
+        satellites: 11,
+      }),
+    );
+    const json: unknown = JSON.parse(positionPrefix(live.deviceId, 'No. 7 "Fast"') + live.body);
+    expect(json).toEqual({
+      device_id: '352093086403655',
+      label: 'No. 7 "Fast"',
+      ts: 1_700_000_000_123,
+      lat: 54.6872,
+      lon: -25.2796,
+      alt: 112,
+      speed: 87,
+      heading: 270,
+      sats: 11,
+      rx: 1_700_000_000_456,
+    });
+    expect(Object.keys(json as object)).toEqual(['device_id', 'label', 'ts', 'lat', 'lon', 'alt', 'speed', 'heading', 'sats', 'rx']);
+    expect(live).toMatchObject({ deviceId: '352093086403655', ts: 1_700_000_000_123, rx: 1_700_000_000_456 });
+  });
+});
+
+describe('server messages', () => {
+  const position = '{"device_id":"1","label":"a","ts":1,"lat":0,"lon":0,"alt":0,"speed":0,"heading":0,"sats":0,"rx":2}';
+
+  it('are valid JSON with the contract shapes', () => {
+    expect(JSON.parse(subscribedMessage(42, [position, position], 'u'))).toEqual({
+      type: 'subscribed',
+      event_id: 42,
+      uid: 'u',
+      snapshot: [JSON.parse(position), JSON.parse(position)],
+    });
+    expect(JSON.parse(subscribedMessage(1, []))).toEqual({ type: 'subscribed', event_id: 1, snapshot: [] });
+    expect(JSON.parse(positionsMessage(3, [position]))).toEqual({ type: 'positions', event_id: 3, positions: [JSON.parse(position)] });
+    expect(JSON.parse(unsubscribedMessage(3, 'forbidden'))).toEqual({ type: 'unsubscribed', event_id: 3, reason: 'forbidden' });
+    expect(JSON.parse(errorMessage('rate_limited', 'slow down', 9))).toEqual({
+      type: 'error',
+      code: 'rate_limited',
+      message: 'slow down',
+      uid: 9,
+    });
+  });
+});

@@ -1,0 +1,53 @@
+import { boolVar, commonEnv, instanceIdEnv, intVar, urlVar, z } from '@pitwall/platform';
+
+/**
+ * Environment of the writer: the contract's variables (CONTRACT.md) first, then this service's own
+ * knobs, each with a default that suits one pod writing a few thousand positions per second.
+ */
+export const writerEnv = {
+  ...commonEnv,
+  ...instanceIdEnv,
+  DATABASE_URL: urlVar(['postgres', 'postgresql'], 'postgres://postgres@127.0.0.1:5432/pitwall'),
+
+  // Consumption
+  /** Entries read per shard per XREADGROUP (COUNT); one batch = one transaction. */
+  WRITER_BATCH_SIZE: intVar(2_000, 1, 100_000),
+  /** How long one XREADGROUP blocks waiting for new entries (BLOCK); also bounds shutdown latency. */
+  WRITER_BLOCK_MS: intVar(1_000, 1, 60_000),
+  /** Visibility timeout: entries pending this long on another consumer are taken over (XAUTOCLAIM). */
+  WRITER_CLAIM_IDLE_MS: intVar(60_000, 1_000, 86_400_000),
+  /** How often this writer looks for entries to take over. */
+  WRITER_CLAIM_INTERVAL_MS: intVar(15_000, 100, 3_600_000),
+  /** Consumers idle this long with nothing pending are removed from the group; 0 keeps them. */
+  WRITER_CONSUMER_EXPIRY_MS: intVar(86_400_000, 0, 365 * 86_400_000),
+  /** Approximate length cap of the dead-letter stream (XADD MAXLEN ~). */
+  WRITER_DEAD_LETTER_MAXLEN: intVar(100_000, 1, 100_000_000),
+  /** Interval of the pending/lag gauges and the PostgreSQL liveness probe. */
+  WRITER_STATS_INTERVAL_MS: intVar(2_000, 100, 600_000),
+
+  // Failure handling
+  /** First retry delay after a PostgreSQL or Redis failure; doubles per attempt up to the cap. */
+  WRITER_RETRY_INITIAL_MS: intVar(100, 1, 60_000),
+  WRITER_RETRY_MAX_MS: intVar(5_000, 1, 600_000),
+  /** Statement timeout of the writer's PostgreSQL sessions. */
+  WRITER_STATEMENT_TIMEOUT_MS: intVar(60_000, 100, 3_600_000),
+  /** Hard limit on an ordered shutdown (the pod's terminationGracePeriodSeconds should exceed it). */
+  WRITER_SHUTDOWN_TIMEOUT_MS: intVar(20_000, 1_000, 600_000),
+
+  // Schema
+  /** Apply the migrations at start-up (`npm run migrate -w services/writer` does it alone). */
+  MIGRATE_ON_START: boolVar(true),
+  /** Width of one partition of `positions` (UTC). */
+  PARTITION_INTERVAL: z.enum(['day', 'week', 'month'], { error: 'must be day, week or month' }).default('day'),
+  /** Partitions created ahead of the current one. */
+  PARTITIONS_AHEAD: intVar(7, 1, 366),
+  /** How often partitions are created ahead and retention is applied. */
+  PARTITION_MAINTENANCE_INTERVAL_MS: intVar(3_600_000, 1_000, 86_400_000),
+  /** Positions older than this many days are dropped (whole partitions); 0 keeps them forever. */
+  RETENTION_DAYS: intVar(0, 0, 36_500),
+};
+
+export type WriterConfig = z.infer<z.ZodObject<typeof writerEnv>>;
+
+/** What partition maintenance needs (also read by `npm run migrate`). */
+export type PartitionConfig = Pick<WriterConfig, 'PARTITION_INTERVAL' | 'PARTITIONS_AHEAD' | 'RETENTION_DAYS'>;

@@ -1,0 +1,90 @@
+import { deadLetterKey, shardKeys } from '@pitwall/contract';
+import {
+  closeRedisClient,
+  createRedisClient,
+  redisReadiness,
+  type HealthServer,
+  type Logger,
+  type Registry,
+  type Service,
+} from '@pitwall/platform';
+import type pg from 'pg';
+import type { WriterConfig } from './config.js';
+import { WriterMetrics } from './metrics.js';
+import { createPool, poolService } from './postgres.js';
+import { PartitionMaintainer } from './schema/partitions.js';
+import { SchemaService } from './schema/schema-service.js';
+import { PositionStore } from './store/position-store.js';
+import { ProcessorGroup } from './stream/processor-group.js';
+import { Writer } from './writer.js';
+
+export interface WriterParts {
+  /** In start order: PostgreSQL pool, Redis clients, schema, writer loop (closed in reverse). */
+  services: Service[];
+  writer: Writer;
+  metrics: WriterMetrics;
+  pool: pg.Pool;
+}
+
+/** Builds the writer from its configuration and registers its readiness checks on `health`. */
+export function createWriter(config: WriterConfig, deps: { logger: Logger; registry: Registry; health: HealthServer }): WriterParts {
+  const { logger, registry, health } = deps;
+  const metrics = new WriterMetrics(registry, () => health.notReadyReasons().length === 0);
+  const pool = createPool({
+    databaseUrl: config.DATABASE_URL,
+    applicationName: `pitwall-writer:${config.INSTANCE_ID}`.slice(0, 63),
+    statementTimeoutMs: config.WRITER_STATEMENT_TIMEOUT_MS,
+    logger,
+  });
+  // Commands fail fast while Redis is down; the loop retries them with its own backoff.
+  const redisOptions = { logger, maxRetriesPerRequest: 1 };
+  const reader = createRedisClient(config.REDIS_URL, { ...redisOptions, name: `writer:${config.INSTANCE_ID}:read` });
+  const commands = createRedisClient(config.REDIS_URL, { ...redisOptions, name: `writer:${config.INSTANCE_ID}` });
+
+  const group = new ProcessorGroup(reader, commands, {
+    keys: shardKeys(config.STREAM_KEY, config.STREAM_SHARDS),
+    consumer: config.INSTANCE_ID,
+    count: config.WRITER_BATCH_SIZE,
+    blockMs: config.WRITER_BLOCK_MS,
+    deadLetterKey: deadLetterKey(config.STREAM_KEY),
+    deadLetterMaxLen: config.WRITER_DEAD_LETTER_MAXLEN,
+  });
+  const store = new PositionStore(pool, { onCommit: (path, seconds) => metrics.commitSeconds.observe({ path }, seconds) });
+  const schema = new SchemaService({
+    databaseUrl: config.DATABASE_URL,
+    migrate: config.MIGRATE_ON_START,
+    maintainer: new PartitionMaintainer(pool, config, logger.child({ part: 'partitions' })),
+    maintenanceIntervalMs: config.PARTITION_MAINTENANCE_INTERVAL_MS,
+    metrics,
+    logger,
+    retryInitialMs: config.WRITER_RETRY_INITIAL_MS,
+    retryMaxMs: config.WRITER_RETRY_MAX_MS,
+  });
+  const writer = new Writer({
+    group,
+    store,
+    pool,
+    metrics,
+    logger,
+    claimIdleMs: config.WRITER_CLAIM_IDLE_MS,
+    claimIntervalMs: config.WRITER_CLAIM_INTERVAL_MS,
+    consumerExpiryMs: config.WRITER_CONSUMER_EXPIRY_MS,
+    retryInitialMs: config.WRITER_RETRY_INITIAL_MS,
+    retryMaxMs: Math.max(config.WRITER_RETRY_MAX_MS, config.WRITER_RETRY_INITIAL_MS),
+    statsIntervalMs: config.WRITER_STATS_INTERVAL_MS,
+  });
+
+  health.addReadinessCheck('redis', redisReadiness(commands));
+  health.addReadinessCheck('redis-reader', redisReadiness(reader));
+  health.addReadinessCheck('schema', () => schema.readinessProblem());
+  health.addReadinessCheck('writer', () => writer.readinessProblem());
+
+  const redis: Service = {
+    name: 'redis',
+    start: () => Promise.resolve(),
+    close: async () => {
+      await Promise.all([closeRedisClient(reader), closeRedisClient(commands)]);
+    },
+  };
+  return { services: [poolService(pool), redis, schema, writer], writer, metrics, pool };
+}

@@ -1,0 +1,14 @@
+export { writerEnv, type WriterConfig, type PartitionConfig } from './config.js';
+export { createWriter, type WriterParts } from './create-writer.js';
+export { Writer, type WriterOptions } from './writer.js';
+export { WriterMetrics, type EntrySource } from './metrics.js';
+export { createPool } from './postgres.js';
+export { ProcessorGroup, type ShardEntry, type DeadLetter } from './stream/processor-group.js';
+export { PositionStore, type WritePath, type WriteResult } from './store/position-store.js';
+export { toPositionRow, positionAttributes, type PositionRow, MIN_TIMESTAMP_MS, MAX_CLOCK_AHEAD_MS } from './store/position-row.js';
+export { encodeBinaryCopy, POSITION_COLUMNS } from './store/binary-copy.js';
+export { InvalidPositionError, type DeadLetterReason } from './store/invalid-position-error.js';
+export { BatchAbandonedError } from './batch-abandoned-error.js';
+export { runMigrations, MIGRATIONS_DIR, MIGRATIONS_TABLE } from './schema/migrations.js';
+export { PartitionMaintainer, type MaintenanceResult } from './schema/partitions.js';
+export * from './schema/partition-ranges.js';

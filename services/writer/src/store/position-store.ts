@@ -1,0 +1,162 @@
+import { once } from 'node:events';
+import type pg from 'pg';
+import { from as copyFrom } from 'pg-copy-streams';
+import { encodeBinaryCopy, POSITION_COLUMNS } from './binary-copy.js';
+import { classifyPgError, describePgError } from './pg-errors.js';
+import type { PositionRow } from './position-row.js';
+
+/**
+ * How a batch reaches `positions`:
+ * - `copy`: COPY straight into `positions`. Fastest, but one existing key fails the whole COPY, so
+ *   the batch is then written again on the staging path. For entries read for the first time.
+ * - `staging`: COPY into a temporary table, then INSERT ... SELECT ... ON CONFLICT DO NOTHING. For
+ *   redeliveries (pending, claimed, retried), where duplicates are expected.
+ */
+export type WritePath = 'copy' | 'staging';
+
+export interface WriteResult {
+  inserted: number;
+  duplicates: number;
+  /** Rows PostgreSQL rejected (by index into the rows given), isolated by splitting the batch. */
+  rejected: { index: number; error: string }[];
+}
+
+export interface PositionStoreHooks {
+  /** Called after every commit with the path and the transaction's duration. */
+  onCommit?: (path: WritePath, seconds: number) => void;
+}
+
+const COLUMN_LIST = POSITION_COLUMNS.join(', ');
+const STAGING_TABLE = 'writer_staging';
+const CREATE_STAGING = `CREATE TEMP TABLE IF NOT EXISTS ${STAGING_TABLE} (LIKE positions INCLUDING DEFAULTS) ON COMMIT DELETE ROWS`;
+const COPY_DIRECT = `COPY positions (${COLUMN_LIST}) FROM STDIN (FORMAT binary)`;
+const COPY_STAGING = `COPY ${STAGING_TABLE} (${COLUMN_LIST}) FROM STDIN (FORMAT binary)`;
+const INSERT_FROM_STAGING = `INSERT INTO positions (${COLUMN_LIST}) SELECT ${COLUMN_LIST} FROM ${STAGING_TABLE} ON CONFLICT DO NOTHING`;
+// The newest row per device of the batch, in device order: writers that touch the same devices lock
+// them in the same order and so never deadlock. Only a newer position replaces the stored one.
+const UPSERT_LATEST = `
+  INSERT INTO positions_latest AS l (${COLUMN_LIST})
+  SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::timestamptz[], $4::float8[], $5::float8[],
+                       $6::real[], $7::real[], $8::real[], $9::smallint[], $10::jsonb[])
+  ON CONFLICT (device_id) DO UPDATE SET
+    recorded_at = EXCLUDED.recorded_at, received_at = EXCLUDED.received_at, lat = EXCLUDED.lat, lon = EXCLUDED.lon,
+    altitude_m = EXCLUDED.altitude_m, speed_kmh = EXCLUDED.speed_kmh, heading_deg = EXCLUDED.heading_deg,
+    satellites = EXCLUDED.satellites, attributes = EXCLUDED.attributes
+  WHERE l.recorded_at < EXCLUDED.recorded_at`;
+
+function latestPerDevice(rows: readonly PositionRow[]): PositionRow[] {
+  const latest = new Map<string, PositionRow>();
+  for (const row of rows) {
+    const seen = latest.get(row.deviceId);
+    if (seen === undefined || seen.recordedAtMs < row.recordedAtMs) latest.set(row.deviceId, row);
+  }
+  return [...latest.values()].sort((a, b) => (a.deviceId < b.deviceId ? -1 : a.deviceId > b.deviceId ? 1 : 0));
+}
+
+function latestParameters(rows: readonly PositionRow[]): unknown[] {
+  const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
+  return [
+    rows.map((r) => r.deviceId),
+    rows.map((r) => iso(r.recordedAtMs)),
+    rows.map((r) => iso(r.receivedAtMs)),
+    rows.map((r) => r.lat),
+    rows.map((r) => r.lon),
+    rows.map((r) => r.altitudeM),
+    rows.map((r) => r.speedKmh),
+    rows.map((r) => r.headingDeg),
+    rows.map((r) => r.satellites),
+    rows.map((r) => r.attributes),
+  ];
+}
+
+async function copyIn(client: pg.PoolClient, sql: string, data: Buffer): Promise<number> {
+  const stream = client.query(copyFrom(sql));
+  stream.end(data);
+  await once(stream, 'finish');
+  return stream.rowCount;
+}
+
+/**
+ * Writes batches of positions to PostgreSQL: one transaction per batch that stores every row not
+ * stored yet and moves `positions_latest` forward. Idempotent: writing a batch again (after a crash
+ * between commit and XACK, or a redelivery) adds nothing. Transient failures are thrown for the
+ * caller to retry; rows with values PostgreSQL rejects are isolated and reported, never retried.
+ */
+export class PositionStore {
+  constructor(
+    private readonly pool: pg.Pool,
+    private readonly hooks: PositionStoreHooks = {},
+  ) {}
+
+  async write(rows: readonly PositionRow[], path: WritePath): Promise<WriteResult> {
+    const result: WriteResult = { inserted: 0, duplicates: 0, rejected: [] };
+    await this.writeRange(rows, 0, rows.length, path, result);
+    return result;
+  }
+
+  private async writeRange(rows: readonly PositionRow[], start: number, end: number, path: WritePath, result: WriteResult): Promise<void> {
+    const slice = start === 0 && end === rows.length ? rows : rows.slice(start, end);
+    try {
+      const inserted = await this.writeOnce(slice, path);
+      result.inserted += inserted;
+      result.duplicates += slice.length - inserted;
+    } catch (err) {
+      if (classifyPgError(err) !== 'data') throw err;
+      if (slice.length === 1) {
+        result.rejected.push({ index: start, error: describePgError(err) });
+        return;
+      }
+      // Bisect: the halves that are fine commit, the offending rows end up alone.
+      const middle = start + Math.ceil(slice.length / 2);
+      await this.writeRange(rows, start, middle, path, result);
+      await this.writeRange(rows, middle, end, path, result);
+    }
+  }
+
+  /** One transaction; returns the rows inserted (the rest were duplicates). */
+  private async writeOnce(rows: readonly PositionRow[], path: WritePath): Promise<number> {
+    const data = encodeBinaryCopy(rows);
+    const latest = latestParameters(latestPerDevice(rows));
+    if (path === 'copy') {
+      try {
+        return await this.transaction('copy', async (client) => {
+          const inserted = await copyIn(client, COPY_DIRECT, data);
+          await client.query(UPSERT_LATEST, latest);
+          return inserted;
+        });
+      } catch (err) {
+        if (classifyPgError(err) !== 'duplicate') throw err;
+      }
+    }
+    return this.transaction('staging', async (client) => {
+      await client.query(CREATE_STAGING);
+      await copyIn(client, COPY_STAGING, data);
+      const inserted = await client.query(INSERT_FROM_STAGING);
+      await client.query(UPSERT_LATEST, latest);
+      return inserted.rowCount ?? 0;
+    });
+  }
+
+  private async transaction<T>(path: WritePath, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+    const client = await this.pool.connect();
+    let broken: Error | undefined;
+    try {
+      const started = process.hrtime.bigint();
+      await client.query('BEGIN');
+      try {
+        const value = await work(client);
+        await client.query('COMMIT');
+        this.hooks.onCommit?.(path, Number(process.hrtime.bigint() - started) / 1e9);
+        return value;
+      } catch (err) {
+        await client.query('ROLLBACK').catch((rollbackErr: unknown) => {
+          broken = rollbackErr instanceof Error ? rollbackErr : new Error(String(rollbackErr));
+        });
+        throw err;
+      }
+    } finally {
+      // A connection that cannot even roll back is discarded instead of returned to the pool.
+      client.release(broken);
+    }
+  }
+}

@@ -1,0 +1,292 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { decodeEntryFields, StreamEntryError } from '@pitwall/contract';
+import { idempotent, type Logger, type Service } from '@pitwall/platform';
+import type pg from 'pg';
+import { BatchAbandonedError } from './batch-abandoned-error.js';
+import type { EntrySource, WriterMetrics } from './metrics.js';
+import { InvalidPositionError } from './store/invalid-position-error.js';
+import { describePgError } from './store/pg-errors.js';
+import { toPositionRow, type PositionRow } from './store/position-row.js';
+import type { PositionStore } from './store/position-store.js';
+import type { DeadLetter, ProcessorGroup, ShardEntry } from './stream/processor-group.js';
+
+export interface WriterOptions {
+  group: ProcessorGroup;
+  store: PositionStore;
+  /** Pool of the store, probed for the readiness check while nothing is written. */
+  pool: pg.Pool;
+  metrics: WriterMetrics;
+  logger: Logger;
+  claimIdleMs: number;
+  claimIntervalMs: number;
+  /** 0 keeps idle consumers. */
+  consumerExpiryMs: number;
+  retryInitialMs: number;
+  retryMaxMs: number;
+  statsIntervalMs: number;
+  /** Called when the loop fails for a reason it cannot handle (a bug); the default crashes the process. */
+  onFatal?: (err: unknown) => void;
+}
+
+type Operation = 'postgres' | 'redis';
+
+function isNoGroup(err: unknown): boolean {
+  return err instanceof Error && err.message.startsWith('NOGROUP');
+}
+
+/**
+ * The writer's loop over consumer group `processor`: first its own pending entries (left from a
+ * previous run under the same INSTANCE_ID), then new entries, with a claim round for entries of dead
+ * consumers every WRITER_CLAIM_INTERVAL_MS. Per batch: dead letters first, then one transaction,
+ * then one XACK per shard, so an entry is acknowledged only once its row is committed or it is
+ * parked in the dead-letter stream. The next batch is read while the current one is written.
+ */
+export class Writer implements Service {
+  readonly name = 'writer';
+  private stopping = false;
+  private readonly stopSignal = new AbortController();
+  private loop: Promise<void> | undefined;
+  private started = false;
+  private writeProblem: string | undefined;
+  private probeProblem: string | undefined;
+  private statsTimer: NodeJS.Timeout | undefined;
+  private statsRun: Promise<void> | undefined;
+  private readonly shardLabels: Map<string, string>;
+
+  constructor(private readonly options: WriterOptions) {
+    this.shardLabels = new Map(options.group.options.keys.map((key, shard) => [key, String(shard)]));
+  }
+
+  /** Readiness: undefined when ready, else why not. */
+  readinessProblem(): string | undefined {
+    if (!this.started) return 'starting';
+    const problem = this.writeProblem ?? this.probeProblem;
+    return problem === undefined ? undefined : `postgres: ${problem}`;
+  }
+
+  start(): Promise<void> {
+    this.loop = this.run().catch((err: unknown) => {
+      this.options.logger.fatal({ err }, 'writer loop failed');
+      const onFatal =
+        this.options.onFatal ??
+        ((e: unknown) =>
+          setImmediate(() => {
+            throw e;
+          }));
+      onFatal(err);
+    });
+    this.statsTimer = setInterval(() => {
+      this.statsRun ??= this.refreshStats().finally(() => (this.statsRun = undefined));
+    }, this.options.statsIntervalMs);
+    this.statsTimer.unref();
+    return Promise.resolve();
+  }
+
+  /** Stops reading, finishes (commit + ack) the batches in hand or abandons them unacknowledged. */
+  close = idempotent(async () => {
+    this.stopping = true;
+    this.stopSignal.abort();
+    clearInterval(this.statsTimer);
+    await this.loop;
+    await this.statsRun;
+  });
+
+  private async run(): Promise<void> {
+    try {
+      await this.withRetry('redis', () => this.options.group.ensureGroups());
+      this.started = true;
+      await this.recoverPending();
+      let nextClaimAt = 0;
+      let prefetch: Promise<ShardEntry[]> | undefined;
+      while (!this.stopping) {
+        if (Date.now() >= nextClaimAt) {
+          await this.claimRound();
+          nextClaimAt = Date.now() + this.options.claimIntervalMs;
+        }
+        const entries = await (prefetch ?? this.readNew());
+        prefetch = this.stopping ? undefined : this.readNew();
+        await this.processBatch(entries, 'new');
+      }
+      if (prefetch) await this.processBatch(await prefetch, 'new');
+    } catch (err) {
+      if (!(err instanceof BatchAbandonedError)) throw err;
+      this.options.logger.warn({ err: err.message }, 'batch abandoned unacknowledged at shutdown; it stays pending');
+    }
+  }
+
+  /** Never rejects: Redis failures are retried; at shutdown it returns nothing. */
+  private async readNew(): Promise<ShardEntry[]> {
+    try {
+      return await this.withRetry('redis', () => this.options.group.readNew());
+    } catch (err) {
+      if (err instanceof BatchAbandonedError) return [];
+      throw err;
+    }
+  }
+
+  /** Re-processes what this consumer had read but not acknowledged before it last stopped. */
+  private async recoverPending(): Promise<void> {
+    const { group, logger } = this.options;
+    const cursors = new Map(group.options.keys.map((key) => [key, '0']));
+    let recovered = 0;
+    while (cursors.size > 0 && !this.stopping) {
+      const { entries, exhausted } = await this.withRetry('redis', () => group.readPending(cursors));
+      for (const key of exhausted) cursors.delete(key);
+      for (const entry of entries) cursors.set(entry.key, entry.id);
+      await this.processBatch(entries, 'pending');
+      recovered += entries.length;
+    }
+    if (recovered > 0) logger.info({ entries: recovered }, 'own pending entries re-processed');
+  }
+
+  /** Takes over entries idle beyond the visibility timeout (their consumer died), then removes long-idle consumers. */
+  private async claimRound(): Promise<void> {
+    const { group, logger, metrics, claimIdleMs } = this.options;
+    for (const key of group.options.keys) {
+      let cursor = '0-0';
+      do {
+        const from = cursor;
+        const claimed = await this.withRetry('redis', () => group.claim(key, from, claimIdleMs));
+        if (claimed.deleted.length > 0) {
+          metrics.trimmed.inc(claimed.deleted.length);
+          logger.warn({ shard: key, entries: claimed.deleted.length }, 'pending entries were trimmed from the stream before being written');
+        }
+        if (claimed.entries.length > 0) {
+          logger.info({ shard: key, entries: claimed.entries.length }, 'claimed entries idle beyond the visibility timeout');
+          await this.processBatch(claimed.entries, 'claimed');
+        }
+        cursor = claimed.next;
+      } while (cursor !== '0-0' && !this.stopping);
+    }
+    if (this.options.consumerExpiryMs > 0) await this.expireConsumers();
+  }
+
+  private async expireConsumers(): Promise<void> {
+    const { group, logger, metrics, consumerExpiryMs } = this.options;
+    try {
+      for (const key of group.options.keys) {
+        for (const consumer of await group.consumers(key)) {
+          if (consumer.name === group.options.consumer || consumer.pending > 0 || consumer.idleMs < consumerExpiryMs) continue;
+          await group.deleteConsumer(key, consumer.name);
+          metrics.consumersRemoved.inc();
+          logger.info({ shard: key, consumer: consumer.name, idleMs: consumer.idleMs }, 'removed idle consumer');
+        }
+      }
+    } catch (err) {
+      logger.warn({ err }, 'could not remove idle consumers; next round');
+    }
+  }
+
+  private async processBatch(entries: ShardEntry[], source: EntrySource): Promise<void> {
+    if (entries.length === 0) return;
+    const { group, store, metrics, logger } = this.options;
+    metrics.entriesRead.inc({ source }, entries.length);
+    metrics.batchSize.observe({ source }, entries.length);
+
+    const rows: PositionRow[] = [];
+    const rowEntries: ShardEntry[] = [];
+    const letters: DeadLetter[] = [];
+    let trimmed = 0;
+    const now = Date.now();
+    for (const entry of entries) {
+      if (entry.fields.length === 0) {
+        trimmed++;
+        continue;
+      }
+      try {
+        rows.push(toPositionRow(decodeEntryFields(entry.fields), now));
+        rowEntries.push(entry);
+      } catch (err) {
+        if (err instanceof InvalidPositionError) letters.push({ entry, reason: err.reason, error: err.message });
+        else if (err instanceof StreamEntryError) letters.push({ entry, reason: 'undecodable', error: err.message });
+        else throw err;
+      }
+    }
+
+    // Dead letters are appended before anything is acknowledged: a crash in between re-delivers.
+    if (letters.length > 0) await this.withRetry('redis', () => group.deadLetter(letters));
+    if (rows.length > 0) {
+      // Entries read for the first time take the COPY path; redeliveries and retries expect duplicates.
+      const result = await this.withRetry('postgres', (attempt) =>
+        store.write(rows, source === 'new' && attempt === 0 ? 'copy' : 'staging'),
+      );
+      metrics.rows.inc({ result: 'inserted' }, result.inserted);
+      if (result.duplicates > 0) metrics.rows.inc({ result: 'duplicate' }, result.duplicates);
+      if (result.rejected.length > 0) {
+        const rejected = result.rejected.map(({ index, error }) => ({
+          entry: rowEntries[index] as ShardEntry,
+          reason: 'rejected_by_database',
+          error,
+        }));
+        await this.withRetry('redis', () => group.deadLetter(rejected));
+        letters.push(...rejected);
+      }
+    }
+    await this.withRetry('redis', () => group.ack(entries));
+    metrics.entriesAcked.inc(entries.length);
+
+    if (trimmed > 0) {
+      metrics.trimmed.inc(trimmed);
+      logger.warn({ entries: trimmed, source }, 'pending entries were trimmed from the stream before being written');
+    }
+    if (letters.length > 0) {
+      const byReason = new Map<string, number>();
+      for (const letter of letters) byReason.set(letter.reason, (byReason.get(letter.reason) ?? 0) + 1);
+      for (const [reason, n] of byReason) metrics.deadLetters.inc({ reason }, n);
+      const first = letters[0] as DeadLetter;
+      logger.warn(
+        { deadLetters: Object.fromEntries(byReason), example: { id: first.entry.id, shard: first.entry.key, error: first.error } },
+        'entries moved to the dead-letter stream',
+      );
+    }
+  }
+
+  /**
+   * Runs an operation until it succeeds, with capped exponential backoff (with jitter) between
+   * attempts. While shutting down a failure abandons the batch instead (BatchAbandonedError).
+   */
+  private async withRetry<T>(operation: Operation, attempt: (n: number) => Promise<T>): Promise<T> {
+    const { logger, metrics, retryInitialMs, retryMaxMs } = this.options;
+    for (let n = 0; ; n++) {
+      try {
+        const value = await attempt(n);
+        if (operation === 'postgres' && this.writeProblem !== undefined) {
+          logger.info({ attempts: n + 1 }, 'postgres writes succeed again');
+          this.writeProblem = undefined;
+        }
+        return value;
+      } catch (err) {
+        metrics.retries.inc({ operation });
+        const description = operation === 'postgres' ? describePgError(err) : err instanceof Error ? err.message : String(err);
+        if (operation === 'postgres') this.writeProblem = description;
+        if (n === 0 || n % 20 === 0) logger.warn({ operation, attempt: n + 1, err: description }, 'operation failed; retrying');
+        if (this.stopping) throw new BatchAbandonedError(`${operation}: ${description}`, { cause: err });
+        if (operation === 'redis' && isNoGroup(err)) await this.options.group.ensureGroups().catch(() => undefined);
+        const ceiling = Math.min(retryMaxMs, retryInitialMs * 2 ** Math.min(n, 30));
+        await sleep(ceiling / 2 + Math.random() * (ceiling / 2), undefined, { signal: this.stopSignal.signal }).catch(() => undefined);
+      }
+    }
+  }
+
+  /** Pending and lag gauges per shard, and a PostgreSQL probe so readiness reflects an outage while idle. */
+  private async refreshStats(): Promise<void> {
+    const { group, metrics, pool, logger } = this.options;
+    try {
+      await pool.query('SELECT 1');
+      if (this.probeProblem !== undefined) logger.info('postgres reachable again');
+      this.probeProblem = undefined;
+    } catch (err) {
+      if (this.probeProblem === undefined) logger.warn({ err: describePgError(err) }, 'postgres unreachable');
+      this.probeProblem = describePgError(err);
+    }
+    try {
+      for (const stats of await group.stats()) {
+        const shard = this.shardLabels.get(stats.key) ?? stats.key;
+        metrics.pending.set({ shard }, stats.pending);
+        if (stats.lag !== undefined) metrics.lag.set({ shard }, stats.lag);
+      }
+    } catch {
+      // Redis is down: its readiness check reports it; the gauges keep their last value.
+    }
+  }
+}
