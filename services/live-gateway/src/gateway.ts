@@ -111,6 +111,7 @@ export function createLiveGateway(config: LiveGatewayConfig, options: LiveGatewa
       blockMs: config.GATEWAY_READ_BLOCK_MS,
       count: config.GATEWAY_READ_COUNT,
       warmTailEntries: config.GATEWAY_WARM_TAIL_ENTRIES,
+      touchIntervalMs: Math.max(1_000, Math.floor(config.GATEWAY_GROUP_IDLE_MS / 10)),
     },
     {
       commands,

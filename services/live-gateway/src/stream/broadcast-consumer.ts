@@ -20,6 +20,8 @@ export interface BroadcastConsumerOptions {
   count: number;
   /** Entries read per shard from the tail at start for the latest-position cache (0: none). */
   warmTailEntries: number;
+  /** How often the consumer shows it is alive even when the stream is quiet (see touch()). */
+  touchIntervalMs: number;
 }
 
 export interface BroadcastConsumerDeps {
@@ -50,6 +52,7 @@ export class BroadcastConsumer implements Service {
   private stopping = false;
   private loop: Promise<void> | undefined;
   private consecutiveErrors = 0;
+  private lastTouchMs = 0;
   running = false;
 
   constructor(
@@ -62,6 +65,7 @@ export class BroadcastConsumer implements Service {
 
   async start(): Promise<void> {
     await this.createGroups();
+    await this.touch();
     await this.warm();
     this.running = true;
     this.loop = this.readLoop();
@@ -130,11 +134,32 @@ export class BroadcastConsumer implements Service {
         const reply = await this.deps.reader.callBuffer('XREADGROUP', ...args);
         this.consecutiveErrors = 0;
         this.handle(reply);
+        if (Date.now() - this.lastTouchMs >= this.options.touchIntervalMs) await this.touch();
       } catch (err) {
         if (this.stopping) break;
         await this.onReadError(err);
       }
     }
+  }
+
+  /**
+   * Marks this pod's consumer as active on every shard, so that other pods' GC sees it alive. A
+   * read of its own (always empty, NOACK) pending history: it creates the consumer and refreshes
+   * its idle time, which Redis 7.0 does not do for a blocking read that returns nothing.
+   */
+  private async touch(): Promise<void> {
+    await this.deps.reader.call(
+      'XREADGROUP',
+      'GROUP',
+      this.group,
+      this.options.instanceId,
+      'COUNT',
+      1,
+      'STREAMS',
+      ...this.keys,
+      ...this.keys.map(() => '0'),
+    );
+    this.lastTouchMs = Date.now();
   }
 
   private handle(reply: unknown): void {

@@ -15,10 +15,10 @@ export interface GroupCollectorOptions {
 
 /**
  * Garbage-collects the fan-out groups of dead pods: a pod that crashed (no SIGTERM) leaves its
- * `live-broadcast-*` group behind on every shard. A live pod's consumer touches its group at least
- * once per BLOCK, so a group whose consumers are all idle beyond the threshold is dead. A group
- * with no consumer at all is collected only when it is still empty on the next pass (a pod that is
- * starting has created it but not read yet).
+ * `live-broadcast-*` group behind on every shard. A live pod's consumer touches its group well
+ * within the idle threshold (BroadcastConsumer.touch, even on a quiet stream), so a group whose
+ * consumers are all idle beyond the threshold is dead. A group with no consumer at all is collected
+ * only when it is still without one on the next pass (a starting pod creates it, then touches it).
  */
 export class GroupCollector implements Service {
   readonly name = 'group-collector';

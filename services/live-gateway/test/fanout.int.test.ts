@@ -1,0 +1,224 @@
+import type { Socket } from 'node:net';
+import uWS from 'uWebSockets.js';
+import { afterEach, describe, expect, it } from 'vitest';
+import { createMetricsRegistry } from '@pitwall/platform';
+import { waitFor } from '@pitwall/testkit';
+import { Connection, type ConnectionData } from '../src/connection.js';
+import { DirectusClient } from '../src/directus/directus-client.js';
+import { EventDirectory, type EventDevice } from '../src/events/event-directory.js';
+import { LatestPositions } from '../src/fanout/latest-positions.js';
+import { LiveHub, type LiveHubOptions } from '../src/fanout/live-hub.js';
+import { createGatewayMetrics } from '../src/metrics.js';
+import { positionPrefix, type LivePosition } from '../src/protocol/position-json.js';
+import { TestClient } from './support/client.js';
+
+// The fan-out with real uWS sockets and real clients. The event devices are put into the
+// directory directly (what a Directus read yields), so no Directus is involved at all here;
+// subscriptions go through the hub as the server does after authorization.
+
+function device(deviceId: string, label: string): EventDevice {
+  return { deviceId, label, prefix: positionPrefix(deviceId, label) };
+}
+
+function position(deviceId: string, ts: number): LivePosition {
+  return {
+    deviceId,
+    ts,
+    rx: Date.now(),
+    body: `"ts":${ts},"lat":54.1,"lon":25.2,"alt":1,"speed":2,"heading":3,"sats":4,"rx":${Date.now()}}`,
+  };
+}
+
+const EVENTS: Record<number, EventDevice[]> = {
+  1: [device('356307040000000', '#1 Lindqvist'), device('356307040000001', '#2 Moreau')],
+  2: [device('356307040000004', '#1 Okafor')],
+  3: Array.from({ length: 50 }, (_, i) => device(String(356307040100000 + i), `car ${i}`)),
+};
+
+interface HubServer {
+  hub: LiveHub;
+  metrics: ReturnType<typeof createGatewayMetrics>;
+  url: string;
+  close(): void;
+}
+
+const servers: HubServer[] = [];
+afterEach(() => {
+  for (const server of servers.splice(0)) server.close();
+});
+
+async function startHubServer(options: Partial<LiveHubOptions> & { maxBackpressure?: number } = {}): Promise<HubServer> {
+  const app = uWS.App();
+  const metrics = createGatewayMetrics(createMetricsRegistry());
+  const directory = new EventDirectory(new DirectusClient('http://127.0.0.1:9', 100), 'unused', metrics, 60_000);
+  const hub = new LiveHub(app, directory, new LatestPositions(10_000), metrics, {
+    batchWindowMs: options.batchWindowMs ?? 0,
+    conflateBufferBytes: options.conflateBufferBytes ?? 256 * 1024,
+    slowClientTimeoutMs: options.slowClientTimeoutMs ?? 60_000,
+    revalidateIntervalMs: 60_000,
+  });
+  let nextId = 1;
+  app.ws<ConnectionData & { events: number[] }>('/live', {
+    maxBackpressure: options.maxBackpressure ?? 4 * 1024 * 1024,
+    upgrade: (res, req, context) => {
+      const events = req.getQuery('events').split(',').map(Number);
+      res.upgrade(
+        { connection: new Connection(nextId++, 10, Date.now()), events },
+        req.getHeader('sec-websocket-key'),
+        req.getHeader('sec-websocket-protocol'),
+        req.getHeader('sec-websocket-extensions'),
+        context,
+      );
+    },
+    open: (ws) => {
+      const { connection, events } = ws.getUserData();
+      connection.ws = ws;
+      for (const eventId of events) hub.subscribe(connection, eventId, EVENTS[eventId] ?? [], `sub-${eventId}`);
+    },
+    drain: (ws) => hub.onDrain(ws.getUserData().connection),
+    close: (ws) => {
+      const { connection } = ws.getUserData();
+      connection.closed = true;
+      hub.removeConnection(connection);
+    },
+  });
+  const listenSocket = await new Promise<uWS.us_listen_socket>((resolve, reject) =>
+    app.listen('127.0.0.1', 0, (socket) => (socket === false ? reject(new Error('listen failed')) : resolve(socket))),
+  );
+  const timer = setInterval(() => hub.checkSlowClients(), 20);
+  const server = {
+    hub,
+    metrics,
+    url: `ws://127.0.0.1:${uWS.us_socket_local_port(listenSocket)}`,
+    close: () => {
+      clearInterval(timer);
+      uWS.us_listen_socket_close(listenSocket);
+    },
+  };
+  servers.push(server);
+  return server;
+}
+
+async function subscriber(server: HubServer, events: number[]): Promise<TestClient> {
+  const client = await TestClient.open(`${server.url}/live?events=${events.join(',')}`);
+  for (const eventId of events) await client.expect((m) => m.type === 'subscribed' && m.event_id === eventId, `subscribed ${eventId}`);
+  return client;
+}
+
+const value = async (metric: { get(): Promise<{ values: { value: number; labels: object }[] }> }, labels: object = {}) =>
+  (await metric.get()).values
+    .filter((v) => Object.entries(labels).every(([k, l]) => (v.labels as Record<string, unknown>)[k] === l))
+    .reduce((s, v) => s + v.value, 0);
+
+describe('fan-out over uWS topics', () => {
+  it('gives a snapshot of the event devices only, then one frame per event per window, serialised once for every recipient', async () => {
+    const server = await startHubServer({ batchWindowMs: 50 });
+    // Known before anyone subscribes (as the stream-tail warm-up does): device 0 of event 1 and event 2's device.
+    server.hub.onPositions([position('356307040000000', 100), position('356307040000004', 100), position('356307049999999', 100)]);
+
+    const one = await subscriber(server, [1]);
+    const oneAgain = await subscriber(server, [1]);
+    const two = await subscriber(server, [2]);
+    const both = await subscriber(server, [1, 2]);
+    const snapshot = one.messages.find((m) => m.type === 'subscribed');
+    expect(snapshot).toMatchObject({ event_id: 1, uid: 'sub-1' });
+    expect(snapshot?.snapshot).toEqual([expect.objectContaining({ device_id: '356307040000000', label: '#1 Lindqvist', ts: 100 })]);
+
+    const published = await value(server.metrics.framesPublished);
+    server.hub.onPositions([
+      position('356307040000000', 200),
+      position('356307040000001', 200),
+      position('356307040000004', 200),
+      position('356307049999999', 200), // in no event: goes nowhere
+      position('356307040000000', 201),
+    ]);
+    await waitFor('frames', () => both.framesOf('positions').length === 2);
+    await waitFor('frames', () => one.framesOf('positions').length === 1 && oneAgain.framesOf('positions').length === 1);
+    await waitFor('frames', () => two.framesOf('positions').length === 1);
+    expect(one.positions(1).map((p) => [p.device_id, p.label, p.ts])).toEqual([
+      ['356307040000000', '#1 Lindqvist', 200],
+      ['356307040000001', '#2 Moreau', 200],
+      ['356307040000000', '#1 Lindqvist', 201],
+    ]);
+    expect(two.positions().map((p) => [p.device_id, p.ts])).toEqual([['356307040000004', 200]]);
+    expect(both.positions(1)).toEqual(one.positions(1));
+    expect(both.positions(2)).toEqual(two.positions(2));
+    // Two frames built (one per event) for five recipients.
+    expect((await value(server.metrics.framesPublished)) - published).toBe(2);
+    expect(await value(server.metrics.framesSent, { kind: 'positions' })).toBe(5);
+    await Promise.all([one, oneAgain, two, both].map((c) => c.close()));
+  });
+
+  it('conflates a client that stops reading without delaying a fast one; it gets the latest position of each device when it reads again', async () => {
+    const server = await startHubServer({ conflateBufferBytes: 64 * 1024, maxBackpressure: 1024 * 1024 });
+    const fast = await subscriber(server, [3]);
+    const slow = await subscriber(server, [3]);
+    const slowSocket = (slow.socket as unknown as { _socket: Socket })._socket;
+    slowSocket.pause();
+
+    const devices = EVENTS[3]!;
+    let round = 0;
+    const push = () => {
+      round++;
+      server.hub.onPositions(devices.map((d) => position(d.deviceId, round)));
+    };
+    // Until the slow one's kernel buffers are full and the hub notices, then some more.
+    while ((await value(server.metrics.conflatedClients)) === 0 && round < 20_000) {
+      push();
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    expect(await value(server.metrics.conflations)).toBe(1);
+    for (let i = 0; i < 20; i++) push();
+    const lastRound = round;
+
+    // The fast client has everything while the slow one still does not read.
+    await waitFor('fast client has every position', () => fast.positions(3).length === lastRound * devices.length, { timeoutMs: 20_000 });
+    expect(
+      fast
+        .positions(3)
+        .slice(-devices.length)
+        .every((p) => p.ts === lastRound),
+    ).toBe(true);
+
+    slowSocket.resume();
+    await waitFor(
+      'slow client has the latest of every device',
+      () => {
+        const latest = new Map<string, number>();
+        for (const p of slow.positions(3)) latest.set(p.device_id, Math.max(latest.get(p.device_id) ?? 0, p.ts));
+        return devices.every((d) => latest.get(d.deviceId) === lastRound);
+      },
+      { timeoutMs: 20_000 },
+    );
+    // It did not get a stale queue of everything.
+    expect(slow.positions(3).length).toBeLessThan(lastRound * devices.length);
+    expect(await value(server.metrics.conflationDrops)).toBeGreaterThan(0);
+    await waitFor('back on the shared frames', async () => (await value(server.metrics.conflatedClients)) === 0);
+    push();
+    await waitFor(
+      'next frame reaches both',
+      () => slow.positions(3).some((p) => p.ts === round) && fast.positions(3).some((p) => p.ts === round),
+    );
+    await Promise.all([fast.close(), slow.close()]);
+  });
+
+  it('closes a client that stays stuck beyond the limit and counts it', async () => {
+    const server = await startHubServer({ conflateBufferBytes: 64 * 1024, maxBackpressure: 1024 * 1024, slowClientTimeoutMs: 200 });
+    const stuck = await subscriber(server, [3]);
+    const other = await subscriber(server, [3]);
+    const socket = (stuck.socket as unknown as { _socket: Socket })._socket;
+    socket.pause();
+    let round = 0;
+    while ((await value(server.metrics.slowClientsClosed)) === 0 && round < 40_000) {
+      round++;
+      server.hub.onPositions(EVENTS[3]!.map((d) => position(d.deviceId, round)));
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    expect(await value(server.metrics.slowClientsClosed)).toBe(1);
+    expect(server.hub.subscribers.size).toBe(1);
+    socket.resume();
+    expect((await stuck.closed).code).toBe(1006);
+    await waitFor('the other client got everything', () => other.positions(3).length === round * EVENTS[3]!.length, { timeoutMs: 20_000 });
+    await other.close();
+  });
+});

@@ -1,0 +1,65 @@
+import { Redis } from 'ioredis';
+import { describe, expect, it } from 'vitest';
+import { liveBroadcastGroup, shardKeys } from '@pitwall/contract';
+import { freePort, ManagedProcess, REPO_ROOT, scrapeMetric, sharedRedisUrl, startService, uniqueName } from '@pitwall/testkit';
+import { join } from 'node:path';
+import { TestClient } from './support/client.js';
+import { directusLikeToken } from './support/tokens.js';
+
+// The built service as Kubernetes runs it (node dist/main.js, configured only by environment).
+const SECRET = 'process-int-secret';
+
+describe('live-gateway process', () => {
+  it('exits 78 naming REDIS_URL when it is malformed', async () => {
+    const proc = new ManagedProcess(process.execPath, [join(REPO_ROOT, 'services/live-gateway/dist/main.js')], {
+      name: 'live-gateway',
+      env: { PATH: process.env.PATH ?? '', REDIS_URL: 'localhost:6379', DIRECTUS_SERVICE_TOKEN: 'x' },
+    });
+    expect((await proc.exited).code).toBe(78);
+    expect(proc.output()).toMatch(/REDIS_URL/);
+  });
+
+  it('exits naming DIRECTUS_SERVICE_TOKEN when it is missing', async () => {
+    const proc = new ManagedProcess(process.execPath, [join(REPO_ROOT, 'services/live-gateway/dist/main.js')], {
+      name: 'live-gateway',
+      env: { PATH: process.env.PATH ?? '' },
+    });
+    expect((await proc.exited).code).toBe(78);
+    expect(proc.output()).toMatch(/DIRECTUS_SERVICE_TOKEN/);
+  });
+
+  it('on SIGTERM closes every client with 1001, destroys its group on every shard and exits 0', async () => {
+    const streamKey = uniqueName('proc');
+    const instanceId = uniqueName('pod');
+    const port = await freePort();
+    const service = await startService('live-gateway', {
+      REDIS_URL: sharedRedisUrl(),
+      STREAM_KEY: streamKey,
+      STREAM_SHARDS: '2',
+      INSTANCE_ID: instanceId,
+      GATEWAY_PORT: String(port),
+      DIRECTUS_URL: `http://127.0.0.1:${await freePort()}`,
+      DIRECTUS_SECRET: SECRET,
+      DIRECTUS_SERVICE_TOKEN: 'unused',
+    });
+    const redis = new Redis(sharedRedisUrl());
+    try {
+      const groupsOn = async (key: string) => ((await redis.call('XINFO', 'GROUPS', key)) as unknown[][]).map((g) => String(g[1]));
+      for (const key of shardKeys(streamKey, 2)) expect(await groupsOn(key)).toContain(liveBroadcastGroup(instanceId));
+
+      const clients = await Promise.all(
+        [1, 2, 3].map(async () => TestClient.authenticated(`ws://127.0.0.1:${port}`, await directusLikeToken(SECRET))),
+      );
+      expect(await scrapeMetric(service.metricsUrl, 'pitwall_live_gateway_connections')).toBe(3);
+
+      const exit = service.proc.stop('SIGTERM');
+      for (const client of clients) expect((await client.closed).code).toBe(1001);
+      expect((await exit).code).toBe(0);
+      for (const key of shardKeys(streamKey, 2)) expect(await groupsOn(key)).not.toContain(liveBroadcastGroup(instanceId));
+      expect(service.proc.output()).toMatch(/closed every connection with 1001/);
+    } finally {
+      await service.proc.stop();
+      redis.disconnect();
+    }
+  });
+});
