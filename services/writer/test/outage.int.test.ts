@@ -1,0 +1,98 @@
+import { PostgresServer, RedisServer, scrapeMetric, sleep, startService, uniqueName, waitFor } from '@pitwall/testkit';
+import { Redis } from 'ioredis';
+import { describe, expect, it } from 'vitest';
+import { groupBacklog, keysOf, makePositions, produce, storedKeys, waitAllAcked } from './helpers.js';
+
+// Outages of the writer's dependencies, on servers of the test's own (stopped and started here).
+
+async function readyStatus(metricsUrl: string): Promise<number> {
+  return (await fetch(`${metricsUrl}/readyz`)).status;
+}
+
+describe('writer through outages', () => {
+  it('loses nothing while PostgreSQL is stopped for 30 s, reports not ready, and resumes by itself', async () => {
+    const [postgres, redisServer] = await Promise.all([PostgresServer.start(), RedisServer.start()]);
+    const redis = new Redis(redisServer.url);
+    const streamKey = uniqueName('positions');
+    try {
+      const databaseUrl = await postgres.createDatabase('pitwall');
+      const writer = await startService('writer', {
+        DATABASE_URL: databaseUrl,
+        REDIS_URL: redisServer.url,
+        STREAM_KEY: streamKey,
+        STREAM_SHARDS: '2',
+        INSTANCE_ID: 'w1',
+        WRITER_BLOCK_MS: '200',
+        WRITER_STATS_INTERVAL_MS: '200',
+        WRITER_RETRY_MAX_MS: '1000',
+      });
+      try {
+        const positions = makePositions(3_000, { devices: 100 });
+        await produce(redis, streamKey, 2, positions.slice(0, 1_000));
+        await waitAllAcked(redis, streamKey, 2);
+
+        await postgres.stop();
+        const stoppedAt = Date.now();
+        await waitFor('readyz 503', async () => (await readyStatus(writer.metricsUrl)) === 503);
+        expect(await (await fetch(`${writer.metricsUrl}/readyz`)).text()).toMatch(/postgres/);
+        // Positions keep arriving during the outage; none may be acknowledged before it ends.
+        for (let i = 1_000; i < 3_000; i += 250) {
+          await produce(redis, streamKey, 2, positions.slice(i, i + 250));
+          await sleep(2_000);
+        }
+        await sleep(Math.max(0, 30_000 - (Date.now() - stoppedAt)));
+        const during = await groupBacklog(redis, streamKey, 2);
+        expect(during.pending + during.lag).toBe(2_000);
+        expect(await readyStatus(writer.metricsUrl)).toBe(503);
+        expect(await scrapeMetric(writer.metricsUrl, 'pitwall_writer_entries_acked_total')).toBe(1_000);
+
+        await postgres.restart();
+        await waitAllAcked(redis, streamKey, 2, 60_000);
+        expect(await storedKeys(databaseUrl)).toEqual(keysOf(positions));
+        await waitFor('readyz 200', async () => (await readyStatus(writer.metricsUrl)) === 200);
+        expect(await scrapeMetric(writer.metricsUrl, 'pitwall_writer_retries_total', { operation: 'postgres' })).toBeGreaterThan(0);
+      } finally {
+        await writer.proc.stop();
+      }
+    } finally {
+      redis.disconnect();
+      await Promise.all([postgres.destroy(), redisServer.destroy()]);
+    }
+  }, 180_000);
+
+  it('recovers by itself when Redis crashes and comes back', async () => {
+    const [postgres, redisServer] = await Promise.all([PostgresServer.start(), RedisServer.start({ durable: true })]);
+    const redis = new Redis(redisServer.url, { maxRetriesPerRequest: 1 });
+    redis.on('error', () => undefined);
+    const streamKey = uniqueName('positions');
+    try {
+      const databaseUrl = await postgres.createDatabase('pitwall');
+      const writer = await startService('writer', {
+        DATABASE_URL: databaseUrl,
+        REDIS_URL: redisServer.url,
+        STREAM_KEY: streamKey,
+        INSTANCE_ID: 'w1',
+        WRITER_BLOCK_MS: '200',
+        WRITER_RETRY_MAX_MS: '500',
+      });
+      try {
+        const positions = makePositions(1_000, { devices: 20 });
+        await produce(redis, streamKey, 1, positions.slice(0, 500));
+        await waitAllAcked(redis, streamKey, 1);
+        await redisServer.kill();
+        await waitFor('readyz 503', async () => (await readyStatus(writer.metricsUrl)) === 503);
+        await sleep(2_000);
+        await redisServer.restart();
+        await waitFor('readyz 200', async () => (await readyStatus(writer.metricsUrl)) === 200, { timeoutMs: 20_000 });
+        await produce(redis, streamKey, 1, positions.slice(500));
+        await waitAllAcked(redis, streamKey, 1);
+        expect(await storedKeys(databaseUrl)).toEqual(keysOf(positions));
+      } finally {
+        await writer.proc.stop();
+      }
+    } finally {
+      redis.disconnect();
+      await Promise.all([postgres.destroy(), redisServer.destroy()]);
+    }
+  });
+});
