@@ -16,7 +16,12 @@ const USER = '6a1f2c3d-0000-4000-8000-000000000001';
 
 function sign(
   claims: Record<string, unknown> = {},
-  { secret = SECRET, alg = 'HS256', issuer = 'directus', expiresIn = '15m' } = {},
+  {
+    secret = SECRET,
+    alg = 'HS256',
+    issuer = 'directus',
+    expiresIn = '15m',
+  }: { secret?: string; alg?: string; issuer?: string; expiresIn?: string | number | null } = {},
 ): Promise<string> {
   let jwt = new SignJWT({ id: USER, role: null, app_access: true, admin_access: false, ...claims })
     .setProtectedHeader({ alg, typ: 'JWT' })
