@@ -23,6 +23,7 @@ build: install ## compile every workspace (tsc --build)
 
 typecheck: build ## typecheck tests, benchmarks and configs too
 	npx tsc -p tsconfig.tests.json
+	npx tsc -p load-tests/k6/tsconfig.json
 
 lint: install ## eslint, prettier, circular imports, buf lint and breaking-change check
 	npm run lint
