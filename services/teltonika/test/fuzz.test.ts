@@ -18,7 +18,7 @@ const MAX_FRAME = 2048;
 const CASES = 3000;
 
 function validPackets(rand: () => number): Buffer[] {
-  const packets = loadVectors().vectors.map((v) => Buffer.from(v.hex, 'hex'));
+  const packets: Buffer[] = loadVectors().vectors.map((v) => Buffer.from(v.hex, 'hex'));
   for (const codec of AVL_CODECS) {
     for (let i = 0; i < 5; i++) {
       const records = Array.from({ length: randomInt(rand, 1, 4) }, () => randomRecord(rand, codec));

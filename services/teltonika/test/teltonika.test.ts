@@ -16,6 +16,7 @@ import {
   encodeUdpAvlPacket,
   FrameError,
   TcpFrameDecoder,
+  type AvlCodecId,
   type AvlRecord,
   type TcpDecoderEvent,
 } from '@pitwall/teltonika';
@@ -123,7 +124,7 @@ describe('encoders and decoders round-trip', () => {
 
 describe('TcpFrameDecoder', () => {
   const imei = '356307042441013';
-  const packet = (codec = CODEC_8_EXTENDED, n = 2, seed = 7) =>
+  const packet = (codec: AvlCodecId = CODEC_8_EXTENDED, n = 2, seed = 7) =>
     encodeTcpAvlPacket(
       codec,
       Array.from({ length: n }, () => randomRecord(prng(seed), codec)),
@@ -151,7 +152,7 @@ describe('TcpFrameDecoder', () => {
 
   it('rejects a wrong CRC and keeps decoding after it', () => {
     const bad = packet();
-    bad[bad.length - 1] ^= 0x01;
+    bad[bad.length - 1] = (bad[bad.length - 1] ?? 0) ^ 0x01;
     const decoder = new TcpFrameDecoder({ skipHandshake: true });
     const events = decoder.push(Buffer.concat([bad, packet()]));
     expect(events.map((e) => (e.type === 'error' ? e.error.reason : e.type))).toEqual(['crc_mismatch', 'avl']);

@@ -1,0 +1,5 @@
+export { ingestionEnv, ingestionConfigProblems, type IngestionConfig } from './config.js';
+export { createIngestion, type IngestionParts } from './app.js';
+export { IngestionMetrics } from './metrics.js';
+export { deviceIdField, encodePositions, positionCodec } from './encoding/position-writer.js';
+export { measureBacklog, BackpressureMonitor, type ShardBacklog } from './backpressure/backpressure-monitor.js';

@@ -1,0 +1,146 @@
+import { Counter, Gauge, Histogram, LATENCY_BUCKETS_SECONDS, type Registry } from '@pitwall/platform';
+import { CODEC_16, CODEC_8, FRAME_REJECT_REASONS, type AvlCodecId, type FrameRejectReason } from '@pitwall/teltonika';
+
+export type Transport = 'tcp' | 'udp';
+
+/** Why a TCP connection was refused or closed by the server (a label value). */
+export type CloseReason =
+  'max_connections' | 'imei_rejected' | 'bad_handshake' | 'bad_frames' | 'idle' | 'store_failed' | 'slow_reader' | 'shutdown';
+
+/** Why a decoded packet was not stored (a label value); the device resends it. */
+export type DeferReason = 'backpressure' | 'overloaded' | 'imei_rejected' | 'store_failed';
+const DEFER_REASONS: readonly DeferReason[] = ['backpressure', 'overloaded', 'imei_rejected', 'store_failed'];
+
+const CODEC_LABELS = ['8', '8e', '16'] as const;
+type CodecLabel = (typeof CODEC_LABELS)[number];
+
+export function codecLabel(codec: AvlCodecId): CodecLabel {
+  return codec === CODEC_8 ? '8' : codec === CODEC_16 ? '16' : '8e';
+}
+
+type Inc = { inc(value?: number): void };
+
+/**
+ * Every metric of the ingestion service, `pitwall_ingestion_*`. Hot-path label sets are bound once
+ * here (prom-client hashes labels on every `labels()` call).
+ */
+export class IngestionMetrics {
+  readonly tcpConnections: Gauge;
+  readonly connectionsClosed: Counter<'reason'>;
+  readonly packets: Counter<'transport' | 'codec'>;
+  readonly records: Counter<'transport' | 'codec'>;
+  readonly rejectedFrames: Counter<'transport' | 'reason'>;
+  readonly deferredPackets: Counter<'transport' | 'reason'>;
+  readonly commandResponses: Counter;
+  readonly keepalives: Counter;
+  readonly xaddSeconds: Histogram;
+  readonly ackSeconds: Histogram<'transport'>;
+  readonly backpressure: Gauge<'shard'>;
+  readonly backlog: Gauge<'shard'>;
+  /** ackSeconds bound per transport. */
+  readonly ack: Record<Transport, { observe(value: number): void }>;
+  private readonly bound = new Map<string, Inc>();
+
+  constructor(registry: Registry) {
+    const registers = [registry];
+    this.tcpConnections = new Gauge({ name: 'pitwall_ingestion_tcp_connections', help: 'Open device TCP connections.', registers });
+    this.connectionsClosed = new Counter({
+      name: 'pitwall_ingestion_connections_closed_total',
+      help: 'TCP connections the server refused or closed, by reason (device-initiated closes are not counted).',
+      labelNames: ['reason'],
+      registers,
+    });
+    this.packets = new Counter({
+      name: 'pitwall_ingestion_packets_total',
+      help: 'AVL packets stored and acknowledged, by transport and codec.',
+      labelNames: ['transport', 'codec'],
+      registers,
+    });
+    this.records = new Counter({
+      name: 'pitwall_ingestion_records_total',
+      help: 'AVL records (positions) stored and acknowledged, by transport and codec.',
+      labelNames: ['transport', 'codec'],
+      registers,
+    });
+    this.rejectedFrames = new Counter({
+      name: 'pitwall_ingestion_rejected_frames_total',
+      help: 'Frames rejected by the decoder (never acknowledged), by transport and reason.',
+      labelNames: ['transport', 'reason'],
+      registers,
+    });
+    this.deferredPackets = new Counter({
+      name: 'pitwall_ingestion_deferred_packets_total',
+      help: 'Valid packets not acknowledged (left on the device to resend), by transport and reason.',
+      labelNames: ['transport', 'reason'],
+      registers,
+    });
+    this.commandResponses = new Counter({
+      name: 'pitwall_ingestion_command_responses_total',
+      help: 'Codec 12 command responses received (logged, not stored).',
+      registers,
+    });
+    this.keepalives = new Counter({ name: 'pitwall_ingestion_keepalives_total', help: 'TCP keepalive bytes (0xFF) received.', registers });
+    this.xaddSeconds = new Histogram({
+      name: 'pitwall_ingestion_xadd_duration_seconds',
+      help: 'Round trip of the pipelined XADDs of one packet.',
+      buckets: LATENCY_BUCKETS_SECONDS,
+      registers,
+    });
+    this.ackSeconds = new Histogram({
+      name: 'pitwall_ingestion_ack_duration_seconds',
+      help: 'From a packet fully received to its acknowledgement written, by transport.',
+      labelNames: ['transport'],
+      buckets: LATENCY_BUCKETS_SECONDS,
+      registers,
+    });
+    this.backpressure = new Gauge({
+      name: 'pitwall_ingestion_backpressure',
+      help: '1 while a shard is over the backlog limit (devices are not acknowledged nor read), else 0.',
+      labelNames: ['shard'],
+      registers,
+    });
+    this.backlog = new Gauge({
+      name: 'pitwall_ingestion_stream_backlog_entries',
+      help: 'Entries of a shard the processor group has not yet acknowledged (lag + pending).',
+      labelNames: ['shard'],
+      registers,
+    });
+    this.ack = { tcp: this.ackSeconds.labels('tcp'), udp: this.ackSeconds.labels('udp') };
+    // Every series exists from the start, so rates and alerts work before the first event.
+    for (const transport of ['tcp', 'udp'] as const) {
+      for (const codec of CODEC_LABELS) {
+        this.packets.labels(transport, codec).inc(0);
+        this.records.labels(transport, codec).inc(0);
+      }
+      for (const reason of FRAME_REJECT_REASONS) this.rejectedFrames.labels(transport, reason).inc(0);
+      for (const reason of DEFER_REASONS) this.deferredPackets.labels(transport, reason).inc(0);
+    }
+  }
+
+  private counterChild(counter: Counter<string>, key: string, labels: string[]): Inc {
+    let child = this.bound.get(key);
+    if (child === undefined) {
+      child = counter.labels(...labels);
+      this.bound.set(key, child);
+    }
+    return child;
+  }
+
+  stored(transport: Transport, codec: AvlCodecId, records: number): void {
+    const label = codecLabel(codec);
+    this.counterChild(this.packets, `p:${transport}:${label}`, [transport, label]).inc();
+    this.counterChild(this.records, `r:${transport}:${label}`, [transport, label]).inc(records);
+  }
+
+  rejected(transport: Transport, reason: FrameRejectReason): void {
+    this.counterChild(this.rejectedFrames, `x:${transport}:${reason}`, [transport, reason]).inc();
+  }
+
+  deferred(transport: Transport, reason: DeferReason): void {
+    this.counterChild(this.deferredPackets, `d:${transport}:${reason}`, [transport, reason]).inc();
+  }
+
+  closed(reason: CloseReason): void {
+    this.counterChild(this.connectionsClosed, `c:${reason}`, [reason]).inc();
+  }
+}

@@ -1,0 +1,47 @@
+import type { Redis } from 'ioredis';
+import { closeRedisClient, createRedisClient, idempotent, type Logger, type Service } from '@pitwall/platform';
+
+/**
+ * The Redis client of ingestion. Commands fail at once while Redis is unreachable (no offline queue,
+ * no silent resend after a reconnect): a packet is acknowledged only on a confirmed write, and a
+ * failed one is simply resent by its device.
+ */
+export class RedisConnection implements Service {
+  readonly name = 'redis';
+  readonly client: Redis;
+
+  constructor(
+    url: string,
+    logger: Logger,
+    private readonly startTimeoutMs = 10_000,
+  ) {
+    this.client = createRedisClient(url, {
+      name: 'ingestion',
+      logger,
+      lazyConnect: true,
+      enableOfflineQueue: false,
+      autoResendUnfulfilledCommands: false,
+      maxRetriesPerRequest: 0,
+    });
+    this.logger = logger;
+  }
+
+  private readonly logger: Logger;
+
+  /** Connects; if Redis is not there yet, starts anyway (readiness reports it, the client keeps retrying). */
+  async start(): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const connected = this.client.connect().then(
+      () => true,
+      () => false,
+    );
+    const ok = await Promise.race([
+      connected,
+      new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), this.startTimeoutMs))),
+    ]);
+    clearTimeout(timer);
+    if (!ok) this.logger.warn('Redis not reachable yet; packets are not acknowledged until it is');
+  }
+
+  close = idempotent(() => closeRedisClient(this.client));
+}

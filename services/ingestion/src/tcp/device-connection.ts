@@ -1,0 +1,261 @@
+import type { Socket } from 'node:net';
+import { isImei } from '@pitwall/contract';
+import type { Logger } from '@pitwall/platform';
+import {
+  encodeTcpAck,
+  type FrameError,
+  IMEI_ACCEPTED,
+  IMEI_REJECTED,
+  TcpFrameDecoder,
+  type AvlPacket,
+  type TcpDecoderEvent,
+} from '@pitwall/teltonika';
+import type { BackpressureMonitor } from '../backpressure/backpressure-monitor.js';
+import type { CloseReason, IngestionMetrics } from '../metrics.js';
+import type { Device, PacketSink } from '../packet-sink.js';
+
+/** Acknowledgements for every possible record count of a packet (N is one byte), allocated once. */
+const ACKS: readonly Buffer[] = Array.from({ length: 256 }, (_, n) => encodeTcpAck(n));
+const MAX_UNREAD_ACK_BYTES = 64 * 1024;
+
+export interface ConnectionOptions {
+  maxFrameBytes: number;
+  maxBadFrames: number;
+  allowlist: ReadonlySet<string> | undefined;
+}
+
+export interface ConnectionContext {
+  sink: PacketSink;
+  backpressure: BackpressureMonitor;
+  metrics: IngestionMetrics;
+  logger: Logger;
+  options: ConnectionOptions;
+  onClose(connection: DeviceConnection): void;
+}
+
+/**
+ * One device's TCP connection. Frames are handled strictly in order, one packet at a time: a packet
+ * is stored (every record confirmed by Redis) before its acknowledgement is written, and nothing is
+ * acknowledged otherwise. While a packet is in flight or held by backpressure the socket is paused,
+ * so a connection never buffers more than what one read delivered.
+ */
+export class DeviceConnection {
+  device: Device | undefined;
+  /** performance.now() when the packet in flight started storing; 0 when none is. */
+  inflightSince = 0;
+  private readonly decoder: TcpFrameDecoder;
+  private readonly queue: TcpDecoderEvent[] = [];
+  private readonly queueRx: number[] = [];
+  private readonly queueRxAt: number[] = [];
+  private busy = false;
+  private closed = false;
+  private draining = false;
+  private badFrames = 0;
+  private idle: Promise<void> = Promise.resolve();
+  private markIdle: (() => void) | undefined;
+  /** Ends a wait for backpressure release early (close, shutdown). */
+  private wake: (() => void) | undefined;
+  private readonly log: Logger;
+
+  constructor(
+    readonly socket: Socket,
+    private readonly ctx: ConnectionContext,
+  ) {
+    this.decoder = new TcpFrameDecoder({ maxFrameBytes: ctx.options.maxFrameBytes });
+    this.log = ctx.logger.child({ remote: `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}` });
+    socket.setNoDelay(true);
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('error', (err) => this.log.debug({ err: err.message, imei: this.device?.imei }, 'socket error'));
+    socket.on('close', () => this.onSocketClose());
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  /** Closes the connection (no further acknowledgement), counting why when the server decided it. */
+  close(reason: CloseReason | undefined): void {
+    if (this.closed) return;
+    this.closed = true;
+    if (reason !== undefined) this.ctx.metrics.closed(reason);
+    this.queue.length = 0;
+    this.wake?.();
+    this.socket.destroy();
+  }
+
+  /** Backpressure state of the device's shard changed. */
+  setPaused(paused: boolean): void {
+    if (paused) this.socket.pause();
+    else if (!this.busy && !this.draining) this.socket.resume();
+  }
+
+  /** Shutdown: read nothing more, let the packet in flight finish (acknowledged if stored), then close. */
+  async drain(): Promise<void> {
+    this.draining = true;
+    this.socket.pause();
+    this.queue.length = 0;
+    this.queueRx.length = 0;
+    this.queueRxAt.length = 0;
+    this.wake?.();
+    await this.idle;
+  }
+
+  private onData(chunk: Buffer): void {
+    if (this.closed || this.draining) return;
+    const events = this.decoder.push(chunk);
+    if (events.length === 0) return;
+    const rx = Date.now();
+    const rxAt = performance.now();
+    for (const event of events) {
+      this.queue.push(event);
+      this.queueRx.push(rx);
+      this.queueRxAt.push(rxAt);
+    }
+    if (this.busy) {
+      // A packet is in flight: read nothing more until the queue is worked off.
+      this.socket.pause();
+      return;
+    }
+    void this.pump();
+  }
+
+  private async pump(): Promise<void> {
+    this.busy = true;
+    this.idle = new Promise((resolve) => (this.markIdle = resolve));
+    try {
+      while (this.queue.length > 0 && !this.closed && !this.draining) {
+        const event = this.queue.shift() as TcpDecoderEvent;
+        const rx = this.queueRx.shift() ?? Date.now();
+        const rxAt = this.queueRxAt.shift() ?? performance.now();
+        switch (event.type) {
+          case 'imei':
+            this.onImei(event.imei);
+            break;
+          case 'avl':
+            await this.onPacket(event.packet, rx, rxAt);
+            break;
+          case 'command':
+            this.ctx.metrics.commandResponses.inc();
+            this.log.info(
+              { imei: this.device?.imei, type: event.packet.type, messages: event.packet.messages.map((m) => m.toString('latin1')) },
+              'Codec 12 message received (not stored)',
+            );
+            break;
+          case 'keepalive':
+            this.ctx.metrics.keepalives.inc();
+            break;
+          case 'error':
+            this.onRejected(event.error);
+            break;
+        }
+      }
+    } finally {
+      this.busy = false;
+      this.markIdle?.();
+      if (!this.closed && !this.draining && this.socket.isPaused() && !this.shardPaused()) this.socket.resume();
+    }
+  }
+
+  private shardPaused(): boolean {
+    return this.device !== undefined && this.ctx.backpressure.isEngaged(this.device.shard);
+  }
+
+  private onImei(imei: string): void {
+    const { allowlist } = this.ctx.options;
+    if (!isImei(imei)) {
+      this.ctx.metrics.rejected('tcp', 'bad_imei');
+      this.log.warn({ imei, reason: 'bad_imei' }, 'handshake rejected: not an IMEI (15-17 digits)');
+      this.refuse('bad_handshake');
+      return;
+    }
+    if (allowlist !== undefined && !allowlist.has(imei)) {
+      this.log.warn({ imei }, 'handshake rejected: IMEI not in INGESTION_IMEI_ALLOWLIST');
+      this.refuse('imei_rejected');
+      return;
+    }
+    this.device = this.ctx.sink.device(imei);
+    this.socket.write(IMEI_ACCEPTED);
+    this.log.debug({ imei, shard: this.device.shard }, 'device connected');
+  }
+
+  /** Answers the handshake with 0x00 and closes once it is flushed (or the idle timeout fires). */
+  private refuse(reason: CloseReason): void {
+    this.closed = true;
+    this.queue.length = 0;
+    this.ctx.metrics.closed(reason);
+    this.socket.end(IMEI_REJECTED);
+  }
+
+  private async onPacket(packet: AvlPacket, rx: number, rxAt: number): Promise<void> {
+    const device = this.device;
+    if (device === undefined) return; // unreachable: the decoder yields packets only after the handshake
+    if (this.ctx.backpressure.isEngaged(device.shard)) {
+      this.ctx.metrics.deferred('tcp', 'backpressure');
+      this.socket.pause();
+      await new Promise<void>((resolve) => {
+        this.wake = resolve;
+        void this.ctx.backpressure.released(device.shard).then(resolve);
+      });
+      this.wake = undefined;
+      if (this.closed || this.draining) return;
+    }
+    this.inflightSince = performance.now();
+    try {
+      await this.ctx.sink.store('tcp', device, packet, rx);
+    } catch (err) {
+      if (!this.closed) {
+        this.ctx.metrics.deferred('tcp', 'store_failed');
+        this.log.warn(
+          { imei: device.imei, records: packet.records.length, err: err instanceof Error ? err.message : String(err) },
+          'packet not stored: not acknowledged, closing the connection so the device resends',
+        );
+        this.close('store_failed');
+      }
+      return;
+    } finally {
+      this.inflightSince = 0;
+    }
+    // Closed meanwhile (e.g. the Redis timeout fired): the device resends; duplicates are harmless.
+    if (this.closed) return;
+    this.socket.write(ACKS[packet.records.length] ?? encodeTcpAck(packet.records.length));
+    this.ctx.metrics.ack.tcp.observe((performance.now() - rxAt) / 1000);
+    // A device that sends without reading its acknowledgements would make them pile up here.
+    if (this.socket.writableLength > MAX_UNREAD_ACK_BYTES) {
+      this.log.warn({ imei: device.imei }, 'device does not read its acknowledgements: closing the connection');
+      this.close('slow_reader');
+    }
+  }
+
+  private onRejected(error: FrameError): void {
+    this.ctx.metrics.rejected('tcp', error.reason);
+    this.badFrames++;
+    const handshake = error.reason === 'data_before_imei' || error.reason === 'bad_imei';
+    this.log.warn(
+      { imei: this.device?.imei, reason: error.reason, badFrames: this.badFrames },
+      `frame rejected (${error.reason}): ${error.message}; not acknowledged`,
+    );
+    if (handshake) {
+      this.close('bad_handshake');
+    } else if (this.badFrames > this.ctx.options.maxBadFrames) {
+      this.log.warn({ imei: this.device?.imei, badFrames: this.badFrames }, 'too many rejected frames: closing the connection');
+      this.close('bad_frames');
+    }
+  }
+
+  private onSocketClose(): void {
+    if (!this.closed) {
+      this.closed = true;
+      for (const event of this.decoder.end()) if (event.type === 'error') this.onRejected(event.error);
+    }
+    this.queue.length = 0;
+    this.ctx.onClose(this);
+  }
+
+  /** A packet stuck in Redis for longer than the timeout: give up on it and close. */
+  timeOut(): void {
+    if (this.closed || this.inflightSince === 0) return;
+    this.ctx.metrics.deferred('tcp', 'store_failed');
+    this.log.warn({ imei: this.device?.imei }, 'Redis did not confirm the packet in time: not acknowledged, closing the connection');
+    this.close('store_failed');
+  }
+}

@@ -1,0 +1,118 @@
+import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { idempotent, type Logger, type Service } from '@pitwall/platform';
+import type { BackpressureMonitor } from '../backpressure/backpressure-monitor.js';
+import type { IngestionMetrics } from '../metrics.js';
+import type { PacketSink } from '../packet-sink.js';
+import { DeviceConnection, type ConnectionOptions } from './device-connection.js';
+
+export interface TcpServerOptions extends ConnectionOptions {
+  host: string;
+  port: number;
+  maxConnections: number;
+  idleTimeoutMs: number;
+  redisTimeoutMs: number;
+  drainTimeoutMs: number;
+}
+
+/** The Teltonika TCP listener: accepts devices up to the connection limit and runs one DeviceConnection each. */
+export class TcpIngestionServer implements Service {
+  readonly name = 'tcp-server';
+  private server: Server | undefined;
+  private readonly connections = new Set<DeviceConnection>();
+  private sweeper: NodeJS.Timeout | undefined;
+  private accepting = false;
+
+  constructor(
+    private readonly options: TcpServerOptions,
+    private readonly sink: PacketSink,
+    private readonly backpressure: BackpressureMonitor,
+    private readonly metrics: IngestionMetrics,
+    private readonly logger: Logger,
+  ) {
+    backpressure.onChange((shard, engaged) => {
+      for (const connection of this.connections) if (connection.device?.shard === shard) connection.setPaused(engaged);
+    });
+  }
+
+  get listening(): boolean {
+    return this.server?.listening ?? false;
+  }
+
+  get boundPort(): number {
+    return (this.server?.address() as AddressInfo | null)?.port ?? this.options.port;
+  }
+
+  get connectionCount(): number {
+    return this.connections.size;
+  }
+
+  async start(): Promise<void> {
+    const server = createServer({ noDelay: true }, (socket) => this.onConnection(socket));
+    server.on('error', (err) => this.logger.error({ err }, 'TCP server error'));
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen({ port: this.options.port, host: this.options.host, backlog: 4096 }, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    this.server = server;
+    this.accepting = true;
+    // One timer for every connection's Redis deadline, not one per packet.
+    const sweepMs = Math.max(50, Math.min(1_000, Math.floor(this.options.redisTimeoutMs / 4)));
+    this.sweeper = setInterval(() => this.sweep(), sweepMs);
+    this.sweeper.unref();
+    this.logger.info({ port: this.boundPort, host: this.options.host }, 'TCP listener ready');
+  }
+
+  private onConnection(socket: Socket): void {
+    if (!this.accepting || this.connections.size >= this.options.maxConnections) {
+      this.metrics.closed(this.accepting ? 'max_connections' : 'shutdown');
+      if (this.accepting) this.logger.warn({ limit: this.options.maxConnections }, 'connection refused: INGESTION_MAX_CONNECTIONS reached');
+      socket.destroy();
+      return;
+    }
+    const connection = new DeviceConnection(socket, {
+      sink: this.sink,
+      backpressure: this.backpressure,
+      metrics: this.metrics,
+      logger: this.logger,
+      options: this.options,
+      onClose: (c) => {
+        if (this.connections.delete(c)) this.metrics.tcpConnections.dec();
+      },
+    });
+    this.connections.add(connection);
+    this.metrics.tcpConnections.inc();
+    socket.setTimeout(this.options.idleTimeoutMs, () => {
+      connection.close('idle');
+    });
+  }
+
+  private sweep(): void {
+    const deadline = performance.now() - this.options.redisTimeoutMs;
+    for (const connection of this.connections) {
+      if (connection.inflightSince !== 0 && connection.inflightSince < deadline) connection.timeOut();
+    }
+  }
+
+  /** Stop accepting, let in-flight packets finish (bounded by the drain timeout), close every socket. */
+  close = idempotent(async () => {
+    this.accepting = false;
+    const server = this.server;
+    const closed = server ? new Promise<void>((resolve) => server.close(() => resolve())) : Promise.resolve();
+    const connections = [...this.connections];
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      Promise.all(connections.map((c) => c.drain())),
+      new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, this.options.drainTimeoutMs);
+      }),
+    ]);
+    clearTimeout(timer);
+    for (const connection of connections) connection.close('shutdown');
+    clearInterval(this.sweeper);
+    await closed;
+    this.logger.info({ connections: connections.length }, 'TCP listener closed');
+  });
+}
