@@ -1,6 +1,6 @@
 import { ingestionConfigProblems, ingestionEnv } from '@pitwall/ingestion';
 import { liveGatewayEnv } from '@pitwall/live-gateway';
-import { parseConfig, type z } from '@pitwall/platform';
+import { parseConfig } from '@pitwall/platform';
 import { writerEnv } from '@pitwall/writer';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { COMPONENTS, componentName, ENVIRONMENTS, render, renderEnvironment, type Component, type KubeObject } from './support/chart.js';
@@ -12,7 +12,10 @@ import { containerEnvironment, deployment, mainContainer, podSpec } from './supp
  * the service requires is set, and the values the chart sets pass the service's validation.
  */
 
-const SHAPES: Record<Component, z.ZodRawShape> = {
+/** What the tests need of a schema: parsing one variable (zod's safeParse). */
+type Shape = Record<string, { safeParse(value: unknown): { success: boolean } }>;
+
+const SHAPES: Record<Component, Shape> = {
   ingestion: ingestionEnv,
   writer: writerEnv,
   'live-gateway': liveGatewayEnv,
@@ -30,7 +33,7 @@ const CLUSTER_VALUES: Record<string, string> = {
   INSTANCE_ID: 'pitwall-live-gateway-6f7c9d8b5-x2x7q',
 };
 
-function requiredVariables(shape: z.ZodRawShape): string[] {
+function requiredVariables(shape: Shape): string[] {
   return Object.entries(shape)
     .filter(([, schema]) => !schema.safeParse(undefined).success)
     .map(([name]) => name);
@@ -84,9 +87,13 @@ describe.each(VARIANTS)('environment variables with the %s values', (variant) =>
     const shape = SHAPES[component];
     const { names, env } = environmentOf(objectsOf(variant), component);
     for (const required of requiredVariables(shape)) expect(names, `${component} requires ${required}`).toContain(required);
-    const config = parseConfig(shape, env);
+    const parse = {
+      ingestion: () => parseConfig(ingestionEnv, env),
+      writer: () => parseConfig(writerEnv, env),
+      'live-gateway': () => parseConfig(liveGatewayEnv, env),
+    };
+    expect(parse[component]).not.toThrow();
     if (component === 'ingestion') expect(ingestionConfigProblems(parseConfig(ingestionEnv, env))).toEqual([]);
-    expect(config).toBeDefined();
   });
 
   it.each(COMPONENTS)('gives %s a termination grace period longer than its own shutdown (plus the preStop sleep)', (component) => {
@@ -111,14 +118,14 @@ describe.each(VARIANTS)('environment variables with the %s values', (variant) =>
     for (const component of COMPONENTS) {
       const container = mainContainer(deployment(objects, componentName(component)));
       const { env } = environmentOf(objects, component);
-      const ports = Object.fromEntries((container.ports ?? []).map((p) => [p.name, p.containerPort]));
-      expect(ports.metrics, component).toBe(Number(env.METRICS_PORT));
+      const ports = new Map((container.ports ?? []).map((p) => [p.name ?? '', p.containerPort]));
+      expect(ports.get('metrics'), component).toBe(Number(env.METRICS_PORT));
       if (component === 'ingestion') {
         const config = parseConfig(ingestionEnv, env);
-        expect(ports['teltonika-tcp']).toBe(config.INGESTION_TCP_PORT);
-        expect(ports['teltonika-udp']).toBe(config.INGESTION_UDP_PORT);
+        expect(ports.get('teltonika-tcp')).toBe(config.INGESTION_TCP_PORT);
+        expect(ports.get('teltonika-udp')).toBe(config.INGESTION_UDP_PORT);
       }
-      if (component === 'live-gateway') expect(ports.websocket).toBe(parseConfig(liveGatewayEnv, env).GATEWAY_PORT);
+      if (component === 'live-gateway') expect(ports.get('websocket')).toBe(parseConfig(liveGatewayEnv, env).GATEWAY_PORT);
     }
   });
 });
