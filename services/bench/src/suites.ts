@@ -1,4 +1,5 @@
 import type { BenchSuite } from './suite.js';
+import { ingestionSuite } from './suites/ingestion.js';
 
 // Every benchmark of `make bench`, in the order they run. Register a suite with one line here.
-export const suites: BenchSuite[] = [];
+export const suites: BenchSuite[] = [ingestionSuite];

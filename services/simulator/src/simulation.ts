@@ -29,6 +29,8 @@ export interface SimulationOptions {
   tickMs?: number;
   /** Keep every acknowledged (imei, timestamp) for ackedRecords(). Default true. */
   trackAcked?: boolean;
+  /** Called on every acknowledged packet with its record count and send-to-acknowledgement time (ms). */
+  onAcknowledged?: (imei: string, records: number, latencyMs: number) => void;
 }
 
 export interface SimulationStats {
@@ -75,7 +77,6 @@ interface TcpLink {
   state: 'idle' | 'connecting' | 'handshake' | 'ready';
   attempts: number;
   reconnectAt: number;
-  sentAt: number;
   rx: Buffer;
 }
 
@@ -119,8 +120,14 @@ export function startSimulation(options: SimulationOptions): Simulation {
 
   const outstanding = (): number => counters.generated - counters.dropped - counters.acked;
 
+  const onAcknowledged = options.onAcknowledged;
+  /** performance.now() when each device's packet in flight was sent. */
+  const sentAt = new Float64Array(devices.length);
+
   const onAcked = (device: DeviceState): void => {
-    counters.acked += device.acknowledge(trackAcked);
+    const records = device.acknowledge(trackAcked);
+    counters.acked += records;
+    onAcknowledged?.(device.imei, records, performance.now() - (sentAt[device.index] ?? 0));
     counters.packetsAcked++;
     if (!generating && outstanding() === 0) for (const resolve of drainWaiters) resolve();
   };
@@ -130,6 +137,7 @@ export function startSimulation(options: SimulationOptions): Simulation {
     counters.sent += records.length;
     counters.resent += resent;
     counters.packetsSent++;
+    sentAt[device.index] = performance.now();
     write(records);
   };
 
@@ -197,7 +205,6 @@ export function startSimulation(options: SimulationOptions): Simulation {
   // ---- UDP ----
   let udp: UdpSocket | undefined;
   const udpInflight = new Map<number, { device: DeviceState; avlPacketId: number }>();
-  const udpSentAt = new Float64Array(devices.length);
   let nextPacketId = 0;
   let avlCounter = 0;
   if (transport === 'udp') {
@@ -217,6 +224,7 @@ export function startSimulation(options: SimulationOptions): Simulation {
 
   const tick = (): void => {
     const now = Date.now();
+    const perfNow = performance.now();
     for (const device of devices) {
       if (generating) {
         while (device.nextRecordAt <= now) {
@@ -230,18 +238,17 @@ export function startSimulation(options: SimulationOptions): Simulation {
           if (now >= link.reconnectAt && device.pending.length > 0) openLink(device, link);
         } else if (link.state === 'ready') {
           if (device.inflight > 0) {
-            if (now - link.sentAt > ackTimeoutMs) {
+            if (perfNow - (sentAt[device.index] ?? 0) > ackTimeoutMs) {
               counters.ackTimeouts++;
               dropLink(device, link, now);
             }
           } else if (device.pending.length > 0) {
-            link.sentAt = now;
             send(device, (records) => link.socket?.write(encodeTcpAvlPacket(SIMULATOR_CODEC, records)));
           }
         }
       } else if (udp !== undefined) {
         if (device.inflight > 0) {
-          if (now - (udpSentAt[device.index] ?? 0) <= ackTimeoutMs) continue;
+          if (perfNow - (sentAt[device.index] ?? 0) <= ackTimeoutMs) continue;
           counters.ackTimeouts++;
           udpInflight.delete(udpPacketIds[device.index] ?? -1);
           device.abandonInflight();
@@ -251,7 +258,6 @@ export function startSimulation(options: SimulationOptions): Simulation {
         const packetId = nextPacketId;
         nextPacketId = (nextPacketId + 1) & 0xffff;
         const avlPacketId = avlCounter++ & 0xff;
-        udpSentAt[device.index] = now;
         udpPacketIds[device.index] = packetId;
         send(device, (records) => {
           udpInflight.set(packetId, { device, avlPacketId });
