@@ -46,6 +46,13 @@ export class TcpIngestionServer implements Service {
     return this.connections.size;
   }
 
+  /** Connections whose packet is being stored right now. */
+  get inflightPackets(): number {
+    let n = 0;
+    for (const connection of this.connections) if (connection.inflightSince !== 0) n++;
+    return n;
+  }
+
   async start(): Promise<void> {
     const server = createServer({ noDelay: true }, (socket) => this.onConnection(socket));
     server.on('error', (err) => this.logger.error({ err }, 'TCP server error'));
