@@ -21,6 +21,7 @@ const state = {
   errors: [], // { at, code, message }
   refreshTimer: undefined,
   uid: 0,
+  refreshNow: () => refreshTokens(),
 };
 window.pitwall = state;
 

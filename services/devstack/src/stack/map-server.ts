@@ -40,7 +40,7 @@ export interface MapServer {
   close(): Promise<void>;
 }
 
-/** Serves the live map page, its config and the track on 127.0.0.1:`port`. No internet needed. */
+/** Serves the live map page, its config and the track on 127.0.0.1:`port` (0: any free port). No internet needed. */
 export async function startMapServer(port: number, config: MapConfig, track: TrackPoints): Promise<MapServer> {
   const dynamic: Record<string, string> = {
     '/config.json': JSON.stringify(config),
@@ -75,8 +75,10 @@ export async function startMapServer(port: number, config: MapConfig, track: Tra
     server.once('error', reject);
     server.listen(port, '127.0.0.1', () => resolvePromise());
   });
+  const address = server.address();
+  const boundPort = typeof address === 'object' && address ? address.port : port;
   return {
-    url: `http://127.0.0.1:${port}/`,
+    url: `http://127.0.0.1:${boundPort}/`,
     close: () =>
       new Promise<void>((resolvePromise) => {
         server.closeAllConnections();

@@ -22,6 +22,8 @@ export interface PipelineOptions {
   redisUrl?: string;
   /** Superuser URL of a PostgreSQL to use instead of starting one. */
   postgresAdminUrl?: string;
+  /** Superuser URL of the PostgreSQL for a Directus the pipeline starts. Default: the writer's server. */
+  directusPostgresAdminUrl?: string;
   /** Use this Directus instead of starting and seeding one. */
   directus?: ExistingDirectus;
   /** Seed plan of a Directus the pipeline starts. */
@@ -109,8 +111,8 @@ export async function startPipeline(options: PipelineOptions = {}): Promise<Pipe
     } else {
       log('starting Directus (the first run on a machine installs it: about six minutes, once)');
       const started = await startDirectus({
-        postgresAdminUrl,
-        database: postgres ? 'directus' : undefined,
+        postgresAdminUrl: options.directusPostgresAdminUrl ?? postgresAdminUrl,
+        database: postgres && !options.directusPostgresAdminUrl ? 'directus' : undefined,
         port: await port(8055),
         logFile: join(logDir, 'directus.log'),
         accessTokenTtl: options.accessTokenTtl,
