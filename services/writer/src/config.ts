@@ -22,6 +22,17 @@ export const writerEnv = {
   WRITER_CONSUMER_EXPIRY_MS: intVar(86_400_000, 0, 365 * 86_400_000),
   /** Approximate length cap of the dead-letter stream (XADD MAXLEN ~). */
   WRITER_DEAD_LETTER_MAXLEN: intVar(100_000, 1, 100_000_000),
+  /**
+   * How new entries are written: `copy` COPYs straight into positions and falls back to the staging
+   * path when a key exists; `staging` always COPYs into a temporary table and inserts with ON
+   * CONFLICT DO NOTHING (slower; kept to compare in `make bench`). Redeliveries always use staging.
+   */
+  WRITER_WRITE_PATH: z.enum(['copy', 'staging'], { error: 'must be copy or staging' }).default('copy'),
+  /**
+   * positions_latest (newest row per device) moves forward at most this often, in the transaction of
+   * the batch that is due; entries are acknowledged only once it has. 0: in every batch's transaction.
+   */
+  WRITER_LATEST_INTERVAL_MS: intVar(1_000, 0, 60_000),
   /** Interval of the pending/lag gauges and the PostgreSQL liveness probe. */
   WRITER_STATS_INTERVAL_MS: intVar(2_000, 100, 600_000),
 

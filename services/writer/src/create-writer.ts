@@ -49,7 +49,7 @@ export function createWriter(config: WriterConfig, deps: { logger: Logger; regis
     deadLetterKey: deadLetterKey(config.STREAM_KEY),
     deadLetterMaxLen: config.WRITER_DEAD_LETTER_MAXLEN,
   });
-  const store = new PositionStore(pool, { onCommit: (path, seconds) => metrics.commitSeconds.observe({ path }, seconds) });
+  const store = new PositionStore(pool, { onCommit: (kind, seconds) => metrics.commitSeconds.observe({ path: kind }, seconds) });
   const schema = new SchemaService({
     databaseUrl: config.DATABASE_URL,
     migrate: config.MIGRATE_ON_START,
@@ -72,6 +72,10 @@ export function createWriter(config: WriterConfig, deps: { logger: Logger; regis
     retryInitialMs: config.WRITER_RETRY_INITIAL_MS,
     retryMaxMs: Math.max(config.WRITER_RETRY_MAX_MS, config.WRITER_RETRY_INITIAL_MS),
     statsIntervalMs: config.WRITER_STATS_INTERVAL_MS,
+    newEntryPath: config.WRITER_WRITE_PATH,
+    latestIntervalMs: config.WRITER_LATEST_INTERVAL_MS,
+    // Bounds what a crash re-delivers; far above what one interval holds at full speed.
+    maxHeldEntries: Math.max(100_000, 10 * config.WRITER_BATCH_SIZE * config.STREAM_SHARDS),
   });
 
   health.addReadinessCheck('redis', redisReadiness(commands));

@@ -51,7 +51,7 @@ export class WriterMetrics {
     });
     this.commitSeconds = new Histogram({
       name: 'pitwall_writer_commit_duration_seconds',
-      help: 'Duration of one batch transaction, BEGIN to COMMIT, by write path (copy: straight COPY; staging: COPY + INSERT ON CONFLICT)',
+      help: 'Duration of one transaction, BEGIN to COMMIT, by path (copy: straight COPY; staging: COPY + INSERT ON CONFLICT; latest: positions_latest alone)',
       labelNames: ['path'],
       buckets: LATENCY_BUCKETS_SECONDS,
       registers,

@@ -1,13 +1,14 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { decodeEntryFields, StreamEntryError } from '@pitwall/contract';
+import { StreamEntryError } from '@pitwall/contract';
 import { idempotent, type Logger, type Service } from '@pitwall/platform';
 import type pg from 'pg';
 import { BatchAbandonedError } from './batch-abandoned-error.js';
 import type { EntrySource, WriterMetrics } from './metrics.js';
 import { InvalidPositionError } from './store/invalid-position-error.js';
 import { describePgError } from './store/pg-errors.js';
-import { toPositionRow, type PositionRow } from './store/position-row.js';
-import type { PositionStore } from './store/position-store.js';
+import { entryToRow } from './store/entry-row.js';
+import type { PositionRow } from './store/position-row.js';
+import { encodeBatch, mergeNewest, type EncodedBatch, type PositionStore, type WritePath } from './store/position-store.js';
 import type { DeadLetter, ProcessorGroup, ShardEntry } from './stream/processor-group.js';
 
 export interface WriterOptions {
@@ -24,11 +25,37 @@ export interface WriterOptions {
   retryInitialMs: number;
   retryMaxMs: number;
   statsIntervalMs: number;
+  /** Path of entries read for the first time (WRITER_WRITE_PATH). */
+  newEntryPath?: WritePath;
+  /**
+   * positions_latest moves forward at most this often (WRITER_LATEST_INTERVAL_MS), in the
+   * transaction of the batch that is due, and entries are acknowledged only after it: batches in
+   * between commit their rows only. 0 upserts it in every batch.
+   */
+  latestIntervalMs?: number;
+  /** Acknowledgements held for positions_latest at most (entries); beyond it the next batch flushes. */
+  maxHeldEntries?: number;
   /** Called when the loop fails for a reason it cannot handle (a bug); the default crashes the process. */
   onFatal?: (err: unknown) => void;
 }
 
 type Operation = 'postgres' | 'redis';
+
+/** A batch decoded, validated and encoded, ready for its transaction. */
+interface PreparedBatch {
+  source: EntrySource;
+  entries: ShardEntry[];
+  encoded: EncodedBatch | undefined;
+  /** Entry of each row, by index. */
+  rowEntries: ShardEntry[];
+  letters: DeadLetter[];
+  /** Pending entries whose stream entry was deleted (nil fields). */
+  trimmed: number;
+}
+
+/** Entries decoded between two yields to the event loop. */
+const PREPARE_SLICE = 256;
+const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 function isNoGroup(err: unknown): boolean {
   return err instanceof Error && err.message.startsWith('NOGROUP');
@@ -38,8 +65,14 @@ function isNoGroup(err: unknown): boolean {
  * The writer's loop over consumer group `processor`: first its own pending entries (left from a
  * previous run under the same INSTANCE_ID), then new entries, with a claim round for entries of dead
  * consumers every WRITER_CLAIM_INTERVAL_MS. Per batch: dead letters first, then one transaction,
- * then one XACK per shard, so an entry is acknowledged only once its row is committed or it is
- * parked in the dead-letter stream. The next batch is read while the current one is written.
+ * then one XACK per shard, so an entry is acknowledged only once its row is committed (and
+ * positions_latest holds it) or it is parked in the dead-letter stream. The next batch is read,
+ * decoded and encoded while the current one is in its transaction.
+ *
+ * positions_latest is upserted once per WRITER_LATEST_INTERVAL_MS, not per batch (it would cost a
+ * third of the COPY when draining a backlog). Entries of the batches in between stay unacknowledged
+ * until it is: after a crash they are delivered again, their rows are duplicates (no-ops) and
+ * positions_latest gets them, so it never misses a device's last position.
  */
 export class Writer implements Service {
   readonly name = 'writer';
@@ -52,6 +85,11 @@ export class Writer implements Service {
   private statsTimer: NodeJS.Timeout | undefined;
   private statsRun: Promise<void> | undefined;
   private readonly shardLabels: Map<string, string>;
+  /** Newest committed row per device not yet in positions_latest. */
+  private readonly latest = new Map<string, PositionRow>();
+  /** Entries whose rows are committed, waiting for positions_latest before their XACK. */
+  private held: ShardEntry[] = [];
+  private lastLatestAt = 0;
 
   constructor(private readonly options: WriterOptions) {
     this.shardLabels = new Map(options.group.options.keys.map((key, shard) => [key, String(shard)]));
@@ -97,17 +135,22 @@ export class Writer implements Service {
       this.started = true;
       await this.recoverPending();
       let nextClaimAt = 0;
-      let prefetch: Promise<ShardEntry[]> | undefined;
+      // The next batch is read, decoded and encoded while the current one is in its transaction.
+      const readAhead = async () => this.prepare(await this.readNew(), 'new');
+      let next: Promise<PreparedBatch> | undefined;
       while (!this.stopping) {
         if (Date.now() >= nextClaimAt) {
           await this.claimRound();
           nextClaimAt = Date.now() + this.options.claimIntervalMs;
         }
-        const entries = await (prefetch ?? this.readNew());
-        prefetch = this.stopping ? undefined : this.readNew();
-        await this.processBatch(entries, 'new');
+        const batch = await (next ?? readAhead());
+        next = this.stopping ? undefined : readAhead();
+        // An empty read means the stream is idle: nothing to wait for before positions_latest.
+        if (batch.entries.length === 0) await this.flushLatest();
+        else await this.write(batch);
       }
-      if (prefetch) await this.processBatch(await prefetch, 'new');
+      if (next) await this.write(await next);
+      await this.flushLatest();
     } catch (err) {
       if (!(err instanceof BatchAbandonedError)) throw err;
       this.options.logger.warn({ err: err.message }, 'batch abandoned unacknowledged at shutdown; it stays pending');
@@ -133,7 +176,7 @@ export class Writer implements Service {
       const { entries, exhausted } = await this.withRetry('redis', () => group.readPending(cursors));
       for (const key of exhausted) cursors.delete(key);
       for (const entry of entries) cursors.set(entry.key, entry.id);
-      await this.processBatch(entries, 'pending');
+      await this.write(await this.prepare(entries, 'pending'));
       recovered += entries.length;
     }
     if (recovered > 0) logger.info({ entries: recovered }, 'own pending entries re-processed');
@@ -153,7 +196,7 @@ export class Writer implements Service {
         }
         if (claimed.entries.length > 0) {
           logger.info({ shard: key, entries: claimed.entries.length }, 'claimed entries idle beyond the visibility timeout');
-          await this.processBatch(claimed.entries, 'claimed');
+          await this.write(await this.prepare(claimed.entries, 'claimed'));
         }
         cursor = claimed.next;
       } while (cursor !== '0-0' && !this.stopping);
@@ -177,24 +220,26 @@ export class Writer implements Service {
     }
   }
 
-  private async processBatch(entries: ShardEntry[], source: EntrySource): Promise<void> {
-    if (entries.length === 0) return;
-    const { group, store, metrics, logger } = this.options;
-    metrics.entriesRead.inc({ source }, entries.length);
-    metrics.batchSize.observe({ source }, entries.length);
-
+  /**
+   * Decodes, validates and encodes a batch. It runs while the previous batch is in its transaction,
+   * so it yields to the event loop every few hundred entries: a long synchronous stretch would stall
+   * that transaction's COPY data and replies on the socket and serialise what should overlap.
+   */
+  private async prepare(entries: ShardEntry[], source: EntrySource): Promise<PreparedBatch> {
     const rows: PositionRow[] = [];
     const rowEntries: ShardEntry[] = [];
     const letters: DeadLetter[] = [];
     let trimmed = 0;
     const now = Date.now();
-    for (const entry of entries) {
+    for (let i = 0; i < entries.length; i++) {
+      if (i % PREPARE_SLICE === PREPARE_SLICE - 1) await yieldToEventLoop();
+      const entry = entries[i] as ShardEntry;
       if (entry.fields.length === 0) {
         trimmed++;
         continue;
       }
       try {
-        rows.push(toPositionRow(decodeEntryFields(entry.fields), now));
+        rows.push(entryToRow(entry.fields, now));
         rowEntries.push(entry);
       } catch (err) {
         if (err instanceof InvalidPositionError) letters.push({ entry, reason: err.reason, error: err.message });
@@ -202,16 +247,30 @@ export class Writer implements Service {
         else throw err;
       }
     }
+    if (rows.length > PREPARE_SLICE) await yieldToEventLoop();
+    return { source, entries, encoded: rows.length > 0 ? encodeBatch(rows) : undefined, rowEntries, letters, trimmed };
+  }
+
+  /** Dead letters, then the transaction, then one XACK per shard. */
+  private async write(batch: PreparedBatch): Promise<void> {
+    const { source, entries, encoded, rowEntries, letters, trimmed } = batch;
+    if (entries.length === 0) return;
+    const { group, store, metrics, logger } = this.options;
+    metrics.entriesRead.inc({ source }, entries.length);
+    metrics.batchSize.observe({ source }, entries.length);
 
     // Dead letters are appended before anything is acknowledged: a crash in between re-delivers.
     if (letters.length > 0) await this.withRetry('redis', () => group.deadLetter(letters));
-    if (rows.length > 0) {
+    let latestWritten = false;
+    if (encoded !== undefined) {
       // Entries read for the first time take the COPY path; redeliveries and retries expect duplicates.
-      const result = await this.withRetry('postgres', (attempt) =>
-        store.write(rows, source === 'new' && attempt === 0 ? 'copy' : 'staging'),
-      );
+      const firstPath = source === 'new' ? (this.options.newEntryPath ?? 'copy') : 'staging';
+      const latest = this.latestDue(entries.length) ? mergeNewest(new Map(this.latest), encoded.rows).values() : undefined;
+      const latestRows = latest === undefined ? undefined : [...latest];
+      const result = await this.withRetry('postgres', (attempt) => store.write(encoded, attempt === 0 ? firstPath : 'staging', latestRows));
       metrics.rows.inc({ result: 'inserted' }, result.inserted);
       if (result.duplicates > 0) metrics.rows.inc({ result: 'duplicate' }, result.duplicates);
+      let stored: readonly PositionRow[] = encoded.rows;
       if (result.rejected.length > 0) {
         const rejected = result.rejected.map(({ index, error }) => ({
           entry: rowEntries[index] as ShardEntry,
@@ -220,10 +279,18 @@ export class Writer implements Service {
         }));
         await this.withRetry('redis', () => group.deadLetter(rejected));
         letters.push(...rejected);
+        const rejectedIndexes = new Set(result.rejected.map((r) => r.index));
+        stored = encoded.rows.filter((_, i) => !rejectedIndexes.has(i));
+      }
+      if (result.latestWritten) {
+        this.latest.clear();
+        latestWritten = true;
+      } else {
+        mergeNewest(this.latest, stored);
       }
     }
-    await this.withRetry('redis', () => group.ack(entries));
-    metrics.entriesAcked.inc(entries.length);
+    this.held = this.held.concat(entries);
+    if (latestWritten || this.latest.size === 0) await this.ackHeld();
 
     if (trimmed > 0) {
       metrics.trimmed.inc(trimmed);
@@ -239,6 +306,34 @@ export class Writer implements Service {
         'entries moved to the dead-letter stream',
       );
     }
+  }
+
+  private latestDue(incoming: number): boolean {
+    const interval = this.options.latestIntervalMs ?? 0;
+    return (
+      this.stopping ||
+      Date.now() - this.lastLatestAt >= interval ||
+      this.held.length + incoming >= (this.options.maxHeldEntries ?? Number.POSITIVE_INFINITY)
+    );
+  }
+
+  /** Upserts positions_latest with what is pending for it, then acknowledges every held entry. */
+  private async flushLatest(): Promise<void> {
+    if (this.latest.size > 0) {
+      const rows = [...this.latest.values()];
+      await this.withRetry('postgres', () => this.options.store.writeLatest(rows));
+      this.latest.clear();
+    }
+    await this.ackHeld();
+  }
+
+  private async ackHeld(): Promise<void> {
+    if (this.latest.size === 0) this.lastLatestAt = Date.now();
+    if (this.held.length === 0) return;
+    const entries = this.held;
+    await this.withRetry('redis', () => this.options.group.ack(entries));
+    this.held = [];
+    this.options.metrics.entriesAcked.inc(entries.length);
   }
 
   /**

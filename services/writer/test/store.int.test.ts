@@ -64,16 +64,17 @@ describe('schema and store against a real PostgreSQL', () => {
   it('writes a batch with COPY and makes writing it again a no-op', async () => {
     const batch = rows(200, { devices: 20 });
     commits.length = 0;
-    expect(await store.write(batch, 'copy')).toEqual({ inserted: 200, duplicates: 0, rejected: [] });
+    expect(await store.write(batch, 'copy')).toEqual({ inserted: 200, duplicates: 0, rejected: [], latestWritten: false });
     expect(commits).toEqual(['copy']);
     // Again on the COPY path: the unique key fails the COPY, the staging path skips every row.
     commits.length = 0;
-    expect(await store.write(batch, 'copy')).toEqual({ inserted: 0, duplicates: 200, rejected: [] });
+    expect(await store.write(batch, 'copy', batch)).toEqual({ inserted: 0, duplicates: 200, rejected: [], latestWritten: true });
     expect(commits).toEqual(['staging']);
     expect(await store.write([...batch.slice(0, 10), ...rows(5, { startMs: Date.now() - 100_000 })], 'staging')).toEqual({
       inserted: 5,
       duplicates: 10,
       rejected: [],
+      latestWritten: false,
     });
     expect(await rowCount(databaseUrl)).toBe(205);
   });
@@ -81,7 +82,7 @@ describe('schema and store against a real PostgreSQL', () => {
   it('does not fail a batch that holds the same position twice', async () => {
     const [one] = rows(1, { startMs: Date.now() - 200_000 });
     const before = await rowCount(databaseUrl);
-    expect(await store.write([one!, one!, { ...one!, lat: 1 }], 'copy')).toEqual({ inserted: 1, duplicates: 2, rejected: [] });
+    expect(await store.write([one!, one!, { ...one!, lat: 1 }], 'copy')).toMatchObject({ inserted: 1, duplicates: 2, rejected: [] });
     expect(await rowCount(databaseUrl)).toBe(before + 1);
   });
 
@@ -89,8 +90,11 @@ describe('schema and store against a real PostgreSQL', () => {
     const device = imei(900);
     const at = (ms: number): PositionRow => ({ ...rows(1)[0]!, deviceId: device, recordedAtMs: ms, lat: ms % 90 });
     const t = Date.now() - 60_000;
-    await store.write([at(t), at(t + 2_000)], 'copy');
-    await store.write([at(t + 1_000)], 'copy');
+    const newer = [at(t), at(t + 2_000)];
+    expect(await store.write(newer, 'copy', newer)).toMatchObject({ latestWritten: true });
+    // An older position written later (another writer, a redelivery) does not move it back.
+    await store.write([at(t + 1_000)], 'copy', [at(t + 1_000)]);
+    await store.writeLatest([at(t - 5_000)]);
     const [latest] = await query<{ recorded_at: Date }>(databaseUrl, 'SELECT recorded_at FROM positions_latest WHERE device_id = $1', [
       device,
     ]);
@@ -100,8 +104,9 @@ describe('schema and store against a real PostgreSQL', () => {
   it('isolates a row PostgreSQL rejects and writes the rest of its batch', async () => {
     const batch = rows(9, { startMs: Date.now() - 300_000 });
     batch[4] = { ...batch[4]!, attributes: '{not json' };
-    const result = await store.write(batch, 'copy');
+    const result = await store.write(batch, 'copy', batch);
     expect(result.inserted).toBe(8);
+    expect(result.latestWritten).toBe(false);
     expect(result.rejected).toEqual([{ index: 4, error: expect.stringMatching(/^22P02 invalid input syntax for type json/) as unknown }]);
   });
 

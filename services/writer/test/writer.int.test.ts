@@ -34,6 +34,19 @@ async function startWriter(databaseUrl: string, streamKey: string, env: Record<s
   return writer;
 }
 
+/** positions_latest must hold the newest stored position of every device. */
+async function expectLatestConsistent(databaseUrl: string): Promise<void> {
+  const stale = await query(
+    databaseUrl,
+    `SELECT p.device_id FROM (SELECT device_id, max(recorded_at) AS newest FROM positions GROUP BY device_id) p
+       LEFT JOIN positions_latest l USING (device_id) WHERE l.recorded_at IS DISTINCT FROM p.newest`,
+  );
+  expect(stale).toEqual([]);
+  expect(await rowCount(databaseUrl, 'positions_latest')).toBe(
+    Number((await query<{ n: string }>(databaseUrl, 'SELECT count(DISTINCT device_id) AS n FROM positions'))[0]?.n),
+  );
+}
+
 /** Waits until a writer's session waits on a lock inside its batch transaction. */
 async function waitForBlockedWriter(databaseUrl: string, instance: string): Promise<void> {
   await waitFor(`writer ${instance} blocked on a lock`, async () => {
@@ -44,12 +57,12 @@ async function waitForBlockedWriter(databaseUrl: string, instance: string): Prom
   });
 }
 
-/** Holds a lock that stops every batch transaction after its COPY, until released. */
-async function blockBatches(databaseUrl: string): Promise<() => Promise<void>> {
+/** Holds a lock that stops every transaction writing `table` (inside it), until released. */
+async function blockWrites(databaseUrl: string, table: 'positions' | 'positions_latest'): Promise<() => Promise<void>> {
   const client = new pg.Client({ connectionString: databaseUrl });
   await client.connect();
   await client.query('BEGIN');
-  await client.query('LOCK TABLE positions_latest IN SHARE MODE');
+  await client.query(`LOCK TABLE ${table} IN SHARE MODE`);
   return async () => {
     await client.query('ROLLBACK');
     await client.end();
@@ -142,8 +155,8 @@ describe('writer process', () => {
     await produce(redis, streamKey, 2, positions.slice(0, 1_000));
     await waitAllAcked(redis, streamKey, 2);
 
-    // The next batch stops inside its transaction, after its COPY; the writer dies there.
-    const release = await blockBatches(databaseUrl);
+    // The next batch stops inside its transaction, at its COPY; the writer dies there.
+    const release = await blockWrites(databaseUrl, 'positions');
     await produce(redis, streamKey, 2, positions.slice(1_000));
     await waitForBlockedWriter(databaseUrl, 'w1');
     await first.proc.kill();
@@ -156,18 +169,29 @@ describe('writer process', () => {
     await waitAllAcked(redis, streamKey, 2);
     expect(await storedKeys(databaseUrl)).toEqual(keysOf(positions));
     expect(await scrapeMetric(restarted.metricsUrl, 'pitwall_writer_entries_read_total', { source: 'pending' })).toBe(pending);
+    await expectLatestConsistent(databaseUrl);
   });
 
   it('takes over the pending entries of a writer that died, and removes the dead consumer', async () => {
     const databaseUrl = await createTestDatabase('writer_claim');
     const streamKey = uniqueName('positions');
-    const dead = await startWriter(databaseUrl, streamKey, { INSTANCE_ID: 'dead', WRITER_BATCH_SIZE: '200' });
+    // positions_latest only every minute: rows commit, their entries wait unacknowledged for it.
+    const dead = await startWriter(databaseUrl, streamKey, {
+      INSTANCE_ID: 'dead',
+      WRITER_BATCH_SIZE: '200',
+      WRITER_LATEST_INTERVAL_MS: '60000',
+    });
     const positions = makePositions(1_000, { devices: 50 });
-    const release = await blockBatches(databaseUrl);
-    await produce(redis, streamKey, 2, positions);
+    await produce(redis, streamKey, 2, positions.slice(0, 100));
+    await waitAllAcked(redis, streamKey, 2);
+    // It dies with rows committed but positions_latest not yet moved for them (and nothing acknowledged).
+    const release = await blockWrites(databaseUrl, 'positions_latest');
+    await produce(redis, streamKey, 2, positions.slice(100));
     await waitForBlockedWriter(databaseUrl, 'dead');
     await dead.proc.kill();
     await release();
+    expect(await rowCount(databaseUrl)).toBeGreaterThan(100);
+    expect((await groupBacklog(redis, streamKey, 2)).pending).toBeGreaterThan(0);
 
     const survivor = await startWriter(databaseUrl, streamKey, {
       INSTANCE_ID: 'survivor',
@@ -177,7 +201,9 @@ describe('writer process', () => {
     });
     await waitAllAcked(redis, streamKey, 2);
     expect(await storedKeys(databaseUrl)).toEqual(keysOf(positions));
+    await expectLatestConsistent(databaseUrl);
     expect(await scrapeMetric(survivor.metricsUrl, 'pitwall_writer_entries_read_total', { source: 'claimed' })).toBeGreaterThan(0);
+    expect(await scrapeMetric(survivor.metricsUrl, 'pitwall_writer_rows_total', { result: 'duplicate' })).toBeGreaterThan(0);
     await waitFor('dead consumer removed', async () => {
       for (const key of shardKeys(streamKey, 2)) {
         const consumers = (await redis.call('XINFO', 'CONSUMERS', key, PROCESSOR_GROUP)) as unknown[][];

@@ -22,13 +22,6 @@ export const MIN_TIMESTAMP_MS = Date.UTC(2000, 0, 1);
 export const MAX_CLOCK_AHEAD_MS = 24 * 3_600_000;
 const SMALLINT_MAX = 32_767;
 
-function timestampMs(value: bigint, what: string, notAfterMs: number): number {
-  if (value < BigInt(MIN_TIMESTAMP_MS) || value > BigInt(notAfterMs)) {
-    throw new InvalidPositionError('invalid_timestamp', `${what} ${value} ms is outside [${MIN_TIMESTAMP_MS}, ${notAfterMs}]`);
-  }
-  return Number(value);
-}
-
 /** An IO value as JSON: a number when exact, a decimal string beyond 2^53. */
 function ioValue(value: bigint): number | string {
   return value <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(value) : value.toString();
@@ -61,32 +54,63 @@ export function positionAttributes(position: Position): string {
 }
 
 /**
+ * Throws InvalidPositionError (with the dead-letter reason) when a row holds values PostgreSQL would
+ * reject or that cannot be a real position. `nowMs` bounds timestamps the producer did not stamp.
+ */
+export function checkPositionRow(row: PositionRow, nowMs: number): void {
+  if (!isImei(row.deviceId)) {
+    throw new InvalidPositionError('invalid_device_id', `device id ${JSON.stringify(row.deviceId.slice(0, 40))} is not an IMEI`);
+  }
+  const receivedLimit = nowMs + MAX_CLOCK_AHEAD_MS;
+  if (row.receivedAtMs !== null && !(row.receivedAtMs >= MIN_TIMESTAMP_MS && row.receivedAtMs <= receivedLimit)) {
+    throw new InvalidPositionError(
+      'invalid_timestamp',
+      `received_at ${row.receivedAtMs} ms is outside [${MIN_TIMESTAMP_MS}, ${receivedLimit}]`,
+    );
+  }
+  const recordedLimit = (row.receivedAtMs ?? nowMs) + MAX_CLOCK_AHEAD_MS;
+  if (!(row.recordedAtMs >= MIN_TIMESTAMP_MS && row.recordedAtMs <= recordedLimit)) {
+    throw new InvalidPositionError(
+      'invalid_timestamp',
+      `recorded_at ${row.recordedAtMs} ms is outside [${MIN_TIMESTAMP_MS}, ${recordedLimit}]`,
+    );
+  }
+  if (!(row.lat >= -90 && row.lat <= 90 && row.lon >= -180 && row.lon <= 180)) {
+    throw new InvalidPositionError('invalid_coordinates', `lat ${row.lat}, lon ${row.lon} is not on Earth`);
+  }
+  if (!(row.headingDeg >= 0 && row.headingDeg <= 360))
+    throw new InvalidPositionError('invalid_value', `heading ${row.headingDeg} is not within 0-360 degrees`);
+  if (!(row.satellites >= 0 && row.satellites <= SMALLINT_MAX))
+    throw new InvalidPositionError('invalid_value', `satellites ${row.satellites} is out of range`);
+}
+
+const BIG_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
+
+/** A 64-bit timestamp as a number; beyond the safe range it is invalid anyway (infinities fail the checks). */
+function timestampNumber(value: bigint): number {
+  if (value > BIG_SAFE) return Infinity;
+  return value < -BIG_SAFE ? -Infinity : Number(value);
+}
+
+/**
  * Validates a decoded Position and converts it to a row. Throws InvalidPositionError (with the
  * dead-letter reason) for values PostgreSQL would reject or that cannot be a real position.
  * `nowMs` bounds timestamps of positions the producer did not stamp.
  */
 export function toPositionRow(position: Position, nowMs: number): PositionRow {
-  if (!isImei(position.deviceId)) {
-    throw new InvalidPositionError('invalid_device_id', `device id ${JSON.stringify(position.deviceId.slice(0, 40))} is not an IMEI`);
-  }
-  const receivedAtMs = position.receivedAtMs === 0n ? null : timestampMs(position.receivedAtMs, 'received_at', nowMs + MAX_CLOCK_AHEAD_MS);
-  const recordedAtMs = timestampMs(position.recordedAtMs, 'recorded_at', (receivedAtMs ?? nowMs) + MAX_CLOCK_AHEAD_MS);
-  if (position.latE7 < -900_000_000 || position.latE7 > 900_000_000 || position.lonE7 < -1_800_000_000 || position.lonE7 > 1_800_000_000) {
-    throw new InvalidPositionError('invalid_coordinates', `lat ${position.latE7 / 1e7}, lon ${position.lonE7 / 1e7} is not on Earth`);
-  }
-  if (position.headingDeg > 360) throw new InvalidPositionError('invalid_value', `heading ${position.headingDeg} is above 360 degrees`);
-  if (position.satellites > SMALLINT_MAX)
-    throw new InvalidPositionError('invalid_value', `satellites ${position.satellites} is out of range`);
-  return {
+  const row: PositionRow = {
     deviceId: position.deviceId,
-    recordedAtMs,
-    receivedAtMs,
+    recordedAtMs: timestampNumber(position.recordedAtMs),
+    receivedAtMs: position.receivedAtMs === 0n ? null : timestampNumber(position.receivedAtMs),
     lat: position.latE7 / 1e7,
     lon: position.lonE7 / 1e7,
     altitudeM: position.altitudeM,
     speedKmh: position.speedKmh,
     headingDeg: position.headingDeg,
     satellites: position.satellites,
-    attributes: positionAttributes(position),
+    attributes: '',
   };
+  checkPositionRow(row, nowMs);
+  row.attributes = positionAttributes(position);
+  return row;
 }

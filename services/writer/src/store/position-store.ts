@@ -14,16 +14,21 @@ import type { PositionRow } from './position-row.js';
  */
 export type WritePath = 'copy' | 'staging';
 
+/** Label of a committed transaction: a batch by its path, or an upsert of positions_latest alone. */
+export type TransactionKind = WritePath | 'latest';
+
 export interface WriteResult {
   inserted: number;
   duplicates: number;
   /** Rows PostgreSQL rejected (by index into the rows given), isolated by splitting the batch. */
   rejected: { index: number; error: string }[];
+  /** The positions_latest rows given were upserted in the batch's transaction. */
+  latestWritten: boolean;
 }
 
 export interface PositionStoreHooks {
-  /** Called after every commit with the path and the transaction's duration. */
-  onCommit?: (path: WritePath, seconds: number) => void;
+  /** Called after every commit with what it committed and the transaction's duration. */
+  onCommit?: (kind: TransactionKind, seconds: number) => void;
 }
 
 const COLUMN_LIST = POSITION_COLUMNS.join(', ');
@@ -32,8 +37,8 @@ const CREATE_STAGING = `CREATE TEMP TABLE IF NOT EXISTS ${STAGING_TABLE} (LIKE p
 const COPY_DIRECT = `COPY positions (${COLUMN_LIST}) FROM STDIN (FORMAT binary)`;
 const COPY_STAGING = `COPY ${STAGING_TABLE} (${COLUMN_LIST}) FROM STDIN (FORMAT binary)`;
 const INSERT_FROM_STAGING = `INSERT INTO positions (${COLUMN_LIST}) SELECT ${COLUMN_LIST} FROM ${STAGING_TABLE} ON CONFLICT DO NOTHING`;
-// The newest row per device of the batch, in device order: writers that touch the same devices lock
-// them in the same order and so never deadlock. Only a newer position replaces the stored one.
+// Rows in device order: writers that touch the same devices lock them in the same order and so never
+// deadlock. Only a newer position replaces the stored one, so writers may upsert in any order.
 const UPSERT_LATEST = `
   INSERT INTO positions_latest AS l (${COLUMN_LIST})
   SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::timestamptz[], $4::float8[], $5::float8[],
@@ -44,16 +49,19 @@ const UPSERT_LATEST = `
     satellites = EXCLUDED.satellites, attributes = EXCLUDED.attributes
   WHERE l.recorded_at < EXCLUDED.recorded_at`;
 
-function latestPerDevice(rows: readonly PositionRow[]): PositionRow[] {
-  const latest = new Map<string, PositionRow>();
+/** Folds rows into a map of the newest row per device (in place). */
+export function mergeNewest(into: Map<string, PositionRow>, rows: Iterable<PositionRow>): Map<string, PositionRow> {
   for (const row of rows) {
-    const seen = latest.get(row.deviceId);
-    if (seen === undefined || seen.recordedAtMs < row.recordedAtMs) latest.set(row.deviceId, row);
+    const seen = into.get(row.deviceId);
+    if (seen === undefined || seen.recordedAtMs < row.recordedAtMs) into.set(row.deviceId, row);
   }
-  return [...latest.values()].sort((a, b) => (a.deviceId < b.deviceId ? -1 : a.deviceId > b.deviceId ? 1 : 0));
+  return into;
 }
 
-function latestParameters(rows: readonly PositionRow[]): unknown[] {
+function latestParameters(newest: Iterable<PositionRow>): unknown[] {
+  const rows = [...mergeNewest(new Map(), newest).values()].sort((a, b) =>
+    a.deviceId < b.deviceId ? -1 : a.deviceId > b.deviceId ? 1 : 0,
+  );
   const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
   return [
     rows.map((r) => r.deviceId),
@@ -69,6 +77,16 @@ function latestParameters(rows: readonly PositionRow[]): unknown[] {
   ];
 }
 
+/** A batch encoded for COPY once, before its transaction (so it overlaps the previous commit). */
+export interface EncodedBatch {
+  readonly rows: readonly PositionRow[];
+  readonly copyData: Buffer;
+}
+
+export function encodeBatch(rows: readonly PositionRow[]): EncodedBatch {
+  return { rows, copyData: encodeBinaryCopy(rows) };
+}
+
 async function copyIn(client: pg.PoolClient, sql: string, data: Buffer): Promise<number> {
   const stream = client.query(copyFrom(sql));
   stream.end(data);
@@ -78,9 +96,10 @@ async function copyIn(client: pg.PoolClient, sql: string, data: Buffer): Promise
 
 /**
  * Writes batches of positions to PostgreSQL: one transaction per batch that stores every row not
- * stored yet and moves `positions_latest` forward. Idempotent: writing a batch again (after a crash
- * between commit and XACK, or a redelivery) adds nothing. Transient failures are thrown for the
- * caller to retry; rows with values PostgreSQL rejects are isolated and reported, never retried.
+ * stored yet, optionally moving `positions_latest` forward in the same transaction. Idempotent:
+ * writing a batch again (after a crash between commit and XACK, or a redelivery) adds nothing.
+ * Transient failures are thrown for the caller to retry; rows with values PostgreSQL rejects are
+ * isolated and reported, never retried.
  */
 export class PositionStore {
   constructor(
@@ -88,40 +107,60 @@ export class PositionStore {
     private readonly hooks: PositionStoreHooks = {},
   ) {}
 
-  async write(rows: readonly PositionRow[], path: WritePath): Promise<WriteResult> {
-    const result: WriteResult = { inserted: 0, duplicates: 0, rejected: [] };
-    await this.writeRange(rows, 0, rows.length, path, result);
+  /**
+   * Writes a batch. `latest` (newest rows per device, of this batch and earlier ones) is upserted
+   * into positions_latest in the same transaction; when rows had to be isolated it is not, and
+   * `latestWritten` is false (call writeLatest).
+   */
+  async write(batch: readonly PositionRow[] | EncodedBatch, path: WritePath, latest?: Iterable<PositionRow>): Promise<WriteResult> {
+    const encoded = 'copyData' in batch ? batch : encodeBatch(batch);
+    const result: WriteResult = { inserted: 0, duplicates: 0, rejected: [], latestWritten: false };
+    const latestParams = latest === undefined ? undefined : latestParameters(latest);
+    try {
+      result.inserted = await this.writeOnce(encoded, path, latestParams);
+      result.duplicates = encoded.rows.length - result.inserted;
+      result.latestWritten = latestParams !== undefined;
+    } catch (err) {
+      if (classifyPgError(err) !== 'data') throw err;
+      await this.bisect(encoded.rows, 0, encoded.rows.length, path, result);
+    }
     return result;
   }
 
-  private async writeRange(rows: readonly PositionRow[], start: number, end: number, path: WritePath, result: WriteResult): Promise<void> {
-    const slice = start === 0 && end === rows.length ? rows : rows.slice(start, end);
+  /** Upserts newest rows per device into positions_latest in a transaction of its own. */
+  async writeLatest(latest: Iterable<PositionRow>): Promise<void> {
+    const params = latestParameters(latest);
+    await this.transaction('latest', async (client) => {
+      await client.query(UPSERT_LATEST, params);
+    });
+  }
+
+  /** Splits a batch that holds a row PostgreSQL rejects: the halves that are fine commit, the offending rows end up alone. */
+  private async bisect(rows: readonly PositionRow[], start: number, end: number, path: WritePath, result: WriteResult): Promise<void> {
+    const slice = encodeBatch(rows.slice(start, end));
     try {
-      const inserted = await this.writeOnce(slice, path);
+      const inserted = await this.writeOnce(slice, path, undefined);
       result.inserted += inserted;
-      result.duplicates += slice.length - inserted;
+      result.duplicates += slice.rows.length - inserted;
     } catch (err) {
       if (classifyPgError(err) !== 'data') throw err;
-      if (slice.length === 1) {
+      if (slice.rows.length === 1) {
         result.rejected.push({ index: start, error: describePgError(err) });
         return;
       }
-      // Bisect: the halves that are fine commit, the offending rows end up alone.
-      const middle = start + Math.ceil(slice.length / 2);
-      await this.writeRange(rows, start, middle, path, result);
-      await this.writeRange(rows, middle, end, path, result);
+      const middle = start + Math.ceil(slice.rows.length / 2);
+      await this.bisect(rows, start, middle, path, result);
+      await this.bisect(rows, middle, end, path, result);
     }
   }
 
   /** One transaction; returns the rows inserted (the rest were duplicates). */
-  private async writeOnce(rows: readonly PositionRow[], path: WritePath): Promise<number> {
-    const data = encodeBinaryCopy(rows);
-    const latest = latestParameters(latestPerDevice(rows));
+  private async writeOnce(batch: EncodedBatch, path: WritePath, latest: unknown[] | undefined): Promise<number> {
     if (path === 'copy') {
       try {
         return await this.transaction('copy', async (client) => {
-          const inserted = await copyIn(client, COPY_DIRECT, data);
-          await client.query(UPSERT_LATEST, latest);
+          const inserted = await copyIn(client, COPY_DIRECT, batch.copyData);
+          if (latest) await client.query(UPSERT_LATEST, latest);
           return inserted;
         });
       } catch (err) {
@@ -130,14 +169,14 @@ export class PositionStore {
     }
     return this.transaction('staging', async (client) => {
       await client.query(CREATE_STAGING);
-      await copyIn(client, COPY_STAGING, data);
+      await copyIn(client, COPY_STAGING, batch.copyData);
       const inserted = await client.query(INSERT_FROM_STAGING);
-      await client.query(UPSERT_LATEST, latest);
+      if (latest) await client.query(UPSERT_LATEST, latest);
       return inserted.rowCount ?? 0;
     });
   }
 
-  private async transaction<T>(path: WritePath, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+  private async transaction<T>(kind: TransactionKind, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
     const client = await this.pool.connect();
     let broken: Error | undefined;
     try {
@@ -146,7 +185,7 @@ export class PositionStore {
       try {
         const value = await work(client);
         await client.query('COMMIT');
-        this.hooks.onCommit?.(path, Number(process.hrtime.bigint() - started) / 1e9);
+        this.hooks.onCommit?.(kind, Number(process.hrtime.bigint() - started) / 1e9);
         return value;
       } catch (err) {
         await client.query('ROLLBACK').catch((rollbackErr: unknown) => {

@@ -1,0 +1,146 @@
+import { randomBytes } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import {
+  type Codec,
+  createPosition,
+  decodePosition,
+  encodePosition,
+  IoElementSchema,
+  PositionSchema,
+  StreamEntryError,
+  type Position,
+  type PositionInit,
+} from '@pitwall/contract';
+import { decodePositionRow, entryToRow, InvalidPositionError, toPositionRow, type PositionRow } from '@pitwall/writer';
+
+const NOW = Date.UTC(2026, 10, 27, 12);
+
+/** A deterministic pseudo-random generator (mulberry32), so failures reproduce. */
+function random(seed: number): () => number {
+  let a = seed;
+  return () => {
+    a = (a + 0x6d2b79f5) | 0;
+    let t = Math.imul(a ^ (a >>> 15), 1 | a);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
+  };
+}
+
+function randomPosition(next: () => number): Position {
+  const int = (max: number) => Math.floor(next() * max);
+  const init: PositionInit = {
+    deviceId: String(350_000_000_000_000 + int(9_999_999_999)),
+    recordedAtMs: BigInt(NOW - int(400 * 86_400_000)),
+    receivedAtMs: next() < 0.1 ? 0n : BigInt(NOW - int(1_000)),
+    latE7: int(1_800_000_001) - 900_000_000,
+    lonE7: int(3_600_000_001) - 1_800_000_000,
+    altitudeM: int(20_000) - 1_000,
+    speedKmh: int(400),
+    headingDeg: int(361),
+    satellites: int(40),
+    priority: int(3),
+    eventIoId: int(3),
+    codec: int(4) as Codec,
+    io: Array.from({ length: int(8) }, () => {
+      const width = [0, 1, 2, 4, 8][int(5)]!;
+      return width === 0
+        ? { id: int(70_000), width, raw: Uint8Array.from(randomBytes(int(20))) }
+        : { id: int(70_000), width, value: next() < 0.2 ? BigInt.asUintN(64, BigInt(int(2 ** 31)) ** 2n * 7n) : BigInt(int(2 ** 31)) };
+    }),
+  };
+  if (next() < 0.3) init.generationType = int(8);
+  return createPosition(init);
+}
+
+/** The contract's way: decodePosition + toPositionRow, or the error it throws. */
+function canonical(bytes: Uint8Array): PositionRow | Error {
+  try {
+    return toPositionRow(decodePosition(bytes), NOW);
+  } catch (err) {
+    if (err instanceof InvalidPositionError || err instanceof StreamEntryError) return err;
+    throw err;
+  }
+}
+
+function comparable(row: PositionRow) {
+  return { ...row, attributes: JSON.parse(row.attributes) as unknown };
+}
+
+describe('decodePositionRow (fast path)', () => {
+  it('yields exactly the row of the contract decoder for a thousand random valid positions', () => {
+    const next = random(42);
+    for (let i = 0; i < 1_000; i++) {
+      const bytes = Buffer.from(encodePosition(randomPosition(next)));
+      const expected = canonical(bytes);
+      expect(expected).not.toBeInstanceOf(Error);
+      const fast = decodePositionRow(bytes, NOW);
+      expect(fast, `position ${i}`).toBeDefined();
+      expect(comparable(fast!)).toEqual(comparable(expected as PositionRow));
+    }
+  });
+
+  it('never accepts what the contract decoder rejects: invalid values, truncated and corrupted bytes', () => {
+    const next = random(7);
+    const invalid: PositionInit[] = [
+      { deviceId: 'abc' },
+      { deviceId: '3520930864036559999' },
+      { recordedAtMs: 0n },
+      { recordedAtMs: -5n },
+      { recordedAtMs: 2n ** 62n },
+      { receivedAtMs: 2n ** 60n },
+      { latE7: -900_000_001 },
+      { headingDeg: 400 },
+      { satellites: 70_000 },
+    ];
+    const base = { deviceId: '352093086403655', recordedAtMs: BigInt(NOW - 1_000), receivedAtMs: BigInt(NOW) };
+    for (const init of invalid) {
+      const bytes = Buffer.from(encodePosition(createPosition({ ...base, ...init })));
+      expect(canonical(bytes)).toBeInstanceOf(InvalidPositionError);
+      expect(
+        decodePositionRow(bytes, NOW),
+        JSON.stringify(init, (_, v: unknown) => (typeof v === 'bigint' ? String(v) : v)),
+      ).toBeUndefined();
+    }
+    for (let i = 0; i < 3_000; i++) {
+      const bytes = Buffer.from(encodePosition(randomPosition(next)));
+      const cut = Math.floor(next() * bytes.length);
+      const mutated = next() < 0.5 ? bytes.subarray(0, cut) : Buffer.from(bytes);
+      if (mutated !== bytes && mutated.length === bytes.length) mutated[cut] = Math.floor(next() * 256);
+      const fast = decodePositionRow(mutated, NOW);
+      if (fast === undefined) continue;
+      const expected = canonical(mutated);
+      expect(expected, `mutation ${i}`).not.toBeInstanceOf(Error);
+      expect(comparable(fast)).toEqual(comparable(expected as PositionRow));
+    }
+    expect(decodePositionRow(Buffer.from('not a protobuf'), NOW)).toBeUndefined();
+  });
+
+  it('falls back to the contract decoder for the entry error', () => {
+    expect(() => entryToRow([Buffer.from('p'), Buffer.from([0xff, 0xff])], NOW)).toThrow(StreamEntryError);
+    expect(() => entryToRow([Buffer.from('x'), Buffer.from('y')], NOW)).toThrow(/no field "p"/);
+    const bytes = Buffer.from(encodePosition(createPosition({ deviceId: 'x', recordedAtMs: BigInt(NOW) })));
+    expect(() => entryToRow([Buffer.from('p'), bytes], NOW)).toThrow(InvalidPositionError);
+  });
+
+  it('knows every field of the schema: a new field in proto/ must be taught to the fast decoder', () => {
+    const fields = (schema: typeof PositionSchema | typeof IoElementSchema) =>
+      schema.fields.map((f) => `${f.number}:${f.name}:${f.fieldKind}${f.fieldKind === 'scalar' ? `:${f.scalar}` : ''}`);
+    expect(fields(PositionSchema)).toEqual([
+      '1:device_id:scalar:9',
+      '2:recorded_at_ms:scalar:3',
+      '3:received_at_ms:scalar:3',
+      '4:lat_e7:scalar:17',
+      '5:lon_e7:scalar:17',
+      '6:altitude_m:scalar:17',
+      '7:speed_kmh:scalar:13',
+      '8:heading_deg:scalar:13',
+      '9:satellites:scalar:13',
+      '10:priority:scalar:13',
+      '11:event_io_id:scalar:13',
+      '12:io:list',
+      '13:codec:enum',
+      '14:generation_type:scalar:13',
+    ]);
+    expect(fields(IoElementSchema)).toEqual(['1:id:scalar:13', '2:width:scalar:13', '3:value:scalar:4', '4:raw:scalar:12']);
+  });
+});
