@@ -319,6 +319,27 @@ describe('environment specifics', () => {
   });
 });
 
+describe('network policies let each component reach what its configuration points at', () => {
+  it.each(['default', 'staging', 'prod'] as const)(
+    'with the %s values: Redis, PostgreSQL, Directus, DNS and the trace collector',
+    (variant) => {
+      const objects = objectsOf(variant);
+      const shared = configMapData(objects, `${RELEASE}-shared`);
+      const gateway = configMapData(objects, componentName('live-gateway'));
+      const needs: Record<string, number[]> = { ingestion: [6379, 53], writer: [6379, 5432, 53], 'live-gateway': [6379, 53] };
+      needs['live-gateway']?.push(Number(new URL(gateway.DIRECTUS_URL ?? '').port || 80));
+      const otlp = shared.OTEL_EXPORTER_OTLP_ENDPOINT;
+      for (const component of COMPONENTS) {
+        const policy = find(objects, 'NetworkPolicy', componentName(component));
+        if (!NetworkPolicy.is(policy)) throw new Error('not a NetworkPolicy');
+        const allowed = new Set((policy.spec?.egress ?? []).flatMap((rule) => (rule.ports ?? []).map((p) => Number(p.port))));
+        const wanted = [...(needs[component] ?? []), ...(otlp === undefined ? [] : [Number(new URL(otlp).port)])];
+        for (const port of wanted) expect(allowed.has(port), `${component} egress to port ${port}`).toBe(true);
+      }
+    },
+  );
+});
+
 describe('rendering reacts to values', () => {
   it('changes the checksum/config annotation when the configuration changes, and only then', async () => {
     const checksums = async (values: Record<string, unknown>) => {
