@@ -1,5 +1,6 @@
 import type { BenchSuite } from './suite.js';
 import { ingestionSuite } from './suites/ingestion.js';
+import { writerSuite } from './suites/writer.js';
 
 // Every benchmark of `make bench`, in the order they run. Register a suite with one line here.
-export const suites: BenchSuite[] = [ingestionSuite];
+export const suites: BenchSuite[] = [ingestionSuite, writerSuite];
