@@ -27,6 +27,9 @@ export const CLOSE_CODE = {
   authTimeout: 4408,
 } as const;
 
+/** Error codes that ask the client to try the same request again a little later. */
+export const RETRYABLE_ERROR_CODES: readonly string[] = ['authorization_unavailable', 'rate_limited'];
+
 /** Error codes after which the server ends the session for the token (then closes with 4401). */
 export const TOKEN_ERROR_CODES: readonly string[] = ['unauthenticated', 'token_expired'];
 

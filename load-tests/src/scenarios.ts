@@ -51,7 +51,10 @@ export interface RaceStartScenario extends ScenarioBase {
   kind: 'race-start';
 }
 
-/** After the ramp and a settle time, every viewer drops its connection and returns within a window. */
+/**
+ * After the ramp and a settle time, every viewer drops its connection and returns within a window;
+ * `holdSeconds` counts from the drop and must leave time for the last returns to get their snapshot.
+ */
 export interface ReconnectStormScenario extends ScenarioBase {
   kind: 'reconnect-storm';
   /** Seconds between the end of the ramp and the storm. */
@@ -131,10 +134,27 @@ export const LOCAL_RACE_START: { scenario: RaceStartScenario; race: RaceShape } 
   race: { devices: 2_000, events: 20, positionHz: 1 },
 };
 
-/** A handful of viewers and devices: proves the harness end to end in `make test`. */
+/** A handful of viewers and devices: prove the harness end to end in `make test` (seconds each). */
 export const SMOKE_RACE_START: { scenario: RaceStartScenario; race: RaceShape } = {
-  scenario: { ...SCENARIOS.raceStart, viewers: 12, rampSeconds: 2, holdSeconds: 4, snapshotTimeoutSeconds: 10 },
+  scenario: { ...SCENARIOS.raceStart, viewers: 12, rampSeconds: 2, holdSeconds: 3 },
   race: { devices: 6, events: 2, positionHz: 1 },
+};
+
+export const SMOKE_RECONNECT_STORM: ReconnectStormScenario = {
+  ...SCENARIOS.reconnectStorm,
+  viewers: 12,
+  rampSeconds: 1,
+  settleSeconds: 2,
+  reconnectWindowSeconds: 2,
+  holdSeconds: 5,
+};
+
+/** Needs a Directus whose access tokens live about 10 s: each viewer refreshes at least once in the hold. */
+export const SMOKE_TOKEN_REFRESH_SOAK: TokenRefreshSoakScenario = {
+  ...SCENARIOS.tokenRefreshSoak,
+  viewers: 4,
+  rampSeconds: 1,
+  holdSeconds: 8,
 };
 
 /** Seconds from the first connection until every viewer has closed. */

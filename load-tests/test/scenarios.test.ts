@@ -5,6 +5,7 @@ import {
   LOCAL_RACE_START,
   METRIC,
   SCENARIOS,
+  SMOKE_RECONNECT_STORM,
   connectAtSeconds,
   eventForViewer,
   k6Stages,
@@ -88,5 +89,11 @@ describe('the shared scenario definitions', () => {
       expect(plan.untilMs).toBe(start + scenarioDurationSeconds(storm) * 1000);
     }
     expect(new Set(plans.map((p) => p.eventId))).toEqual(new Set([1, 2, 3]));
+  });
+
+  it('leave the returning viewers of a storm time for their snapshot after the window closes', () => {
+    for (const storm of [SCENARIOS.reconnectStorm, SMOKE_RECONNECT_STORM]) {
+      expect(storm.holdSeconds).toBeGreaterThanOrEqual(storm.reconnectWindowSeconds + 3);
+    }
   });
 });

@@ -3,6 +3,7 @@ import { clearTimeout, setTimeout } from 'k6/timers';
 import { WebSocket } from 'k6/websockets';
 import {
   CLOSE_CODE,
+  RETRYABLE_ERROR_CODES,
   TOKEN_ERROR_CODES,
   authMessage,
   parseServerFrame,
@@ -72,6 +73,8 @@ export function watch(options: WatchOptions): Promise<WatchOutcome> {
     let lastError: string | undefined;
     let refreshPending = false;
     let refreshTimer: number | undefined;
+    let retryTimer: number | undefined;
+    let authenticated = false;
     const ws = new WebSocket(options.gatewayUrl, null, { tags });
 
     const closeOurselves = (markFailed: boolean): void => {
@@ -111,6 +114,7 @@ export function watch(options: WatchOptions): Promise<WatchOutcome> {
       switch (frame.type) {
         case 'auth':
           if (frame.status !== 'ok') return;
+          authenticated = true;
           if (refreshPending) {
             refreshPending = false;
             tokenRefreshFailed.add(false, tags);
@@ -147,8 +151,19 @@ export function watch(options: WatchOptions): Promise<WatchOutcome> {
             refreshPending = false;
             tokenRefreshFailed.add(true, tags);
           }
-          // A refused subscribe ends the session: the viewer would see no map.
-          if (!gotSnapshot && frame.code !== 'rate_limited') closeOurselves(true);
+          if (gotSnapshot) return;
+          // Busy, not refused: ask again shortly until the snapshot timeout; anything else ends the session.
+          if (RETRYABLE_ERROR_CODES.includes(frame.code)) {
+            if (retryTimer !== undefined) clearTimeout(retryTimer);
+            retryTimer = setTimeout(
+              () => {
+                retryTimer = undefined;
+                if (ws.readyState !== WebSocket.OPEN || gotSnapshot) return;
+                ws.send(authenticated ? subscribeMessage(options.eventId, uid) : authMessage(options.accessToken));
+              },
+              500 + Math.random() * 1000,
+            );
+          } else closeOurselves(true);
           return;
         case 'pong':
           return;
@@ -171,6 +186,7 @@ export function watch(options: WatchOptions): Promise<WatchOutcome> {
       clearTimeout(snapshotTimer);
       clearTimeout(endTimer);
       if (refreshTimer !== undefined) clearTimeout(refreshTimer);
+      if (retryTimer !== undefined) clearTimeout(retryTimer);
       const closeCode = closeCodeOf(event);
       const tokenClose =
         closeCode === CLOSE_CODE.unauthenticated || (closeCode === undefined && TOKEN_ERROR_CODES.includes(lastError ?? ''));

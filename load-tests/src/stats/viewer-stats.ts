@@ -27,6 +27,8 @@ export interface ViewerStatsData {
   /** Failed sessions by their last error (error code, socket error, or what was missing). */
   failures: Record<string, number>;
   unauthenticatedCloses: number;
+  /** Requests sent again after authorization_unavailable or rate_limited. */
+  retries: number;
   refreshesOk: number;
   refreshesFailed: number;
   /** Sockets open right now. */
@@ -86,6 +88,7 @@ export class ViewerStats {
   readonly errors: Record<string, number> = {};
   readonly failures: Record<string, number> = {};
   unauthenticatedCloses = 0;
+  retries = 0;
   refreshesOk = 0;
   refreshesFailed = 0;
   openSockets = 0;
@@ -125,6 +128,7 @@ export class ViewerStats {
       errors: { ...this.errors },
       failures: { ...this.failures },
       unauthenticatedCloses: this.unauthenticatedCloses,
+      retries: this.retries,
       refreshesOk: this.refreshesOk,
       refreshesFailed: this.refreshesFailed,
       openSockets: this.openSockets,
@@ -145,6 +149,7 @@ export class ViewerStats {
     addCounts(this.errors, data.errors);
     addCounts(this.failures, data.failures);
     this.unauthenticatedCloses += data.unauthenticatedCloses;
+    this.retries += data.retries;
     this.refreshesOk += data.refreshesOk;
     this.refreshesFailed += data.refreshesFailed;
     this.openSockets += data.openSockets;

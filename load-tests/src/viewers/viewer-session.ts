@@ -1,6 +1,7 @@
 import WebSocket from 'ws';
 import {
   CLOSE_CODE,
+  RETRYABLE_ERROR_CODES,
   TOKEN_ERROR_CODES,
   authMessage,
   parseServerFrame,
@@ -63,6 +64,8 @@ export function startViewerSession(options: SessionOptions, stats: ViewerStats):
   let refreshTimer: NodeJS.Timeout | undefined;
   let framesSeen = 0;
   let opened = false;
+  let authenticated = false;
+  let retryTimer: NodeJS.Timeout | undefined;
   phase.sessions++;
 
   const ws = new WebSocket(options.gatewayUrl, {
@@ -109,6 +112,7 @@ export function startViewerSession(options: SessionOptions, stats: ViewerStats):
     switch (frame.type) {
       case 'auth':
         if (frame.status !== 'ok') return;
+        authenticated = true;
         if (refreshPending) {
           refreshPending = false;
           stats.refreshesOk++;
@@ -145,7 +149,20 @@ export function startViewerSession(options: SessionOptions, stats: ViewerStats):
           refreshPending = false;
           stats.refreshesFailed++;
         }
-        if (!gotSnapshot && frame.code !== 'rate_limited') closeOurselves(true);
+        if (gotSnapshot) return;
+        // Busy, not refused (Directus slow or down, too many requests): ask again shortly, as the live
+        // map does, until the snapshot timeout ends the attempt. Anything else ends the session.
+        if (RETRYABLE_ERROR_CODES.includes(frame.code)) {
+          stats.retries++;
+          clearTimeout(retryTimer);
+          retryTimer = setTimeout(
+            () => {
+              if (ws.readyState !== WebSocket.OPEN || gotSnapshot) return;
+              ws.send(authenticated ? subscribeMessage(options.eventId, uid) : authMessage(options.accessToken));
+            },
+            500 + Math.random() * 1000,
+          );
+        } else closeOurselves(true);
         return;
       case 'pong':
         return;
@@ -178,6 +195,7 @@ export function startViewerSession(options: SessionOptions, stats: ViewerStats):
       clearTimeout(snapshotTimer);
       clearTimeout(endTimer);
       clearTimeout(refreshTimer);
+      clearTimeout(retryTimer);
       if (opened) stats.openSockets--;
       if (!closingOurselves) {
         stats.countServerClose(code);
