@@ -79,12 +79,21 @@ const lines = [
 ];
 process.stdout.write(`${lines.join('\n')}\n`);
 
+// Say when the race is visibly moving (the first positions are through the whole pipeline), then
+// report progress now and then.
+let moving = false;
 const timer = setInterval(() => {
   if (!stack || stopping) return;
   void countPositions(stack.pipeline.databaseUrl).then((n) => {
-    if (n !== undefined && !stopping) say(`${n} positions stored`);
+    if (n === undefined || stopping) return;
+    if (!moving && n > 0) {
+      moving = true;
+      say(`the race is moving: ${n} positions stored so far`);
+    } else if (moving && Math.round((Date.now() - started) / 1000) % 60 < 2) {
+      say(`${n} positions stored`);
+    }
   });
-}, 30_000);
+}, 2_000);
 timer.unref();
 // Keep running until a signal arrives.
 setInterval(() => undefined, 1 << 30);
