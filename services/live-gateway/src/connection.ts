@@ -1,3 +1,4 @@
+import type { Span } from '@opentelemetry/api';
 import type { WebSocket } from 'uWebSockets.js';
 import type { Principal } from './auth/token-verifier.js';
 
@@ -31,14 +32,16 @@ export class Connection {
   readonly subscriptions = new Map<number, Subscription>();
   /** Subscribe requests being authorized (they count against the subscription limit). */
   pendingSubscribes = 0;
-  /** Bumped by each unsubscribe: a subscribe authorized across one is not applied. */
-  readonly cancelEpoch = new Map<number, number>();
+  /** Bumped by each unsubscribe: a subscribe authorized across one is not applied. Made on first use. */
+  cancelEpoch: Map<number, number> | undefined;
   protocolErrors = 0;
   subscribeTokens: number;
   subscribeRefillAtMs: number;
   conflation: Conflation | undefined;
-  /** Outcome of the token verified in the upgrade handler (query parameter), applied on open. */
-  upgradeAuth: (() => void) | undefined;
+  /** The `access_token` query parameter of the upgrade request, verified once the socket is open. */
+  queryToken: string | undefined;
+  /** Trace span from upgrade to authentication (or refusal, or close). */
+  connectSpan: Span | undefined;
 
   constructor(
     readonly id: number,

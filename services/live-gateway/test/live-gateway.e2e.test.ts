@@ -1,6 +1,6 @@
 import { Redis } from 'ioredis';
 import { SignJWT } from 'jose';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, inject, it, onTestFailed } from 'vitest';
 import {
   createEventViewer,
   login,
@@ -35,7 +35,11 @@ async function startGateway(env: Record<string, string>): Promise<Gateway> {
     INSTANCE_ID: uniqueName('pod'),
     GATEWAY_PORT: String(port),
     GATEWAY_BATCH_WINDOW_MS: '50',
+    LOG_LEVEL: 'debug',
     ...env,
+  });
+  onTestFailed(() => {
+    console.log(`live-gateway output (${env.STREAM_KEY}):\n${service.proc.output(200)}`);
   });
   return { service, url: `ws://127.0.0.1:${port}` };
 }
@@ -136,6 +140,37 @@ describe('live gateway with the shared Directus', () => {
       await scrapeMetric(gateway.service.metricsUrl, 'pitwall_live_gateway_authorization_calls_total', { result: 'forbidden' }),
     ).toBeGreaterThanOrEqual(1);
     await Promise.all([viewerOne.close(), viewerAll.close()]);
+  });
+
+  it('coalesces identical concurrent authorizations and never asks Directus per position', async () => {
+    const streamKey = uniqueName('e2e');
+    const gateway = await startGateway({
+      STREAM_KEY: streamKey,
+      DIRECTUS_URL: directusUrl,
+      DIRECTUS_SECRET: sharedDirectusSecret(),
+      DIRECTUS_SERVICE_TOKEN: seed.serviceToken,
+    });
+    gateways.push(gateway);
+    const token = await tokenOf(directusUrl, seed.users.viewerAll);
+    const clients = await Promise.all(Array.from({ length: 20 }, () => TestClient.authenticated(gateway.url, token)));
+    const replies = await Promise.all(clients.map((c) => subscribe(c, 3)));
+    expect(replies.every((r) => r.type === 'subscribed')).toBe(true);
+    const calls = () => scrapeMetric(gateway.service.metricsUrl, 'pitwall_live_gateway_authorization_calls_total');
+    expect(await calls()).toBe(1);
+
+    const devices = imeisOf(seed, 3);
+    for (let round = 1; round <= 10; round++) {
+      await addPositions(
+        redis,
+        streamKey,
+        SHARDS,
+        devices.map((deviceId) => ({ deviceId, ts: round })),
+      );
+    }
+    await waitFor('every client has every position', () => clients.every((c) => c.positions(3).length === 10 * devices.length));
+    expect(await calls()).toBe(1);
+    expect(await scrapeMetric(gateway.service.metricsUrl, 'pitwall_live_gateway_entries_fetches_total')).toBe(1);
+    await Promise.all(clients.map((c) => c.close()));
   });
 
   it('ends a subscription with unsubscribed/forbidden at re-validation once the permission is revoked', async () => {
@@ -245,6 +280,56 @@ describe('live gateway while Directus is down', () => {
     seed = await seedDirectus(directus);
   });
   afterAll(() => directus.destroy());
+
+  it('follows changes to the entries of a watched event', async () => {
+    const streamKey = uniqueName('e2e');
+    const redis = new Redis(sharedRedisUrl());
+    const gateway = await startGateway({
+      STREAM_KEY: streamKey,
+      DIRECTUS_URL: directus.url,
+      DIRECTUS_SECRET: directus.secret,
+      DIRECTUS_SERVICE_TOKEN: seed.serviceToken,
+      GATEWAY_ENTRIES_REFRESH_INTERVAL_MS: '500',
+    });
+    const admin = async (method: string, path: string, body?: unknown) => {
+      const res = await fetch(`${directus.url}${path}`, {
+        method,
+        headers: { authorization: `Bearer ${seed.adminToken}`, 'content-type': 'application/json' },
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+      expect(res.ok, await res.clone().text()).toBe(true);
+      return res.status === 204 ? undefined : ((await res.json()) as { data: { id: number } }).data;
+    };
+    try {
+      const client = await TestClient.authenticated(gateway.url, await tokenOf(directus.url, seed.users.viewerAll));
+      expect(await subscribe(client, 3)).toMatchObject({ type: 'subscribed' });
+      const guest = seed.devices.find((d) => d.imei === imeisOf(seed, 1)[0]);
+      const regular = imeisOf(seed, 3)[0]!;
+      const entry = await admin('POST', '/items/entries', { event: 3, device: guest?.id, label: 'guest car' });
+
+      await waitFor('the guest device shows in event 3', async () => {
+        await addPositions(redis, streamKey, SHARDS, [{ deviceId: guest!.imei, ts: Date.now() }]);
+        return client.positions(3).some((p) => p.device_id === guest!.imei && p.label === 'guest car');
+      });
+
+      await admin('DELETE', `/items/entries/${entry?.id}`);
+      await waitFor('the guest device no longer shows in event 3', async () => {
+        const mark = Date.now();
+        // Same pipeline, same read, same frame: a frame with the regular device tells whether the guest came along.
+        await addPositions(redis, streamKey, SHARDS, [
+          { deviceId: guest!.imei, ts: mark },
+          { deviceId: regular, ts: mark },
+        ]);
+        await client.expect((m) => m.type === 'positions' && (m.positions as { ts: number }[]).some((p) => p.ts === mark), 'the frame');
+        const frame = client.messages.find((m) => m.type === 'positions' && (m.positions as { ts: number }[]).some((p) => p.ts === mark));
+        return !(frame?.positions as { device_id: string }[]).some((p) => p.device_id === guest!.imei);
+      });
+      await client.close();
+    } finally {
+      await gateway.service.proc.stop();
+      redis.disconnect();
+    }
+  });
 
   it('keeps existing subscriptions receiving (also through failed re-validations) and answers a new subscribe with authorization_unavailable', async () => {
     const streamKey = uniqueName('e2e');

@@ -73,7 +73,6 @@ export class GatewayServer implements Service {
   private readonly connections = new Set<Connection>();
   private listenSocket: us_listen_socket | undefined;
   private boundPort = 0;
-  private upgrading = 0;
   private nextId = 1;
   private draining = false;
   private readonly timers: NodeJS.Timeout[] = [];
@@ -153,7 +152,7 @@ export class GatewayServer implements Service {
       open: (ws) => this.onOpen(ws.getUserData().connection, ws),
       message: (ws, message, isBinary) => this.onMessage(ws.getUserData().connection, message, isBinary),
       drain: (ws) => this.deps.hub.onDrain(ws.getUserData().connection),
-      close: (ws) => this.onClose(ws.getUserData().connection),
+      close: (ws, code) => this.onClose(ws.getUserData().connection, code),
     });
     app.any('/*', (res) => {
       res.writeStatus('404 Not Found').end('not found: the live gateway serves WebSocket /live\n');
@@ -166,46 +165,33 @@ export class GatewayServer implements Service {
       res.writeStatus('503 Service Unavailable').end('draining\n', true);
       return;
     }
-    if (this.connections.size + this.upgrading >= this.options.maxConnections) {
+    if (this.connections.size >= this.options.maxConnections) {
       this.deps.metrics.connectionsOpened.inc({ result: 'rejected_full' });
       res.writeStatus('503 Service Unavailable').end('too many connections\n', true);
       return;
     }
-    // Everything needed from req is read now: it is invalid after this function returns.
-    const key = req.getHeader('sec-websocket-key');
-    const protocol = req.getHeader('sec-websocket-protocol');
-    const extensions = req.getHeader('sec-websocket-extensions');
-    const token = req.getQuery('access_token') ?? '';
     const conn = new Connection(this.nextId++, this.subscribeBurst, Date.now());
-    const span = this.deps.tracer.startSpan('live.connect', { attributes: { 'pitwall.token_in_query': token !== '' } });
-    const upgrade = () => {
-      span.end();
-      this.deps.metrics.connectionsOpened.inc({ result: 'accepted' });
-      res.upgrade<ConnectionData>({ connection: conn }, key, protocol, extensions, context);
-    };
-    if (token === '') {
-      upgrade();
-      return;
-    }
-    // Verified before the upgrade completes; the outcome is told to the client once it is open
-    // (a browser cannot read an HTTP refusal, but it can read close code 4401).
-    let aborted = false;
-    res.onAborted(() => {
-      aborted = true;
+    conn.queryToken = req.getQuery('access_token') || undefined;
+    // Ends once the connection is authenticated, refused or gone.
+    conn.connectSpan = this.deps.tracer.startSpan('live.connect', {
+      attributes: { 'pitwall.connection': conn.id, 'pitwall.token_in_query': conn.queryToken !== undefined },
     });
-    this.upgrading++;
-    void this.authenticate(token).then((outcome) => {
-      this.upgrading--;
-      if (aborted) {
-        span.end();
-        return;
-      }
-      conn.upgradeAuth = () => this.applyAuth(conn, token, outcome, undefined);
-      res.cork(upgrade);
-    });
+    this.deps.metrics.connectionsOpened.inc({ result: 'accepted' });
+    // Upgraded at once, inside this handler. Verifying the query token first and upgrading from its
+    // callback (uWS's async upgrade) dropped connections now and then with this uWS build (1006 right
+    // after open), so the token is verified as soon as the socket is open; the client sees the same
+    // protocol either way (auth ok, or error and 4401), and nothing is served before it is verified.
+    res.upgrade<ConnectionData>(
+      { connection: conn },
+      req.getHeader('sec-websocket-key'),
+      req.getHeader('sec-websocket-protocol'),
+      req.getHeader('sec-websocket-extensions'),
+      context,
+    );
   }
 
   private onOpen(conn: Connection, ws: Connection['ws']): void {
+    this.deps.logger.debug({ connection: conn.id, tokenInQuery: conn.queryToken !== undefined }, 'connection opened');
     conn.ws = ws;
     this.connections.add(conn);
     this.deps.metrics.connections.set(this.connections.size);
@@ -218,12 +204,14 @@ export class GatewayServer implements Service {
       this.send(conn, errorMessage('unauthenticated', `no access token within ${this.options.authTimeoutMs} ms`));
       this.end(conn, CLOSE_AUTH_TIMEOUT, 'authentication timeout', 'auth_timeout');
     }, this.options.authTimeoutMs);
-    const pending = conn.upgradeAuth;
-    conn.upgradeAuth = undefined;
-    pending?.();
+    const token = conn.queryToken;
+    conn.queryToken = undefined;
+    if (token !== undefined) void this.onAuthMessage(conn, token, undefined);
   }
 
-  private onClose(conn: Connection): void {
+  private onClose(conn: Connection, code: number): void {
+    this.deps.logger.debug({ connection: conn.id, code, reason: conn.closeReason ?? 'client' }, 'connection closed');
+    this.endConnectSpan(conn, conn.closeReason ?? 'closed');
     conn.closed = true;
     conn.clearTimers();
     this.deps.hub.removeConnection(conn);
@@ -307,6 +295,15 @@ export class GatewayServer implements Service {
     });
   }
 
+  private endConnectSpan(conn: Connection, result: string): void {
+    const span = conn.connectSpan;
+    if (span === undefined) return;
+    conn.connectSpan = undefined;
+    span.setAttribute('pitwall.result', result);
+    if (result !== 'authenticated') span.setStatus({ code: SpanStatusCode.ERROR, message: result });
+    span.end();
+  }
+
   private applyAuth(conn: Connection, token: string, outcome: AuthOutcome, uid: Uid | undefined): void {
     if (conn.closed) return;
     if (!outcome.ok) {
@@ -328,6 +325,7 @@ export class GatewayServer implements Service {
     conn.principal = principal;
     conn.token = token;
     conn.expired = false;
+    this.endConnectSpan(conn, 'authenticated');
     conn.clearTimers();
     this.armExpiry(conn);
     this.send(conn, authOkMessage(principal.expiresAtMs, uid));
@@ -380,7 +378,8 @@ export class GatewayServer implements Service {
       );
       return;
     }
-    const epoch = conn.cancelEpoch.get(eventId) ?? 0;
+    const epoch = conn.cancelEpoch?.get(eventId) ?? 0;
+    this.deps.logger.debug({ connection: conn.id, eventId, user: principal.userId }, 'subscribe requested');
     conn.pendingSubscribes++;
     const span = this.deps.tracer.startSpan('live.subscribe', {
       attributes: { 'pitwall.event_id': eventId, 'enduser.id': principal.userId },
@@ -410,13 +409,14 @@ export class GatewayServer implements Service {
       }
       const devices = await this.deps.directory.load(eventId);
       if (conn.closed) return;
-      if ((conn.cancelEpoch.get(eventId) ?? 0) !== epoch) {
+      if ((conn.cancelEpoch?.get(eventId) ?? 0) !== epoch) {
         // Unsubscribed while this was being authorized: the later request wins.
         this.send(conn, unsubscribedMessage(eventId, 'client', uid));
         return;
       }
       this.deps.hub.subscribe(conn, eventId, devices, uid);
       this.deps.metrics.subscribeRequests.inc({ result: 'ok' });
+      this.deps.logger.debug({ connection: conn.id, eventId, devices: devices.length }, 'subscribed');
       span.setAttribute('pitwall.devices', devices.length);
     } catch (err) {
       if (err instanceof DirectusUnavailableError) {
@@ -441,10 +441,12 @@ export class GatewayServer implements Service {
 
   private refuseSubscribe(conn: Connection, code: ErrorCode, result: string, message: string, eventId: number, uid: Uid | undefined): void {
     this.deps.metrics.subscribeRequests.inc({ result });
+    this.deps.logger.debug({ connection: conn.id, eventId, result }, 'subscribe refused');
     this.send(conn, errorMessage(code, message, uid, eventId));
   }
 
   private onUnsubscribe(conn: Connection, eventId: number, uid: Uid | undefined): void {
+    conn.cancelEpoch ??= new Map();
     conn.cancelEpoch.set(eventId, (conn.cancelEpoch.get(eventId) ?? 0) + 1);
     this.deps.hub.unsubscribe(conn, eventId, 'client', uid);
   }

@@ -23,6 +23,8 @@ export interface WirePosition {
 /** A real WebSocket client of /live (the `ws` package) that records everything it receives. */
 export class TestClient {
   readonly messages: ServerMessage[] = [];
+  /** Client-side errors (kept for failure messages). */
+  readonly errors: string[] = [];
   readonly closed: Promise<{ code: number; reason: string }>;
   private closeInfo: { code: number; reason: string } | undefined;
 
@@ -36,7 +38,7 @@ export class TestClient {
         resolve(this.closeInfo);
       });
     });
-    socket.on('error', () => undefined);
+    socket.on('error', (err: Error) => this.errors.push(err.message));
   }
 
   /** Opens /live on `baseUrl` (ws://host:port), with `access_token` in the query when given. */
@@ -76,8 +78,14 @@ export class TestClient {
   }
 
   /** The first message received so far (or later) that matches. */
-  expect(match: (m: ServerMessage) => boolean, what: string, timeoutMs = 10_000): Promise<ServerMessage> {
-    return waitFor(what, () => this.messages.find(match), { timeoutMs, intervalMs: 10 });
+  async expect(match: (m: ServerMessage) => boolean, what: string, timeoutMs = 10_000): Promise<ServerMessage> {
+    try {
+      return await waitFor(what, () => this.messages.find(match), { timeoutMs, intervalMs: 10 });
+    } catch (err) {
+      const last = this.messages.slice(-5).map((m) => JSON.stringify(m).slice(0, 300));
+      const state = `${this.closeInfo === undefined ? 'open' : `closed ${JSON.stringify(this.closeInfo)}`}, errors ${JSON.stringify(this.errors)}`;
+      throw new Error(`${(err as Error).message}; socket ${state}; last messages:\n${last.join('\n')}`, { cause: err });
+    }
   }
 
   /** Sends a request and waits for the reply with its uid. */
