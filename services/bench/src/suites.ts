@@ -1,7 +1,8 @@
 import type { BenchSuite } from './suite.js';
 import { ingestionSuite } from './suites/ingestion.js';
 import { writerSuite } from './suites/writer.js';
+import { liveGatewaySuite } from './suites/live-gateway.js';
 import { raceStartSuite } from './suites/race-start.js';
 
 // Every benchmark of `make bench`, in the order they run. Register a suite with one line here.
-export const suites: BenchSuite[] = [ingestionSuite, writerSuite, raceStartSuite];
+export const suites: BenchSuite[] = [ingestionSuite, writerSuite, liveGatewaySuite, raceStartSuite];

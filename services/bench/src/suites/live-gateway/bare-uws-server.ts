@@ -1,0 +1,33 @@
+import { positionPrefix, toLivePosition } from '@pitwall/live-gateway';
+import uWS from 'uWebSockets.js';
+import { feedConfigFromEnv, startFeed } from './feed.js';
+
+// Baseline (a), the ceiling: a bare uWebSockets.js publish loop. The same feed, the same JSON frames
+// built once per event per window and published to one topic per event, but no authentication,
+// authorization, snapshot, conflation or metrics. A client's `subscribe` joins the topic at once.
+
+const config = feedConfigFromEnv();
+const app = uWS.App();
+app.ws<{ id: number }>('/live', {
+  maxPayloadLength: 16 * 1024,
+  maxBackpressure: 4 * 1024 * 1024,
+  idleTimeout: 60,
+  message: (ws, message) => {
+    const request = JSON.parse(Buffer.from(message).toString('utf8')) as { type?: string; event_id?: number; uid?: string };
+    if (request.type === 'subscribe' && typeof request.event_id === 'number') {
+      ws.subscribe(`event/${request.event_id}`);
+      ws.send(JSON.stringify({ type: 'subscribed', event_id: request.event_id, uid: request.uid, snapshot: [] }));
+    }
+  },
+});
+startFeed(
+  config,
+  (position, device) => positionPrefix(device.imei, device.label) + toLivePosition(position).body,
+  (eventId, parts) => {
+    app.publish(`event/${eventId}`, `{"type":"positions","event_id":${eventId},"positions":[${parts.join(',')}]}`, false);
+  },
+);
+app.listen('127.0.0.1', config.port, (socket) => {
+  if (socket === false) throw new Error(`cannot listen on ${config.port}`);
+  process.stdout.write(`listening ${config.port}\n`);
+});

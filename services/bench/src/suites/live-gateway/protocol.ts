@@ -1,0 +1,36 @@
+// Messages between the live-gateway suite and its viewer processes (child_process.fork IPC).
+
+/** Which server the viewers talk to: the gateway or the bare uWS loop (same JSON protocol), or Socket.IO. */
+export type ViewerKind = 'live' | 'socketio';
+
+export type ViewerCommand =
+  | { cmd: 'connect'; kind: ViewerKind; url: string; token?: string; viewers: number; events: number[]; offset: number }
+  | { cmd: 'reset' }
+  | { cmd: 'report' }
+  | { cmd: 'close' };
+
+export interface ViewerReport {
+  positions: number;
+  frames: number;
+  bytes: number;
+  /** Latency (rx -> receive) histogram, 1 ms buckets; the last bucket holds everything beyond. */
+  latencyMs: number[];
+}
+
+export type ViewerReply = { ok: 'connected'; failed: number } | { ok: 'reset' } | { ok: 'report'; report: ViewerReport } | { ok: 'closed' };
+
+export const LATENCY_BUCKETS = 30_000;
+
+/** p-th percentile (0..1) of 1 ms latency histograms summed. */
+export function percentileMs(histograms: readonly number[][], p: number): number {
+  const merged = new Array<number>(LATENCY_BUCKETS + 1).fill(0);
+  for (const h of histograms) h.forEach((count, ms) => (merged[ms] = (merged[ms] ?? 0) + count));
+  const total = merged.reduce((a, b) => a + b, 0);
+  if (total === 0) return Number.NaN;
+  let seen = 0;
+  for (let ms = 0; ms < merged.length; ms++) {
+    seen += merged[ms] ?? 0;
+    if (seen >= p * total) return ms;
+  }
+  return LATENCY_BUCKETS;
+}
