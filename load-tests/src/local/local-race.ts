@@ -10,7 +10,7 @@ import type { ViewerSession } from '../directus/directus-auth.js';
 import { createViewerAccounts, loginAccounts } from '../directus/viewer-accounts.js';
 import type { HarnessTarget } from '../run-scenario.js';
 import type { RaceShape } from '../scenarios.js';
-import { findProcessGroup, ownProcessGroup } from '../profiling/process-cpu.js';
+import { cpuBetween, findProcess, sampleCpu } from '../profiling/process-cpu.js';
 import { DirectusCallCounter } from './directus-call-counter.js';
 import { waitUntilStored, type StoredCheck } from './stored-positions.js';
 
@@ -55,8 +55,8 @@ export interface LocalRace {
   directusCalls: DirectusCallCounter;
   /** Milliseconds each set-up step took. */
   setup: Record<string, number>;
-  /** Mean time of a login with Directus' default password hashing (its administrator), ms; undefined on a shared Directus. */
-  defaultHashLoginMs: number | undefined;
+  /** A login with Directus' default password hashing (its administrator); undefined when the Directus was given. */
+  defaultHashLogin: LoginCost | undefined;
   /** Process group of each part of the stack (for CPU accounting with sampleCpu). */
   cpuParts(): Record<string, number>;
   /** Sends SIGUSR2 to the profiled services: the first call starts their profilers, the second writes the profiles. */
@@ -70,7 +70,39 @@ export interface LocalRace {
 // thousands of accounts can be created and logged in before the ramp. Logins are not what is measured.
 const LOAD_ACCOUNT_HASHING = { HASH_MEMORY_COST: '4096', HASH_TIME_COST: '1', HASH_PARALLELISM: '1' };
 
-async function timedLoginMs(directus: StartedDirectus, times: number): Promise<number> {
+/** The Directus process listening on the port of `url` (its environment says PORT=...). */
+function directusProcess(url: string): number | undefined {
+  const port = new URL(url).port;
+  return findProcess(
+    (cmd) => cmd.includes('directus') && cmd.includes('cli.js'),
+    (env) => env.includes(`PORT=${port}`),
+  );
+}
+
+/** The gateway's two kinds of Directus reads, once per event, straight to Directus (not counted). */
+async function warmUp(directusUrl: string, viewerToken: string, serviceToken: string, eventIds: readonly number[]): Promise<void> {
+  for (const eventId of eventIds) {
+    const reads = [
+      { path: `/items/events/${eventId}?fields=id`, token: viewerToken },
+      { path: `/items/entries?filter[event][_eq]=${eventId}&fields=label,device.imei&limit=-1`, token: serviceToken },
+    ];
+    for (const { path, token } of reads) {
+      const res = await fetch(`${directusUrl}${path}`, { headers: { authorization: `Bearer ${token}` } });
+      await res.text();
+    }
+  }
+}
+
+/** What one login costs with Directus' default password hashing: wall time and Directus CPU, ms. */
+export interface LoginCost {
+  wallMs: number;
+  cpuMs: number;
+}
+
+async function defaultHashLoginCost(directus: StartedDirectus, times: number): Promise<LoginCost> {
+  const pid = directusProcess(directus.url);
+  const parts: Record<string, number> = pid === undefined ? {} : { directus: pid };
+  const before = sampleCpu(parts);
   const started = performance.now();
   for (let i = 0; i < times; i++) {
     const res = await fetch(`${directus.url}/auth/login`, {
@@ -80,7 +112,9 @@ async function timedLoginMs(directus: StartedDirectus, times: number): Promise<n
     });
     await res.text();
   }
-  return (performance.now() - started) / times;
+  const wallMs = (performance.now() - started) / times;
+  const cpu = cpuBetween(before, sampleCpu(parts)).find((u) => u.part === 'directus');
+  return { wallMs, cpuMs: ((cpu?.cpuSeconds ?? Number.NaN) * 1000) / times };
 }
 
 export async function startLocalRace(options: LocalRaceOptions): Promise<LocalRace> {
@@ -104,7 +138,7 @@ export async function startLocalRace(options: LocalRaceOptions): Promise<LocalRa
   try {
     let business: ExistingDirectus;
     let postgresAdminUrl: string;
-    let defaultHashLoginMs: number | undefined;
+    let defaultHashLogin: LoginCost | undefined;
     if (options.servers) {
       postgresAdminUrl = options.servers.postgresAdminUrl;
     } else {
@@ -125,7 +159,7 @@ export async function startLocalRace(options: LocalRaceOptions): Promise<LocalRa
       );
       stops.push(() => directus.destroy());
       // The administrator was created at bootstrap, with Directus' default hashing: what a real viewer login costs.
-      defaultHashLoginMs = await timedLoginMs(directus, 3);
+      defaultHashLogin = await defaultHashLoginCost(directus, 5);
       const seed = await step('seed events, devices, entries', () =>
         seedDirectus(directus, { events: race.events, devicesPerEvent: Math.ceil(race.devices / race.events) }),
       );
@@ -150,6 +184,8 @@ export async function startLocalRace(options: LocalRaceOptions): Promise<LocalRa
     const sessions = await step(`${accounts.length} logins`, () =>
       loginAccounts(business.url, accounts, { onProgress: (n) => log(`  ${n}/${accounts.length} logged in`) }),
     );
+    // A Directus in service is warm; a fresh one takes seconds over its first permission checks.
+    await step('Directus warm-up', () => warmUp(business.url, sessions[0]?.accessToken ?? seed.serviceToken, seed.serviceToken, eventIds));
 
     const directusCalls = await DirectusCallCounter.start(business.url);
     stops.push(() => directusCalls.stop());
@@ -194,24 +230,22 @@ export async function startLocalRace(options: LocalRaceOptions): Promise<LocalRa
       target: { gatewayUrl, directusUrl: business.url, eventIds },
       directusCalls,
       setup,
-      defaultHashLoginMs,
+      defaultHashLogin,
       cpuParts: () => {
-        const parts: Record<string, number> = { 'simulator + harness': ownProcessGroup() };
+        const parts: Record<string, number> = { 'simulator + harness': process.pid };
         for (const handle of [pipeline.ingestion, pipeline.writer, ...pipeline.gateways]) {
           if (handle.process) parts[handle.label] = handle.process.pid;
         }
         const redisPort = new URL(pipeline.redisUrl).port;
         const postgresPort = new URL(postgresAdminUrl).port;
-        const directusPort = new URL(business.url).port;
         const found = {
-          redis: findProcessGroup((cmd) => cmd.includes('redis-server') && cmd.includes(`--port ${redisPort}`)),
-          postgres: findProcessGroup((cmd) => /(^|\/)postgres /.test(cmd) && cmd.includes(`-p ${postgresPort} `)),
-          directus: findProcessGroup(
-            (cmd) => cmd.includes('directus') && cmd.includes('cli.js'),
-            (env) => env.includes(`PORT=${directusPort}`),
+          redis: findProcess(
+            (cmd) => cmd.includes('redis-server') && (cmd.includes(`:${redisPort}`) || cmd.includes(`--port ${redisPort}`)),
           ),
+          postgres: findProcess((cmd) => /(^|\/)postgres /.test(cmd) && cmd.includes(`-p ${postgresPort} `)),
+          directus: directusProcess(business.url),
         };
-        for (const [name, pgrp] of Object.entries(found)) if (pgrp !== undefined) parts[name] = pgrp;
+        for (const [name, pid] of Object.entries(found)) if (pid !== undefined) parts[name] = pid;
         return parts;
       },
       toggleProfiles: () => {

@@ -1,10 +1,10 @@
 import { execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 
-// CPU time of the parts of a run from /proc, each part a process group (a service and its children:
-// PostgreSQL's backends, Directus' workers), so that two samples give each part's share of a core over
-// a window. Viewer worker processes are a part of their own; whatever else ran on the machine (other
-// jobs) is `other processes`, from the machine's total in /proc/stat.
+// CPU time of the parts of a run from /proc, each part a process and its descendants (PostgreSQL's
+// backends, which make themselves group leaders; Directus' workers), so that two samples give each
+// part's share of a core over a window. Viewer worker processes are a part of their own; whatever else
+// ran on the machine (other jobs) is `other processes`, from the machine's total in /proc/stat.
 
 export interface CpuSample {
   atMs: number;
@@ -47,7 +47,7 @@ function readText(path: string): string | undefined {
 
 interface ProcStat {
   pid: number;
-  pgrp: number;
+  ppid: number;
   ticks: number;
 }
 
@@ -60,7 +60,7 @@ function processes(): ProcStat[] {
     // Fields after "(comm)": state ppid pgrp ... utime(14) stime(15), counted from 1 with pid.
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
     const ticks = Number(fields[11]) + Number(fields[12]);
-    if (Number.isFinite(ticks)) stats.push({ pid: Number(entry), pgrp: Number(fields[2]), ticks });
+    if (Number.isFinite(ticks)) stats.push({ pid: Number(entry), ppid: Number(fields[1]), ticks });
   }
   return stats;
 }
@@ -69,19 +69,14 @@ function cmdlineOf(pid: number): string {
   return (readText(`/proc/${pid}/cmdline`) ?? '').replace(/\0/g, ' ');
 }
 
-/** Process group of the first process whose command line (and, if given, environment) matches. */
-export function findProcessGroup(cmdline: (cmd: string) => boolean, environ?: (env: string[]) => boolean): number | undefined {
+/** The first process whose command line (and, if given, environment) matches. */
+export function findProcess(cmdline: (cmd: string) => boolean, environ?: (env: string[]) => boolean): number | undefined {
   for (const proc of processes()) {
     if (!cmdline(cmdlineOf(proc.pid))) continue;
     if (environ && !environ((readText(`/proc/${proc.pid}/environ`) ?? '').split('\0'))) continue;
-    return proc.pgrp;
+    return proc.pid;
   }
   return undefined;
-}
-
-/** Process group of this process. */
-export function ownProcessGroup(): number {
-  return processes().find((p) => p.pid === process.pid)?.pgrp ?? process.pid;
 }
 
 function machineBusyTicks(): number {
@@ -91,13 +86,21 @@ function machineBusyTicks(): number {
   return values.reduce((sum, v, i) => (i === 3 || i === 4 ? sum : sum + (Number.isFinite(v) ? v : 0)), 0);
 }
 
-/** Ticks of each named process group now; processes running viewer-worker.js count as their own part. */
+/** Ticks of each named process (with its descendants) now; processes running viewer-worker.js count as their own part. */
 export function sampleCpu(parts: Record<string, number>): CpuSample {
-  const byGroup = new Map<number, string>(Object.entries(parts).map(([name, pgrp]) => [pgrp, name]));
+  const roots = new Map<number, string>(Object.entries(parts).map(([name, pid]) => [pid, name]));
+  const all = processes();
+  const parent = new Map(all.map((p) => [p.pid, p.ppid]));
+  const partOf = (pid: number): string | undefined => {
+    for (let at: number | undefined = pid, depth = 0; at !== undefined && at > 1 && depth < 64; at = parent.get(at), depth++) {
+      const name = roots.get(at);
+      if (name !== undefined) return name;
+    }
+    return undefined;
+  };
   const ticks = new Map<string, number>();
-  for (const proc of processes()) {
-    let part = byGroup.get(proc.pgrp);
-    if (cmdlineOf(proc.pid).includes('viewer-worker.js')) part = VIEWER_WORKERS_PART;
+  for (const proc of all) {
+    const part = cmdlineOf(proc.pid).includes('viewer-worker.js') ? VIEWER_WORKERS_PART : partOf(proc.pid);
     if (part !== undefined) ticks.set(part, (ticks.get(part) ?? 0) + proc.ticks);
   }
   return { atMs: Date.now(), ticks, machineTicks: machineBusyTicks() };

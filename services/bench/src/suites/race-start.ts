@@ -1,5 +1,6 @@
-import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
+import { dirname, join, relative } from 'node:path';
 import {
   LOCAL_RACE_START,
   callsBetween,
@@ -61,6 +62,41 @@ async function gatewayCounters(metricsUrl: string): Promise<Record<string, numbe
   };
 }
 
+/** Cumulative bucket counts (upper bound in seconds -> count) of a histogram, summed over its labels. */
+async function scrapeHistogram(metricsUrl: string, name: string): Promise<Map<number, number>> {
+  const body = await (await fetch(`${metricsUrl}/metrics`)).text();
+  const buckets = new Map<number, number>();
+  for (const line of body.split('\n')) {
+    if (!line.startsWith(`${name}_bucket{`)) continue;
+    const match = /[{,]le="([^"]+)"[^}]*\}\s+(\S+)/.exec(line);
+    if (!match?.[1] || !match[2]) continue;
+    const le = match[1] === '+Inf' ? Number.POSITIVE_INFINITY : Number(match[1]);
+    buckets.set(le, (buckets.get(le) ?? 0) + Number(match[2]));
+  }
+  return buckets;
+}
+
+/** The q-quantile (ms) of the observations between two scrapes, interpolated within its bucket. */
+function histogramQuantileMs(before: Map<number, number>, after: Map<number, number>, q: number): number {
+  const bounds = [...after.keys()].sort((a, b) => a - b);
+  const total = (after.get(Number.POSITIVE_INFINITY) ?? 0) - (before.get(Number.POSITIVE_INFINITY) ?? 0);
+  if (total <= 0) return Number.NaN;
+  const rank = q * total;
+  let lower = 0;
+  let below = 0;
+  for (const le of bounds) {
+    const count = (after.get(le) ?? 0) - (before.get(le) ?? 0);
+    if (count >= rank) {
+      if (!Number.isFinite(le)) return lower * 1000;
+      const inBucket = count - below;
+      return (lower + (inBucket > 0 ? ((rank - below) / inBucket) * (le - lower) : 0)) * 1000;
+    }
+    lower = le;
+    below = count;
+  }
+  return Number.NaN;
+}
+
 function diff(before: Record<string, number>, after: Record<string, number>): Record<string, number> {
   return Object.fromEntries(Object.entries(after).map(([k, v]) => [k, v - (before[k] ?? 0)]));
 }
@@ -104,7 +140,10 @@ export const raceStartSuite: BenchSuite = {
       await new Promise((resolve) => setTimeout(resolve, WARMUP_MS));
 
       const parts = local.cpuParts();
+      const loadAverage = loadavg()[0] ?? Number.NaN;
       const countersBefore = await gatewayCounters(gateway.metricsUrl);
+      const authzName = 'pitwall_live_gateway_authorization_duration_seconds';
+      const authzBefore = await scrapeHistogram(gateway.metricsUrl, authzName);
       const callsBefore = local.directusCalls.snapshot();
       const ackedBefore = local.simulation.stats().acked;
       let cpuStart: CpuSample | undefined;
@@ -127,6 +166,11 @@ export const raceStartSuite: BenchSuite = {
       const cpuEnd = sampleCpu(parts);
       local.toggleProfiles();
       const counters = diff(countersBefore, await gatewayCounters(gateway.metricsUrl));
+      const authzAfter = await scrapeHistogram(gateway.metricsUrl, authzName);
+      const authorizationMs = {
+        p50: histogramQuantileMs(authzBefore, authzAfter, 0.5),
+        p99: histogramQuantileMs(authzBefore, authzAfter, 0.99),
+      };
       const calls = callsBetween(callsBefore, local.directusCalls.snapshot());
       const ackedDuringRun = local.simulation.stats().acked - ackedBefore;
       log(`viewers done; ${JSON.stringify(calls)} Directus calls; gateway ${JSON.stringify(counters)}`);
@@ -160,7 +204,9 @@ export const raceStartSuite: BenchSuite = {
         batchWindowMs: BATCH_WINDOW_MS,
         report,
         setup: local.setup,
-        defaultHashLoginMs: local.defaultHashLoginMs,
+        loadAverage,
+        defaultHashLogin: local.defaultHashLogin,
+        authorizationMs,
         counters,
         calls,
         newSubscriptions,
@@ -173,12 +219,11 @@ export const raceStartSuite: BenchSuite = {
         cpuHold: cpuRampEnd ? cpuBetween(cpuRampEnd, cpuEnd) : [],
         profiles,
       };
-      if (!quick) {
-        const file = join(REPO_ROOT, 'docs', 'race-start.md');
-        mkdirSync(join(REPO_ROOT, 'docs'), { recursive: true });
-        writeFileSync(file, renderRaceStartReport(run));
-        log(`analysis written to docs/race-start.md${existsSync(file) ? '' : ' (failed)'}`);
-      }
+      // A quick look goes next to the logs; a full run is the analysis in docs/.
+      const file = quick ? join(workDir, 'race-start.md') : join(REPO_ROOT, 'docs', 'race-start.md');
+      mkdirSync(dirname(file), { recursive: true });
+      writeFileSync(file, renderRaceStartReport(run));
+      log(`analysis written to ${relative(REPO_ROOT, file)}`);
 
       const open = all.timeToOpen.summary();
       const snapshot = all.timeToSnapshot.summary();

@@ -2,6 +2,7 @@ import { cpus, totalmem } from 'node:os';
 import type {
   CpuUse,
   DirectusCalls,
+  LoginCost,
   ProfileSummary,
   RaceShape,
   RaceStartScenario,
@@ -21,7 +22,11 @@ export interface RaceStartRun {
   batchWindowMs: number;
   report: ScenarioReport;
   setup: Record<string, number>;
-  defaultHashLoginMs: number | undefined;
+  /** 1-minute load average of the machine when the viewers started (other jobs included). */
+  loadAverage: number;
+  defaultHashLogin: LoginCost | undefined;
+  /** The gateway's own Directus authorization call latency (its histogram), ms. */
+  authorizationMs: { p50: number; p99: number };
   counters: Record<string, number>;
   calls: DirectusCalls;
   newSubscriptions: number;
@@ -99,8 +104,8 @@ function tenfold(run: RaceStartRun): string[] {
   lines.push(
     `Ten times the load is ${n(race.devices * 10)} devices (${n(positionsPerSecond * 10)} positions/s) and ${n(scenario.viewers * 10)} viewers within ${rampSeconds} s ` +
       `(${n((scenario.viewers * 10) / rampSeconds)} new subscriptions/s), spread over ten times the events, so that each viewer still watches ` +
-      `${n(race.devices / race.events)} cars. CPU scales about linearly with both for every part measured here; the table multiplies each part's ` +
-      `busier phase by ten.`,
+      `${n(race.devices / race.events)} cars. Assuming each part's CPU grows in proportion (per-position and per-subscription work ` +
+      `does), the table multiplies each part's busier phase by ten. It leaves out what other jobs used on this machine.`,
   );
   lines.push('');
   if (first) {
@@ -111,18 +116,23 @@ function tenfold(run: RaceStartRun): string[] {
   }
   lines.push(
     `- **Directus (authorization at subscribe).** ${n(calls.authorize)} \`GET /items/events/:id\` calls in the ${rampSeconds} s ramp ` +
-      `(${n(authorizeRate, 1)}/s) kept Directus at ${n(directusRamp, 2)} cores: about ${n(perCallMs, 1)} ms of CPU per call. At 10x that is ` +
+      `(${n(authorizeRate, 1)}/s) kept Directus at ${n(directusRamp, 2)} cores: about ${n(perCallMs, 1)} ms of CPU per call; the gateway ` +
+      `saw them take ${ms(run.authorizationMs.p50)} at the median and ${ms(run.authorizationMs.p99)} at p99 (queued behind its concurrency ` +
+      `limit and Directus). At 10x that is ` +
       `${n(authorizeRate * 10)} calls/s, ${n((authorizeRate * 10 * perCallMs) / 1000, 1)} cores of Directus, one Node process per replica: ` +
       `Directus has to be scaled out (replicas behind its load balancer) before the race, or the gateway's permission cache keyed by ` +
       `something coarser than (user, event) (a policy) so that one call covers many viewers. With one distinct account per viewer the ` +
       `per-(user, event) cache only saves calls on reconnects and second tabs.`,
   );
-  if (run.defaultHashLoginMs !== undefined) {
+  if (run.defaultHashLogin !== undefined) {
+    const login = run.defaultHashLogin;
+    const loginCores = (scenario.viewers * 10 * login.cpuMs) / 1000 / rampSeconds;
     lines.push(
       `- **Logins.** This run logged its ${n(scenario.viewers)} accounts in before the ramp, with cheap argon2 parameters. A login with ` +
-        `Directus' default hashing (its administrator) took ${ms(run.defaultHashLoginMs)} here; if 10x viewers log in during the ramp ` +
-        `instead of arriving with a session, that is ${n((scenario.viewers * 10 * run.defaultHashLoginMs) / 1000 / rampSeconds, 1)} cores of ` +
-        `password hashing alone: login is what saturates first, before the gateway.`,
+        `Directus' default hashing (argon2id, 64 MiB, 3 passes; its administrator) took ${ms(login.wallMs)} and ${ms(login.cpuMs)} of Directus CPU ` +
+        `here. If 10x viewers logged in during the ramp instead of arriving with a session, that alone would be ${n(loginCores, 1)} cores of ` +
+        `Directus: logins at the start saturate before anything in the telemetry plane does. The live map should keep its session ` +
+        `(refresh token) across visits.`,
     );
   }
   lines.push(
@@ -154,7 +164,7 @@ export function renderRaceStartReport(run: RaceStartRun): string {
   );
   out.push('');
   out.push(`- machine: ${cpus()[0]?.model ?? '?'} x ${cpus().length}, ${(totalmem() / 2 ** 30).toFixed(1)} GiB, Node ${process.version}`);
-  out.push(`- date: ${new Date(report.startAtMs).toISOString()}`);
+  out.push(`- date: ${new Date(report.startAtMs).toISOString()}; load average when the viewers started: ${n(run.loadAverage, 2)}`);
   out.push('');
   out.push('## What ran');
   out.push('');
