@@ -99,16 +99,24 @@ class DirectusServer implements DirectusInstance {
       logFile: this.logFile,
     });
     this.proc = proc;
+    // Give up at once when the process dies (a bad database, a port taken) instead of polling on.
+    const exited = proc.exited.then((info) => {
+      throw new DirectusStartError(`Directus exited (${JSON.stringify(info)}) while starting:\n${proc.output()}`);
+    });
+    exited.catch(() => undefined);
     try {
-      await waitFor(
-        `Directus /server/health on port ${this.port}`,
-        async () => {
-          if (!proc.running) throw new DirectusStartError(`Directus exited with ${String(proc.exitCode)}:\n${proc.output()}`);
-          const res = await fetch(`${this.url}/server/health`, { signal: AbortSignal.timeout(2000) }).catch(() => undefined);
-          return res?.status === 200;
-        },
-        { timeoutMs: this.startTimeoutMs, intervalMs: 150 },
-      );
+      await Promise.race([
+        exited,
+        waitFor(
+          `Directus /server/health on port ${this.port}`,
+          async () => {
+            const res = await fetch(`${this.url}/server/health`, { signal: AbortSignal.timeout(2000) }).catch(() => undefined);
+            await res?.body?.cancel();
+            return res?.status === 200;
+          },
+          { timeoutMs: this.startTimeoutMs, intervalMs: 150 },
+        ),
+      ]);
     } catch (err) {
       await proc.kill();
       throw new DirectusStartError(`Directus did not become healthy on port ${this.port}:\n${proc.output()}`, { cause: err });

@@ -76,17 +76,25 @@ export class ServiceHandle {
   }
 
   async waitReady(timeoutMs = this.spec.readyTimeoutMs ?? 30_000): Promise<void> {
-    await waitFor(
-      `${this.label} /readyz`,
-      async () => {
-        const proc = this.proc;
-        if (!proc?.running) throw new Error(`${this.label} exited with ${String(proc?.exitCode)}:\n${proc?.output(40) ?? ''}`);
-        const res = await fetch(`${this.metricsUrl}/readyz`, { signal: AbortSignal.timeout(2000) }).catch(() => undefined);
-        await res?.body?.cancel();
-        return res?.status === 200;
-      },
-      { timeoutMs, intervalMs: 100 },
-    );
+    const proc = this.proc;
+    if (!proc) throw new Error(`${this.label} was never started`);
+    // Fail at once when the process dies instead of polling until the timeout.
+    const exited = proc.exited.then((info) => {
+      throw new Error(`${this.label} exited (${JSON.stringify(info)}) before it was ready:\n${proc.output(40)}`);
+    });
+    exited.catch(() => undefined);
+    await Promise.race([
+      exited,
+      waitFor(
+        `${this.label} /readyz`,
+        async () => {
+          const res = await fetch(`${this.metricsUrl}/readyz`, { signal: AbortSignal.timeout(2000) }).catch(() => undefined);
+          await res?.body?.cancel();
+          return res?.status === 200;
+        },
+        { timeoutMs, intervalMs: 100 },
+      ),
+    ]);
   }
 
   /** Graceful stop (SIGTERM, as Kubernetes sends it); SIGKILL after 25 s. */
