@@ -1,6 +1,7 @@
 import type { Span } from '@opentelemetry/api';
 import type { WebSocket } from 'uWebSockets.js';
 import type { Principal } from './auth/token-verifier.js';
+import type { ClientMessage } from './protocol/client-message.js';
 
 /** Why a connection ended, for the connections_closed_total metric. */
 export type CloseReason = 'client' | 'auth_timeout' | 'unauthenticated' | 'token_expired' | 'protocol' | 'slow' | 'shutdown';
@@ -40,6 +41,8 @@ export class Connection {
   conflation: Conflation | undefined;
   /** The `access_token` query parameter of the upgrade request, verified once the socket is open. */
   queryToken: string | undefined;
+  /** Requests received while the query token is verified, handled in order once it is. */
+  held: ClientMessage[] | undefined;
   /** Trace span from upgrade to authentication (or refusal, or close). */
   connectSpan: Span | undefined;
 

@@ -1,4 +1,5 @@
 import { base64url } from 'jose';
+import WebSocket from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, scrapeMetric, sharedRedisUrl, uniqueName } from '@pitwall/testkit';
 import { TestClient } from './support/client.js';
@@ -39,6 +40,21 @@ describe('live gateway protocol (no Directus reachable)', () => {
     expect(ok).toMatchObject({ status: 'ok' });
     expect(typeof ok.expires_at).toBe('number');
     expect(await client.request({ type: 'ping' })).toMatchObject({ type: 'pong' });
+    await client.close();
+  });
+
+  it('handles requests sent right after opening with a query token only once the token is verified, in order', async () => {
+    const token = await directusLikeToken(SECRET);
+    const client = new TestClient(new WebSocket(`${running.url}/live?access_token=${encodeURIComponent(token)}`));
+    client.socket.once('open', () => {
+      client.send({ type: 'subscribe', event_id: 5, uid: 's1' });
+      client.send({ type: 'unsubscribe', event_id: 5, uid: 'u1' });
+    });
+    const reply = await client.expect((m) => m.uid === 's1', 'subscribe reply');
+    // Directus is unreachable here: the subscribe was authenticated, then could not be authorized.
+    expect(reply).toMatchObject({ type: 'error', code: 'authorization_unavailable' });
+    expect(await client.expect((m) => m.uid === 'u1', 'unsubscribe reply')).toMatchObject({ type: 'unsubscribed', reason: 'client' });
+    expect(client.messages.map((m) => m.type)).toEqual(['auth', 'unsubscribed', 'error']);
     await client.close();
   });
 

@@ -15,7 +15,7 @@ import { DirectusUnavailableError } from '../directus/directus-unavailable-error
 import type { EventDirectory } from '../events/event-directory.js';
 import type { LiveHub } from '../fanout/live-hub.js';
 import type { GatewayMetrics } from '../metrics.js';
-import { parseClientMessage, type Uid } from '../protocol/client-message.js';
+import { parseClientMessage, type ClientMessage, type Uid } from '../protocol/client-message.js';
 import { authOkMessage, errorMessage, pongMessage, unsubscribedMessage, type ErrorCode } from '../protocol/server-message.js';
 
 /** Close codes of the contract. */
@@ -28,6 +28,8 @@ export const CLOSE_GOING_AWAY = 1001;
 const MAX_TIMER_MS = 2 ** 31 - 1;
 /** Hard cap of a frame uWS accepts at all (it drops the connection beyond); ours is checked below it. */
 const UWS_MAX_PAYLOAD_BYTES = 1024 * 1024;
+/** Messages kept while the query token of a new connection is verified; more is a protocol error. */
+const MAX_HELD_MESSAGES = 16;
 /** Time given to close frames to leave before the process moves on to closing Redis. */
 const CLOSE_FLUSH_MS = 200;
 
@@ -206,7 +208,13 @@ export class GatewayServer implements Service {
     }, this.options.authTimeoutMs);
     const token = conn.queryToken;
     conn.queryToken = undefined;
-    if (token !== undefined) void this.onAuthMessage(conn, token, undefined);
+    if (token === undefined) return;
+    conn.held = [];
+    void this.onAuthMessage(conn, token, undefined).then(() => {
+      const held = conn.held ?? [];
+      conn.held = undefined;
+      for (const request of held) if (!conn.closed) this.handle(conn, request);
+    });
   }
 
   private onClose(conn: Connection, code: number): void {
@@ -238,6 +246,16 @@ export class GatewayServer implements Service {
       return;
     }
     const request = parsed.message;
+    if (conn.held !== undefined && request.type !== 'ping') {
+      // The query token is still being verified: keep the order the client sent things in.
+      if (conn.held.length >= MAX_HELD_MESSAGES) this.protocolError(conn, 'too many messages before authentication completed', request.uid);
+      else conn.held.push(request);
+      return;
+    }
+    this.handle(conn, request);
+  }
+
+  private handle(conn: Connection, request: ClientMessage): void {
     switch (request.type) {
       case 'ping':
         this.send(conn, pongMessage(request.uid));

@@ -28,7 +28,8 @@ export class TestClient {
   readonly closed: Promise<{ code: number; reason: string }>;
   private closeInfo: { code: number; reason: string } | undefined;
 
-  private constructor(readonly socket: WebSocket) {
+  /** Wraps a socket (usually made by connect/open; directly for tests that act on 'open' themselves). */
+  constructor(readonly socket: WebSocket) {
     socket.on('message', (data: Buffer, isBinary: boolean) => {
       if (!isBinary) this.messages.push(JSON.parse(data.toString('utf8')) as ServerMessage);
     });
