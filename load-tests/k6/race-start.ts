@@ -10,7 +10,7 @@ import type { Options } from 'k6/options';
 import { SCENARIOS, eventForViewer, k6Stages, k6Thresholds, scenarioDurationSeconds } from '../src/scenarios.ts';
 import { raceStartFromEnv, targetFromEnv } from './lib/config.ts';
 import { acquireSession, type ViewerSession } from './lib/directus.ts';
-import { watch } from './lib/viewer.ts';
+import { recordFailedStart, watch } from './lib/viewer.ts';
 
 const scenario = raceStartFromEnv(SCENARIOS.raceStart);
 const target = targetFromEnv();
@@ -35,7 +35,12 @@ export default async function viewer(): Promise<void> {
     sleep(Math.max(0, (endMs - Date.now()) / 1000));
     return;
   }
-  session ??= acquireSession(target.directusUrl, exec.vu.idInTest);
+  try {
+    session ??= acquireSession(target.directusUrl, exec.vu.idInTest);
+  } catch {
+    recordFailedStart(returning ? 'reconnect' : 'initial');
+    return;
+  }
   await watch({
     gatewayUrl: target.gatewayUrl,
     accessToken: session.accessToken,

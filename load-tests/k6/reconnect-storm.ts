@@ -10,7 +10,7 @@ import type { Options } from 'k6/options';
 import { SCENARIOS, eventForViewer, k6Stages, k6Thresholds, scenarioDurationSeconds, stormAtSeconds } from '../src/scenarios.ts';
 import { reconnectStormFromEnv, targetFromEnv } from './lib/config.ts';
 import { acquireSession, type ViewerSession } from './lib/directus.ts';
-import { watch } from './lib/viewer.ts';
+import { recordFailedStart, watch } from './lib/viewer.ts';
 
 const scenario = reconnectStormFromEnv(SCENARIOS.reconnectStorm);
 const target = targetFromEnv();
@@ -35,7 +35,12 @@ export default async function viewer(): Promise<void> {
     sleep(Math.max(0, (endMs - Date.now()) / 1000));
     return;
   }
-  session ??= acquireSession(target.directusUrl, exec.vu.idInTest);
+  try {
+    session ??= acquireSession(target.directusUrl, exec.vu.idInTest);
+  } catch {
+    recordFailedStart(first ? 'initial' : 'reconnect');
+    return;
+  }
   const common = {
     gatewayUrl: target.gatewayUrl,
     accessToken: session.accessToken,

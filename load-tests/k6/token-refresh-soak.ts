@@ -14,7 +14,7 @@ import type { Options } from 'k6/options';
 import { SCENARIOS, eventForViewer, k6Stages, k6Thresholds, scenarioDurationSeconds } from '../src/scenarios.ts';
 import { tokenRefreshSoakFromEnv, targetFromEnv } from './lib/config.ts';
 import { acquireSession, login, refreshSession, type ViewerSession } from './lib/directus.ts';
-import { watch } from './lib/viewer.ts';
+import { recordFailedStart, watch } from './lib/viewer.ts';
 
 const scenario = tokenRefreshSoakFromEnv(SCENARIOS.tokenRefreshSoak);
 const target = targetFromEnv();
@@ -51,7 +51,13 @@ export default async function viewer(): Promise<void> {
     return;
   }
   const vu = exec.vu.idInTest;
-  const current = await currentSession(vu, returning);
+  let current: ViewerSession;
+  try {
+    current = await currentSession(vu, returning);
+  } catch {
+    recordFailedStart(returning ? 'reconnect' : 'initial');
+    return;
+  }
   if (!current.refreshToken)
     throw new Error('the soak needs refresh tokens: log in (VIEWER_EMAIL) or give {access_token, refresh_token} pairs');
   await watch({

@@ -58,6 +58,11 @@ function closeCodeOf(event: unknown): number | undefined {
 
 let sessions = 0;
 
+/** A session that could not even start (e.g. the Directus login failed): counted as failed. */
+export function recordFailedStart(phase: ViewerPhase): void {
+  sessionFailed.add(true, { phase });
+}
+
 /** Runs one session; resolves when its socket has closed. Never rejects. */
 export function watch(options: WatchOptions): Promise<WatchOutcome> {
   const tags = { phase: options.phase };
