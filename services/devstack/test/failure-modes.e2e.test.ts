@@ -54,6 +54,17 @@ async function finish(sim: Simulation): Promise<void> {
   }
 }
 
+/** Row count once it stopped changing (a commit sent just before a crash may still land). */
+async function settledRows(): Promise<number> {
+  let previous = await countRows(pipeline.databaseUrl);
+  for (;;) {
+    await sleep(500);
+    const now = await countRows(pipeline.databaseUrl);
+    if (now === previous) return now;
+    previous = now;
+  }
+}
+
 async function watcher(gateway: number, token: string, eventId: number): Promise<LiveClient> {
   const client = await LiveClient.connect(pipeline.gatewayUrls[gateway] ?? '', token);
   const reply = await client.subscribe(eventId);
@@ -129,7 +140,7 @@ describe('the pipeline under failure (STREAM_SHARDS=4, two gateways)', () => {
     try {
       await ackedAtLeast(sim, 40);
       await pipeline.writer.kill();
-      const rowsAtKill = await countRows(pipeline.databaseUrl);
+      const rowsAtKill = await settledRows();
       const ackedAtKill = sim.stats().acked;
       // Ingestion keeps acknowledging: the records wait in the stream, not on the devices.
       await ackedAtLeast(sim, ackedAtKill + 3 * DEVICES * RATE);
@@ -213,7 +224,7 @@ describe('the pipeline under failure (STREAM_SHARDS=4, two gateways)', () => {
       // What was already on its way before Redis went down may still land; then nothing moves.
       await sleep(1_000);
       const ackedDuringOutage = sim.stats().acked;
-      const rowsDuringOutage = await countRows(pipeline.databaseUrl);
+      const rowsDuringOutage = await settledRows();
       const mark = live.mark();
       await sleep(3_000);
       expect(sim.stats().acked).toBe(ackedDuringOutage);

@@ -197,7 +197,9 @@ function connect() {
   setConnection('connecting');
   const socket = new WebSocket(url);
   state.socket = socket;
-  socket.onopen = () => send({ type: 'auth', access_token: state.session.accessToken });
+  socket.onopen = () => {
+    if (state.session) send({ type: 'auth', access_token: state.session.accessToken });
+  };
   socket.onmessage = (event) => {
     try {
       onMessage(JSON.parse(event.data));
@@ -236,7 +238,7 @@ function onMessage(message) {
       if (message.status === 'ok') {
         state.reconnectDelayMs = 500;
         if (state.connection === 'connecting') setConnection('authenticated');
-        if (message.expires_at) state.session.expiresAt = message.expires_at;
+        if (message.expires_at && state.session) state.session.expiresAt = message.expires_at;
         if (state.subscribedEventId === undefined && state.wantedEventId !== undefined) subscribe(state.wantedEventId);
       }
       break;
