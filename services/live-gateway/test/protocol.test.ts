@@ -18,13 +18,18 @@ describe('client messages', () => {
     expect(parseClientMessage('{"type":"ping"}')).toEqual({ ok: true, message: { type: 'ping' } });
   });
 
+  it('accepts an event id given as a decimal string, as Directus may serialise ids', () => {
+    expect(parseClientMessage('{"type":"subscribe","event_id":"42"}')).toEqual({ ok: true, message: { type: 'subscribe', eventId: 42 } });
+  });
+
   it.each([
     ['not JSON', '{"type":', /not valid JSON/],
     ['an array', '[1,2]', /JSON object/],
     ['null', 'null', /JSON object/],
     ['no type', '{"event_id":1}', /no type/],
     ['an unknown type', '{"type":"shutdown"}', /unknown message type "shutdown"/],
-    ['a string event id', '{"type":"subscribe","event_id":"42"}', /positive integer/],
+    ['a non-numeric string event id', '{"type":"subscribe","event_id":"42x"}', /positive integer/],
+    ['a zero string event id', '{"type":"subscribe","event_id":"0"}', /positive integer/],
     ['a negative event id', '{"type":"subscribe","event_id":-1}', /positive integer/],
     ['a fractional event id', '{"type":"subscribe","event_id":1.5}', /positive integer/],
     ['an empty token', '{"type":"auth","access_token":""}', /access_token/],

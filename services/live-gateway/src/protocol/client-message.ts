@@ -22,8 +22,10 @@ function readUid(value: unknown): Uid | undefined | null {
   return null;
 }
 
+/** A positive integer id; a decimal string ("42") is accepted too, since Directus may serialise ids as strings. */
 function readEventId(value: unknown): number | undefined {
-  return typeof value === 'number' && Number.isSafeInteger(value) && value > 0 ? value : undefined;
+  const id = typeof value === 'string' && /^[1-9]\d{0,15}$/.test(value) ? Number(value) : value;
+  return typeof id === 'number' && Number.isSafeInteger(id) && id > 0 ? id : undefined;
 }
 
 function isRecord(value: unknown): value is Record<string, unknown> {
