@@ -11,7 +11,12 @@ export const writerEnv = {
 
   // Consumption
   /** Entries read per shard per XREADGROUP (COUNT); one batch = one transaction. */
-  WRITER_BATCH_SIZE: intVar(2_000, 1, 100_000),
+  WRITER_BATCH_SIZE: intVar(5_000, 1, 100_000),
+  /**
+   * Parallel pipelines, each with its own blocking read and PostgreSQL transaction, each owning every
+   * n-th shard (so never the same device); at most STREAM_SHARDS of them run.
+   */
+  WRITER_PIPELINES: intVar(2, 1, 64),
   /** How long one XREADGROUP blocks waiting for new entries (BLOCK); also bounds shutdown latency. */
   WRITER_BLOCK_MS: intVar(1_000, 1, 60_000),
   /** Visibility timeout: entries pending this long on another consumer are taken over (XAUTOCLAIM). */

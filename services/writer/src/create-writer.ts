@@ -34,21 +34,30 @@ export function createWriter(config: WriterConfig, deps: { logger: Logger; regis
     databaseUrl: config.DATABASE_URL,
     applicationName: `pitwall-writer:${config.INSTANCE_ID}`.slice(0, 63),
     statementTimeoutMs: config.WRITER_STATEMENT_TIMEOUT_MS,
+    // A transaction per pipeline, the readiness probe, partition maintenance.
+    max: Math.min(config.WRITER_PIPELINES, config.STREAM_SHARDS) + 2,
     logger,
   });
   // Commands fail fast while Redis is down; the loop retries them with its own backoff.
   const redisOptions = { logger, maxRetriesPerRequest: 1 };
-  const reader = createRedisClient(config.REDIS_URL, { ...redisOptions, name: `writer:${config.INSTANCE_ID}:read` });
   const commands = createRedisClient(config.REDIS_URL, { ...redisOptions, name: `writer:${config.INSTANCE_ID}` });
-
-  const group = new ProcessorGroup(reader, commands, {
-    keys: shardKeys(config.STREAM_KEY, config.STREAM_SHARDS),
+  const keys = shardKeys(config.STREAM_KEY, config.STREAM_SHARDS);
+  const pipelineCount = Math.min(config.WRITER_PIPELINES, keys.length);
+  const groupOptions = {
     consumer: config.INSTANCE_ID,
     count: config.WRITER_BATCH_SIZE,
     blockMs: config.WRITER_BLOCK_MS,
     deadLetterKey: deadLetterKey(config.STREAM_KEY),
     deadLetterMaxLen: config.WRITER_DEAD_LETTER_MAXLEN,
-  });
+  };
+  // Each pipeline blocks on its own connection; the shared one serves acks, claims and statistics.
+  const readers = Array.from({ length: pipelineCount }, (_, i) =>
+    createRedisClient(config.REDIS_URL, { ...redisOptions, name: `writer:${config.INSTANCE_ID}:read${i}` }),
+  );
+  const pipelineGroups = readers.map(
+    (reader, i) => new ProcessorGroup(reader, commands, { ...groupOptions, keys: keys.filter((_, shard) => shard % pipelineCount === i) }),
+  );
+  const statsGroup = new ProcessorGroup(commands, commands, { ...groupOptions, keys });
   const store = new PositionStore(pool, { onCommit: (kind, seconds) => metrics.commitSeconds.observe({ path: kind }, seconds) });
   const schema = new SchemaService({
     databaseUrl: config.DATABASE_URL,
@@ -61,7 +70,8 @@ export function createWriter(config: WriterConfig, deps: { logger: Logger; regis
     retryMaxMs: config.WRITER_RETRY_MAX_MS,
   });
   const writer = new Writer({
-    group,
+    pipelineGroups,
+    statsGroup,
     store,
     pool,
     metrics,
@@ -79,7 +89,7 @@ export function createWriter(config: WriterConfig, deps: { logger: Logger; regis
   });
 
   health.addReadinessCheck('redis', redisReadiness(commands));
-  health.addReadinessCheck('redis-reader', redisReadiness(reader));
+  readers.forEach((reader, i) => health.addReadinessCheck(`redis-reader-${i}`, redisReadiness(reader)));
   health.addReadinessCheck('schema', () => schema.readinessProblem());
   health.addReadinessCheck('writer', () => writer.readinessProblem());
 
@@ -87,7 +97,7 @@ export function createWriter(config: WriterConfig, deps: { logger: Logger; regis
     name: 'redis',
     start: () => Promise.resolve(),
     close: async () => {
-      await Promise.all([closeRedisClient(reader), closeRedisClient(commands)]);
+      await Promise.all([...readers, commands].map((client) => closeRedisClient(client)));
     },
   };
   return { services: [poolService(pool), redis, schema, writer], writer, metrics, pool };

@@ -1,118 +1,62 @@
-import { setTimeout as sleep } from 'node:timers/promises';
-import { StreamEntryError } from '@pitwall/contract';
-import { idempotent, type Logger, type Service } from '@pitwall/platform';
+import { idempotent, type Service } from '@pitwall/platform';
 import type pg from 'pg';
-import { BatchAbandonedError } from './batch-abandoned-error.js';
-import type { EntrySource, WriterMetrics } from './metrics.js';
-import { InvalidPositionError } from './store/invalid-position-error.js';
+import { ShardPipeline, type PipelineOptions } from './pipeline.js';
 import { describePgError } from './store/pg-errors.js';
-import { entryToRow } from './store/entry-row.js';
-import type { PositionRow } from './store/position-row.js';
-import { encodeBatch, mergeNewest, type EncodedBatch, type PositionStore, type WritePath } from './store/position-store.js';
-import type { DeadLetter, ProcessorGroup, ShardEntry } from './stream/processor-group.js';
+import type { ProcessorGroup } from './stream/processor-group.js';
 
-export interface WriterOptions {
-  group: ProcessorGroup;
-  store: PositionStore;
+export interface WriterOptions extends Omit<PipelineOptions, 'group' | 'stop'> {
+  /** One group per pipeline, each over its own shards and with its own reading connection. */
+  pipelineGroups: ProcessorGroup[];
+  /** The group over every shard, for the gauges. */
+  statsGroup: ProcessorGroup;
   /** Pool of the store, probed for the readiness check while nothing is written. */
   pool: pg.Pool;
-  metrics: WriterMetrics;
-  logger: Logger;
-  claimIdleMs: number;
-  claimIntervalMs: number;
-  /** 0 keeps idle consumers. */
-  consumerExpiryMs: number;
-  retryInitialMs: number;
-  retryMaxMs: number;
   statsIntervalMs: number;
-  /** Path of entries read for the first time (WRITER_WRITE_PATH). */
-  newEntryPath?: WritePath;
-  /**
-   * positions_latest moves forward at most this often (WRITER_LATEST_INTERVAL_MS), in the
-   * transaction of the batch that is due, and entries are acknowledged only after it: batches in
-   * between commit their rows only. 0 upserts it in every batch.
-   */
-  latestIntervalMs?: number;
-  /** Acknowledgements held for positions_latest at most (entries); beyond it the next batch flushes. */
-  maxHeldEntries?: number;
-  /** Called when the loop fails for a reason it cannot handle (a bug); the default crashes the process. */
+  /** Called when a pipeline fails for a reason it cannot handle (a bug); the default crashes the process. */
   onFatal?: (err: unknown) => void;
 }
 
-type Operation = 'postgres' | 'redis';
-
-/** A batch decoded, validated and encoded, ready for its transaction. */
-interface PreparedBatch {
-  source: EntrySource;
-  entries: ShardEntry[];
-  encoded: EncodedBatch | undefined;
-  /** Entry of each row, by index. */
-  rowEntries: ShardEntry[];
-  letters: DeadLetter[];
-  /** Pending entries whose stream entry was deleted (nil fields). */
-  trimmed: number;
-}
-
-/** Entries decoded between two yields to the event loop. */
-const PREPARE_SLICE = 256;
-const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
-
-function isNoGroup(err: unknown): boolean {
-  return err instanceof Error && err.message.startsWith('NOGROUP');
-}
-
 /**
- * The writer's loop over consumer group `processor`: first its own pending entries (left from a
- * previous run under the same INSTANCE_ID), then new entries, with a claim round for entries of dead
- * consumers every WRITER_CLAIM_INTERVAL_MS. Per batch: dead letters first, then one transaction,
- * then one XACK per shard, so an entry is acknowledged only once its row is committed (and
- * positions_latest holds it) or it is parked in the dead-letter stream. The next batch is read,
- * decoded and encoded while the current one is in its transaction.
- *
- * positions_latest is upserted once per WRITER_LATEST_INTERVAL_MS, not per batch (it would cost a
- * third of the COPY when draining a backlog). Entries of the batches in between stay unacknowledged
- * until it is: after a crash they are delivered again, their rows are duplicates (no-ops) and
- * positions_latest gets them, so it never misses a device's last position.
+ * The writer: one pipeline per group of shards (WRITER_PIPELINES), each with its own blocking read
+ * and its own transaction, so batches of different shards are written in parallel. A device always
+ * maps to one shard, so pipelines never write the same device and never wait on each other's locks.
+ * Also keeps the pending/lag gauges and probes PostgreSQL for readiness.
  */
 export class Writer implements Service {
   readonly name = 'writer';
-  private stopping = false;
-  private readonly stopSignal = new AbortController();
-  private loop: Promise<void> | undefined;
-  private started = false;
-  private writeProblem: string | undefined;
+  private readonly stop = new AbortController();
+  private readonly pipelines: ShardPipeline[];
+  private runs: Promise<void>[] = [];
   private probeProblem: string | undefined;
   private statsTimer: NodeJS.Timeout | undefined;
   private statsRun: Promise<void> | undefined;
   private readonly shardLabels: Map<string, string>;
-  /** Newest committed row per device not yet in positions_latest. */
-  private readonly latest = new Map<string, PositionRow>();
-  /** Entries whose rows are committed, waiting for positions_latest before their XACK. */
-  private held: ShardEntry[] = [];
-  private lastLatestAt = 0;
 
   constructor(private readonly options: WriterOptions) {
-    this.shardLabels = new Map(options.group.options.keys.map((key, shard) => [key, String(shard)]));
+    this.shardLabels = new Map(options.statsGroup.options.keys.map((key, shard) => [key, String(shard)]));
+    this.pipelines = options.pipelineGroups.map((group) => new ShardPipeline({ ...options, group, stop: this.stop.signal }));
   }
 
   /** Readiness: undefined when ready, else why not. */
   readinessProblem(): string | undefined {
-    if (!this.started) return 'starting';
-    const problem = this.writeProblem ?? this.probeProblem;
+    if (!this.pipelines.every((p) => p.started)) return 'starting';
+    const problem = this.pipelines.find((p) => p.writeProblem !== undefined)?.writeProblem ?? this.probeProblem;
     return problem === undefined ? undefined : `postgres: ${problem}`;
   }
 
   start(): Promise<void> {
-    this.loop = this.run().catch((err: unknown) => {
-      this.options.logger.fatal({ err }, 'writer loop failed');
-      const onFatal =
-        this.options.onFatal ??
-        ((e: unknown) =>
-          setImmediate(() => {
-            throw e;
-          }));
-      onFatal(err);
-    });
+    const onFatal =
+      this.options.onFatal ??
+      ((err: unknown) =>
+        setImmediate(() => {
+          throw err;
+        }));
+    this.runs = this.pipelines.map((pipeline) =>
+      pipeline.run().catch((err: unknown) => {
+        this.options.logger.fatal({ err }, 'writer pipeline failed');
+        onFatal(err);
+      }),
+    );
     this.statsTimer = setInterval(() => {
       this.statsRun ??= this.refreshStats().finally(() => (this.statsRun = undefined));
     }, this.options.statsIntervalMs);
@@ -120,252 +64,17 @@ export class Writer implements Service {
     return Promise.resolve();
   }
 
-  /** Stops reading, finishes (commit + ack) the batches in hand or abandons them unacknowledged. */
+  /** Stops reading; every pipeline finishes (commit + ack) its batches in hand or abandons them unacknowledged. */
   close = idempotent(async () => {
-    this.stopping = true;
-    this.stopSignal.abort();
+    this.stop.abort();
     clearInterval(this.statsTimer);
-    await this.loop;
+    await Promise.all(this.runs);
     await this.statsRun;
   });
 
-  private async run(): Promise<void> {
-    try {
-      await this.withRetry('redis', () => this.options.group.ensureGroups());
-      this.started = true;
-      await this.recoverPending();
-      let nextClaimAt = 0;
-      // The next batch is read, decoded and encoded while the current one is in its transaction.
-      const readAhead = async () => this.prepare(await this.readNew(), 'new');
-      let next: Promise<PreparedBatch> | undefined;
-      while (!this.stopping) {
-        if (Date.now() >= nextClaimAt) {
-          await this.claimRound();
-          nextClaimAt = Date.now() + this.options.claimIntervalMs;
-        }
-        const batch = await (next ?? readAhead());
-        next = this.stopping ? undefined : readAhead();
-        // An empty read means the stream is idle: nothing to wait for before positions_latest.
-        if (batch.entries.length === 0) await this.flushLatest();
-        else await this.write(batch);
-      }
-      if (next) await this.write(await next);
-      await this.flushLatest();
-    } catch (err) {
-      if (!(err instanceof BatchAbandonedError)) throw err;
-      this.options.logger.warn({ err: err.message }, 'batch abandoned unacknowledged at shutdown; it stays pending');
-    }
-  }
-
-  /** Never rejects: Redis failures are retried; at shutdown it returns nothing. */
-  private async readNew(): Promise<ShardEntry[]> {
-    try {
-      return await this.withRetry('redis', () => this.options.group.readNew());
-    } catch (err) {
-      if (err instanceof BatchAbandonedError) return [];
-      throw err;
-    }
-  }
-
-  /** Re-processes what this consumer had read but not acknowledged before it last stopped. */
-  private async recoverPending(): Promise<void> {
-    const { group, logger } = this.options;
-    const cursors = new Map(group.options.keys.map((key) => [key, '0']));
-    let recovered = 0;
-    while (cursors.size > 0 && !this.stopping) {
-      const { entries, exhausted } = await this.withRetry('redis', () => group.readPending(cursors));
-      for (const key of exhausted) cursors.delete(key);
-      for (const entry of entries) cursors.set(entry.key, entry.id);
-      await this.write(await this.prepare(entries, 'pending'));
-      recovered += entries.length;
-    }
-    if (recovered > 0) logger.info({ entries: recovered }, 'own pending entries re-processed');
-  }
-
-  /** Takes over entries idle beyond the visibility timeout (their consumer died), then removes long-idle consumers. */
-  private async claimRound(): Promise<void> {
-    const { group, logger, metrics, claimIdleMs } = this.options;
-    for (const key of group.options.keys) {
-      let cursor = '0-0';
-      do {
-        const from = cursor;
-        const claimed = await this.withRetry('redis', () => group.claim(key, from, claimIdleMs));
-        if (claimed.deleted.length > 0) {
-          metrics.trimmed.inc(claimed.deleted.length);
-          logger.warn({ shard: key, entries: claimed.deleted.length }, 'pending entries were trimmed from the stream before being written');
-        }
-        if (claimed.entries.length > 0) {
-          logger.info({ shard: key, entries: claimed.entries.length }, 'claimed entries idle beyond the visibility timeout');
-          await this.write(await this.prepare(claimed.entries, 'claimed'));
-        }
-        cursor = claimed.next;
-      } while (cursor !== '0-0' && !this.stopping);
-    }
-    if (this.options.consumerExpiryMs > 0) await this.expireConsumers();
-  }
-
-  private async expireConsumers(): Promise<void> {
-    const { group, logger, metrics, consumerExpiryMs } = this.options;
-    try {
-      for (const key of group.options.keys) {
-        for (const consumer of await group.consumers(key)) {
-          if (consumer.name === group.options.consumer || consumer.pending > 0 || consumer.idleMs < consumerExpiryMs) continue;
-          await group.deleteConsumer(key, consumer.name);
-          metrics.consumersRemoved.inc();
-          logger.info({ shard: key, consumer: consumer.name, idleMs: consumer.idleMs }, 'removed idle consumer');
-        }
-      }
-    } catch (err) {
-      logger.warn({ err }, 'could not remove idle consumers; next round');
-    }
-  }
-
-  /**
-   * Decodes, validates and encodes a batch. It runs while the previous batch is in its transaction,
-   * so it yields to the event loop every few hundred entries: a long synchronous stretch would stall
-   * that transaction's COPY data and replies on the socket and serialise what should overlap.
-   */
-  private async prepare(entries: ShardEntry[], source: EntrySource): Promise<PreparedBatch> {
-    const rows: PositionRow[] = [];
-    const rowEntries: ShardEntry[] = [];
-    const letters: DeadLetter[] = [];
-    let trimmed = 0;
-    const now = Date.now();
-    for (let i = 0; i < entries.length; i++) {
-      if (i % PREPARE_SLICE === PREPARE_SLICE - 1) await yieldToEventLoop();
-      const entry = entries[i] as ShardEntry;
-      if (entry.fields.length === 0) {
-        trimmed++;
-        continue;
-      }
-      try {
-        rows.push(entryToRow(entry.fields, now));
-        rowEntries.push(entry);
-      } catch (err) {
-        if (err instanceof InvalidPositionError) letters.push({ entry, reason: err.reason, error: err.message });
-        else if (err instanceof StreamEntryError) letters.push({ entry, reason: 'undecodable', error: err.message });
-        else throw err;
-      }
-    }
-    if (rows.length > PREPARE_SLICE) await yieldToEventLoop();
-    return { source, entries, encoded: rows.length > 0 ? encodeBatch(rows) : undefined, rowEntries, letters, trimmed };
-  }
-
-  /** Dead letters, then the transaction, then one XACK per shard. */
-  private async write(batch: PreparedBatch): Promise<void> {
-    const { source, entries, encoded, rowEntries, letters, trimmed } = batch;
-    if (entries.length === 0) return;
-    const { group, store, metrics, logger } = this.options;
-    metrics.entriesRead.inc({ source }, entries.length);
-    metrics.batchSize.observe({ source }, entries.length);
-
-    // Dead letters are appended before anything is acknowledged: a crash in between re-delivers.
-    if (letters.length > 0) await this.withRetry('redis', () => group.deadLetter(letters));
-    let latestWritten = false;
-    if (encoded !== undefined) {
-      // Entries read for the first time take the COPY path; redeliveries and retries expect duplicates.
-      const firstPath = source === 'new' ? (this.options.newEntryPath ?? 'copy') : 'staging';
-      const latest = this.latestDue(entries.length) ? mergeNewest(new Map(this.latest), encoded.rows).values() : undefined;
-      const latestRows = latest === undefined ? undefined : [...latest];
-      const result = await this.withRetry('postgres', (attempt) => store.write(encoded, attempt === 0 ? firstPath : 'staging', latestRows));
-      metrics.rows.inc({ result: 'inserted' }, result.inserted);
-      if (result.duplicates > 0) metrics.rows.inc({ result: 'duplicate' }, result.duplicates);
-      let stored: readonly PositionRow[] = encoded.rows;
-      if (result.rejected.length > 0) {
-        const rejected = result.rejected.map(({ index, error }) => ({
-          entry: rowEntries[index] as ShardEntry,
-          reason: 'rejected_by_database',
-          error,
-        }));
-        await this.withRetry('redis', () => group.deadLetter(rejected));
-        letters.push(...rejected);
-        const rejectedIndexes = new Set(result.rejected.map((r) => r.index));
-        stored = encoded.rows.filter((_, i) => !rejectedIndexes.has(i));
-      }
-      if (result.latestWritten) {
-        this.latest.clear();
-        latestWritten = true;
-      } else {
-        mergeNewest(this.latest, stored);
-      }
-    }
-    this.held = this.held.concat(entries);
-    if (latestWritten || this.latest.size === 0) await this.ackHeld();
-
-    if (trimmed > 0) {
-      metrics.trimmed.inc(trimmed);
-      logger.warn({ entries: trimmed, source }, 'pending entries were trimmed from the stream before being written');
-    }
-    if (letters.length > 0) {
-      const byReason = new Map<string, number>();
-      for (const letter of letters) byReason.set(letter.reason, (byReason.get(letter.reason) ?? 0) + 1);
-      for (const [reason, n] of byReason) metrics.deadLetters.inc({ reason }, n);
-      const first = letters[0] as DeadLetter;
-      logger.warn(
-        { deadLetters: Object.fromEntries(byReason), example: { id: first.entry.id, shard: first.entry.key, error: first.error } },
-        'entries moved to the dead-letter stream',
-      );
-    }
-  }
-
-  private latestDue(incoming: number): boolean {
-    const interval = this.options.latestIntervalMs ?? 0;
-    return (
-      this.stopping ||
-      Date.now() - this.lastLatestAt >= interval ||
-      this.held.length + incoming >= (this.options.maxHeldEntries ?? Number.POSITIVE_INFINITY)
-    );
-  }
-
-  /** Upserts positions_latest with what is pending for it, then acknowledges every held entry. */
-  private async flushLatest(): Promise<void> {
-    if (this.latest.size > 0) {
-      const rows = [...this.latest.values()];
-      await this.withRetry('postgres', () => this.options.store.writeLatest(rows));
-      this.latest.clear();
-    }
-    await this.ackHeld();
-  }
-
-  private async ackHeld(): Promise<void> {
-    if (this.latest.size === 0) this.lastLatestAt = Date.now();
-    if (this.held.length === 0) return;
-    const entries = this.held;
-    await this.withRetry('redis', () => this.options.group.ack(entries));
-    this.held = [];
-    this.options.metrics.entriesAcked.inc(entries.length);
-  }
-
-  /**
-   * Runs an operation until it succeeds, with capped exponential backoff (with jitter) between
-   * attempts. While shutting down a failure abandons the batch instead (BatchAbandonedError).
-   */
-  private async withRetry<T>(operation: Operation, attempt: (n: number) => Promise<T>): Promise<T> {
-    const { logger, metrics, retryInitialMs, retryMaxMs } = this.options;
-    for (let n = 0; ; n++) {
-      try {
-        const value = await attempt(n);
-        if (operation === 'postgres' && this.writeProblem !== undefined) {
-          logger.info({ attempts: n + 1 }, 'postgres writes succeed again');
-          this.writeProblem = undefined;
-        }
-        return value;
-      } catch (err) {
-        metrics.retries.inc({ operation });
-        const description = operation === 'postgres' ? describePgError(err) : err instanceof Error ? err.message : String(err);
-        if (operation === 'postgres') this.writeProblem = description;
-        if (n === 0 || n % 20 === 0) logger.warn({ operation, attempt: n + 1, err: description }, 'operation failed; retrying');
-        if (this.stopping) throw new BatchAbandonedError(`${operation}: ${description}`, { cause: err });
-        if (operation === 'redis' && isNoGroup(err)) await this.options.group.ensureGroups().catch(() => undefined);
-        const ceiling = Math.min(retryMaxMs, retryInitialMs * 2 ** Math.min(n, 30));
-        await sleep(ceiling / 2 + Math.random() * (ceiling / 2), undefined, { signal: this.stopSignal.signal }).catch(() => undefined);
-      }
-    }
-  }
-
   /** Pending and lag gauges per shard, and a PostgreSQL probe so readiness reflects an outage while idle. */
   private async refreshStats(): Promise<void> {
-    const { group, metrics, pool, logger } = this.options;
+    const { statsGroup, metrics, pool, logger } = this.options;
     try {
       await pool.query('SELECT 1');
       if (this.probeProblem !== undefined) logger.info('postgres reachable again');
@@ -375,7 +84,7 @@ export class Writer implements Service {
       this.probeProblem = describePgError(err);
     }
     try {
-      for (const stats of await group.stats()) {
+      for (const stats of await statsGroup.stats()) {
         const shard = this.shardLabels.get(stats.key) ?? stats.key;
         metrics.pending.set({ shard }, stats.pending);
         if (stats.lag !== undefined) metrics.lag.set({ shard }, stats.lag);

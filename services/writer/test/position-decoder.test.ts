@@ -11,7 +11,7 @@ import {
   type Position,
   type PositionInit,
 } from '@pitwall/contract';
-import { decodePositionRow, entryToRow, InvalidPositionError, toPositionRow, type PositionRow } from '@pitwall/writer';
+import { addEntry, CopyBatchBuilder, InvalidPositionError, rowFromTuple, subBatch, toPositionRow, type PositionRow } from '@pitwall/writer';
 
 const NOW = Date.UTC(2026, 10, 27, 12);
 
@@ -52,10 +52,30 @@ function randomPosition(next: () => number): Position {
   return createPosition(init);
 }
 
-/** The contract's way: decodePosition + toPositionRow, or the error it throws. */
+/** A row through a COPY tuple and back, as PostgreSQL will see it (floats as float4). */
+function viaTuple(add: (builder: CopyBatchBuilder) => boolean): PositionRow | undefined {
+  const builder = new CopyBatchBuilder(16);
+  if (!add(builder)) return undefined;
+  const batch = builder.finish();
+  expect(batch.rows).toHaveLength(1);
+  const row = rowFromTuple(batch.copyData, batch.rows[0]!);
+  expect(batch.rows[0]).toMatchObject({ deviceId: row.deviceId, recordedAtMs: row.recordedAtMs });
+  return row;
+}
+
+/** The fast path: protobuf bytes straight into a tuple. */
+function fast(bytes: Buffer): PositionRow | undefined {
+  return viaTuple((builder) => builder.addPositionBytes(bytes, NOW));
+}
+
+/** The contract's way: decodePosition + toPositionRow into a tuple, or the error it throws. */
 function canonical(bytes: Uint8Array): PositionRow | Error {
   try {
-    return toPositionRow(decodePosition(bytes), NOW);
+    const row = toPositionRow(decodePosition(bytes), NOW);
+    return viaTuple((builder) => {
+      builder.addRow(row);
+      return true;
+    })!;
   } catch (err) {
     if (err instanceof InvalidPositionError || err instanceof StreamEntryError) return err;
     throw err;
@@ -66,16 +86,16 @@ function comparable(row: PositionRow) {
   return { ...row, attributes: JSON.parse(row.attributes) as unknown };
 }
 
-describe('decodePositionRow (fast path)', () => {
+describe('CopyBatchBuilder.addPositionBytes (fast path)', () => {
   it('yields exactly the row of the contract decoder for a thousand random valid positions', () => {
     const next = random(42);
     for (let i = 0; i < 1_000; i++) {
       const bytes = Buffer.from(encodePosition(randomPosition(next)));
       const expected = canonical(bytes);
       expect(expected).not.toBeInstanceOf(Error);
-      const fast = decodePositionRow(bytes, NOW);
-      expect(fast, `position ${i}`).toBeDefined();
-      expect(comparable(fast!)).toEqual(comparable(expected as PositionRow));
+      const row = fast(bytes);
+      expect(row, `position ${i}`).toBeDefined();
+      expect(comparable(row!)).toEqual(comparable(expected as PositionRow));
     }
   });
 
@@ -97,7 +117,7 @@ describe('decodePositionRow (fast path)', () => {
       const bytes = Buffer.from(encodePosition(createPosition({ ...base, ...init })));
       expect(canonical(bytes)).toBeInstanceOf(InvalidPositionError);
       expect(
-        decodePositionRow(bytes, NOW),
+        fast(bytes),
         JSON.stringify(init, (_, v: unknown) => (typeof v === 'bigint' ? String(v) : v)),
       ).toBeUndefined();
     }
@@ -106,20 +126,38 @@ describe('decodePositionRow (fast path)', () => {
       const cut = Math.floor(next() * bytes.length);
       const mutated = next() < 0.5 ? bytes.subarray(0, cut) : Buffer.from(bytes);
       if (mutated !== bytes && mutated.length === bytes.length) mutated[cut] = Math.floor(next() * 256);
-      const fast = decodePositionRow(mutated, NOW);
-      if (fast === undefined) continue;
+      const row = fast(mutated);
+      if (row === undefined) continue;
       const expected = canonical(mutated);
       expect(expected, `mutation ${i}`).not.toBeInstanceOf(Error);
-      expect(comparable(fast)).toEqual(comparable(expected as PositionRow));
+      expect(comparable(row)).toEqual(comparable(expected as PositionRow));
     }
-    expect(decodePositionRow(Buffer.from('not a protobuf'), NOW)).toBeUndefined();
+    expect(fast(Buffer.from('not a protobuf'))).toBeUndefined();
   });
 
-  it('falls back to the contract decoder for the entry error', () => {
-    expect(() => entryToRow([Buffer.from('p'), Buffer.from([0xff, 0xff])], NOW)).toThrow(StreamEntryError);
-    expect(() => entryToRow([Buffer.from('x'), Buffer.from('y')], NOW)).toThrow(/no field "p"/);
+  it('falls back to the contract decoder for the entry error, writing nothing', () => {
+    const builder = new CopyBatchBuilder(16);
+    expect(() => addEntry(builder, [Buffer.from('p'), Buffer.from([0xff, 0xff])], NOW)).toThrow(StreamEntryError);
+    expect(() => addEntry(builder, [Buffer.from('x'), Buffer.from('y')], NOW)).toThrow(/no field "p"/);
     const bytes = Buffer.from(encodePosition(createPosition({ deviceId: 'x', recordedAtMs: BigInt(NOW) })));
-    expect(() => entryToRow([Buffer.from('p'), bytes], NOW)).toThrow(InvalidPositionError);
+    expect(() => addEntry(builder, [Buffer.from('p'), bytes], NOW)).toThrow(InvalidPositionError);
+    expect(builder.finish()).toEqual({
+      rows: [],
+      copyData: Buffer.concat([Buffer.from('PGCOPY\n\xff\r\n\0', 'latin1'), Buffer.alloc(8), Buffer.from([0xff, 0xff])]),
+    });
+  });
+
+  it('cuts a batch into sub-batches that hold the same tuples', () => {
+    const next = random(3);
+    const builder = new CopyBatchBuilder(16);
+    const positions = Array.from({ length: 20 }, () => randomPosition(next));
+    for (const p of positions) addEntry(builder, [Buffer.from('p'), Buffer.from(encodePosition(p))], NOW);
+    const batch = builder.finish();
+    const part = subBatch(batch, 5, 12);
+    expect(part.rows.map((r) => rowFromTuple(part.copyData, r))).toEqual(
+      batch.rows.slice(5, 12).map((r) => rowFromTuple(batch.copyData, r)),
+    );
+    expect(part.copyData.subarray(-2)).toEqual(Buffer.from([0xff, 0xff]));
   });
 
   it('knows every field of the schema: a new field in proto/ must be taught to the fast decoder', () => {

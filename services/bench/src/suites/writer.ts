@@ -1,4 +1,5 @@
 import { execFileSync } from 'node:child_process';
+import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { createPosition, encodePosition, POSITION_FIELD, PROCESSOR_GROUP, shardKeys, shardOf, type Position } from '@pitwall/contract';
 import { createLogger } from '@pitwall/platform';
@@ -9,19 +10,50 @@ import pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 import type { BenchContext, BenchResult, BenchSuite } from '../suite.js';
 
-// Writer: positions per second made durable end to end (stream -> PostgreSQL, committed, XACKed) by
-// the built writer process, against the ceiling of a raw binary COPY of the same rows into an
-// identical `positions` table (same partitions and primary key) in the same PostgreSQL, same run.
+// Writer: positions per second made durable end to end by the built writer process (stream read,
+// rows committed in PostgreSQL, entries XACKed), against the ceiling of a raw binary COPY of the same
+// rows into an identical `positions` table (same partitions and primary key) in the same PostgreSQL,
+// same run. The stream is filled beforehand; the writer is timed from its first delivery to the
+// moment nothing is pending or undelivered.
 //
-// PostgreSQL runs with production durability: fsync on, synchronous_commit on, full_page_writes on
-// (testkit's servers turn fsync off, so this suite restarts its server with these settings).
+// PostgreSQL runs with production durability: fsync=on, synchronous_commit=on, full_page_writes=on
+// (testkit's servers turn fsync off, so this suite starts its own). Redis without persistence (the
+// writer's XACKs are not what is measured).
+//
+// Two CPU layouts:
+// - shared (the target): every process on every CPU, as the rest of `make bench` runs. On a 2-CPU
+//   machine the writer's decoding, Redis and the database then compete for the same CPUs, which the
+//   raw COPY (the database alone) does not have to.
+// - dedicated (when taskset works and there are 2 CPUs or more): PostgreSQL pinned to CPU 0, the writer
+//   and this process to CPU 1, Redis free: what one CPU of writer feeds a database that has its own.
+// Every figure is the best of several interleaved rounds: other load on the machine only slows runs.
 
 const SHARDS = 2;
 const DEVICES = 500;
+const DB_CPU = '0';
+const CLIENT_CPU = '1';
+const ALL_CPUS = '0-1';
 const logger = createLogger('bench-writer', 'silent');
 
-/** testkit's throwaway cluster, restarted by hand with fsync on. */
-async function startDurablePostgres(): Promise<{ server: PostgresServer; url: (db: string) => string; stop: () => Promise<void> }> {
+type Layout = 'dedicated' | 'shared';
+
+function canPin(): boolean {
+  if (cpus().length < 2) return false;
+  try {
+    execFileSync('taskset', ['-p', String(process.pid)], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Sets the CPU affinity of a process and every thread it has (`taskset -a -p`). */
+function pin(pid: number, cpuList: string): void {
+  execFileSync('taskset', ['-a', '-pc', cpuList, String(pid)], { stdio: 'ignore' });
+}
+
+/** testkit's throwaway cluster, restarted by hand with production durability. */
+async function startDurablePostgres(): Promise<{ url: (db: string) => string; pid: number; stop: () => Promise<void> }> {
   const server = await PostgresServer.start();
   await server.stop();
   const owner =
@@ -32,28 +64,18 @@ async function startDurablePostgres(): Promise<{ server: PostgresServer; url: (d
         }
       : undefined;
   const bin = execFileSync('pg_config', ['--bindir'], { encoding: 'utf8' }).trim();
+  const settings = {
+    listen_addresses: '127.0.0.1',
+    unix_socket_directories: server.dataDir,
+    shared_buffers: '256MB',
+    fsync: 'on',
+    synchronous_commit: 'on',
+    full_page_writes: 'on',
+    max_wal_size: '4GB',
+  };
   const proc = new ManagedProcess(
     join(bin, 'postgres'),
-    [
-      '-D',
-      server.dataDir,
-      '-p',
-      String(server.port),
-      '-c',
-      'listen_addresses=127.0.0.1',
-      '-c',
-      `unix_socket_directories=${server.dataDir}`,
-      '-c',
-      'shared_buffers=256MB',
-      '-c',
-      'fsync=on',
-      '-c',
-      'synchronous_commit=on',
-      '-c',
-      'full_page_writes=on',
-      '-c',
-      'max_wal_size=2GB',
-    ],
+    ['-D', server.dataDir, '-p', String(server.port), ...Object.entries(settings).flatMap(([k, v]) => ['-c', `${k}=${v}`])],
     { name: 'bench-postgres', uid: owner?.uid, gid: owner?.gid },
   );
   await waitFor(
@@ -74,8 +96,8 @@ async function startDurablePostgres(): Promise<{ server: PostgresServer; url: (d
     { timeoutMs: 30_000 },
   );
   return {
-    server,
     url: (db) => server.url(db),
+    pid: proc.pid,
     stop: async () => {
       await proc.stop('SIGINT', 20_000);
       await server.destroy();
@@ -83,10 +105,10 @@ async function startDurablePostgres(): Promise<{ server: PostgresServer; url: (d
   };
 }
 
+/** A race of DEVICES cars at 1 Hz that crosses midnight UTC, so rows land in two partitions. */
 function positions(count: number): Position[] {
-  // A race of DEVICES cars at 1 Hz that crosses midnight UTC, so rows land in two partitions.
-  const start =
-    Date.UTC(new Date().getUTCFullYear(), new Date().getUTCMonth(), new Date().getUTCDate()) - Math.floor(count / DEVICES / 2) * 1000;
+  const midnight = Date.UTC(new Date().getUTCFullYear(), new Date().getUTCMonth(), new Date().getUTCDate());
+  const start = midnight - Math.floor(count / DEVICES / 2) * 1000;
   return Array.from({ length: count }, (_, i) => {
     const t = start + Math.floor(i / DEVICES) * 1000;
     return createPosition({
@@ -99,8 +121,6 @@ function positions(count: number): Position[] {
       speedKmh: 140 + (i % 60),
       headingDeg: i % 360,
       satellites: 12,
-      priority: 0,
-      eventIoId: 0,
       codec: 2,
       io: [
         { id: 239, width: 1, value: 1n },
@@ -145,7 +165,7 @@ async function copyCeiling(url: string, table: string, data: Buffer, rows: numbe
   }
 }
 
-async function fillStream(redis: Redis, streamKey: string, all: Position[]): Promise<void> {
+async function fillStream(redis: Redis, streamKey: string, all: readonly Position[]): Promise<void> {
   const keys = shardKeys(streamKey, SHARDS);
   for (const key of keys) await redis.xgroup('CREATE', key, PROCESSOR_GROUP, '0', 'MKSTREAM');
   for (let i = 0; i < all.length; i += 5_000) {
@@ -156,39 +176,59 @@ async function fillStream(redis: Redis, streamKey: string, all: Position[]): Pro
   }
 }
 
-async function backlog(redis: Redis, streamKey: string): Promise<{ pending: number; lag: number }> {
-  let pending = 0;
-  let lag = 0;
+async function backlog(redis: Redis, streamKey: string): Promise<number> {
+  let left = 0;
   for (const key of shardKeys(streamKey, SHARDS)) {
     const groups = (await redis.call('XINFO', 'GROUPS', key)) as unknown[][];
-    const group = groups
-      .map((g) => new Map(g.flatMap((v, i) => (i % 2 === 0 ? [[String(v), g[i + 1]]] : []))))
-      .find((g) => g.get('name') === PROCESSOR_GROUP);
-    pending += Number(group?.get('pending') ?? 0);
-    lag += Number(group?.get('lag') ?? 0);
+    for (const group of groups) {
+      const info = new Map<string, unknown>();
+      for (let i = 0; i + 1 < group.length; i += 2) info.set(String(group[i]), group[i + 1]);
+      if (info.get('name') === PROCESSOR_GROUP) left += Number(info.get('pending')) + Number(info.get('lag'));
+    }
   }
-  return { pending, lag };
+  return left;
 }
 
-/**
- * The writer process drains a stream filled beforehand. Timed from the first delivery it makes (so
- * process start-up is not counted) to the moment nothing is pending or undelivered; rows/s.
- */
+interface Servers {
+  postgres: Awaited<ReturnType<typeof startDurablePostgres>>;
+  redis: RedisServer;
+  redisPid: number;
+  client: Redis;
+  admin: pg.Client;
+  databases: number;
+}
+
+async function freshDatabase(servers: Servers): Promise<string> {
+  const name = `bench_${servers.databases++}`;
+  await servers.admin.query(`CREATE DATABASE ${name}`);
+  const url = servers.postgres.url(name);
+  await createSchema(url);
+  return url;
+}
+
+/** Puts PostgreSQL (and the backends it forks from now on), Redis and this process on their CPUs. */
+function applyLayout(servers: Servers, layout: Layout): void {
+  pin(servers.postgres.pid, layout === 'dedicated' ? DB_CPU : ALL_CPUS);
+  pin(servers.redisPid, ALL_CPUS);
+  pin(process.pid, layout === 'dedicated' ? CLIENT_CPU : ALL_CPUS);
+}
+
+/** The writer process drains a stream filled beforehand; rows/s. */
 async function writerRun(
-  pgUrl: string,
-  redisUrl: string,
-  redis: Redis,
-  streamKey: string,
-  all: Position[],
+  servers: Servers,
+  layout: Layout | undefined,
+  all: readonly Position[],
   env: Record<string, string>,
   log: BenchContext['log'],
-): Promise<number> {
-  await fillStream(redis, streamKey, all);
+) {
+  const streamKey = `bench:${servers.databases}`;
+  const databaseUrl = await freshDatabase(servers);
+  await fillStream(servers.client, streamKey, all);
   const writer = await startService(
     'writer',
     {
-      DATABASE_URL: pgUrl,
-      REDIS_URL: redisUrl,
+      DATABASE_URL: databaseUrl,
+      REDIS_URL: servers.redis.url,
       STREAM_KEY: streamKey,
       STREAM_SHARDS: String(SHARDS),
       INSTANCE_ID: 'bench',
@@ -198,23 +238,24 @@ async function writerRun(
     },
     { waitReady: false },
   );
+  if (layout !== undefined) pin(writer.proc.pid, layout === 'dedicated' ? CLIENT_CPU : ALL_CPUS);
   try {
     let started = 0;
     let done = 0;
     while (done === 0) {
       if (!writer.proc.running) throw new Error(`writer exited:\n${writer.proc.output()}`);
       const now = performance.now();
-      const { pending, lag } = await backlog(redis, streamKey);
-      if (started === 0 && pending + lag < all.length) started = now;
-      if (pending === 0 && lag === 0) done = now;
-      else await new Promise((r) => setTimeout(r, 5));
+      const left = await backlog(servers.client, streamKey);
+      if (started === 0 && left < all.length) started = now;
+      if (left === 0) done = now;
+      else await new Promise((r) => setTimeout(r, 20));
     }
     const inserted = await scrapeMetric(writer.metricsUrl, 'pitwall_writer_rows_total', { result: 'inserted' });
     if (inserted !== all.length) throw new Error(`writer inserted ${inserted} of ${all.length} rows`);
     const batches = await scrapeMetric(writer.metricsUrl, 'pitwall_writer_batch_size_entries_count');
-    const commitSeconds = await scrapeMetric(writer.metricsUrl, 'pitwall_writer_commit_duration_seconds_sum');
-    log(`  ${batches} batches, ${((commitSeconds / batches) * 1000).toFixed(1)} ms per transaction on average`);
-    return all.length / ((done - started) / 1000);
+    const rate = all.length / ((done - started) / 1000);
+    log(`  ${Math.round(rate).toLocaleString('en-US')} rows/s (${batches} batches)`);
+    return rate;
   } finally {
     await writer.proc.stop();
   }
@@ -223,79 +264,85 @@ async function writerRun(
 export const writerSuite: BenchSuite = {
   name: 'writer',
   async run({ quick, log }: BenchContext): Promise<BenchResult[]> {
-    const rows = quick ? 60_000 : 300_000;
+    const rows = quick ? 100_000 : 400_000;
+    const rounds = quick ? 1 : 3;
     const all = positions(rows);
     const data = encodeBinaryCopy(all.map((p) => toPositionRow(p, Date.now())));
-    const [postgres, redisServer] = await Promise.all([startDurablePostgres(), RedisServer.start()]);
-    const redis = new Redis(redisServer.url);
+    const pinning = canPin();
+    const layouts: (Layout | undefined)[] = pinning ? ['shared', 'dedicated'] : [undefined];
+    const [postgres, redis] = await Promise.all([startDurablePostgres(), RedisServer.start()]);
+    const redisPid = Number(
+      execFileSync('pgrep', ['-f', `redis-server 127.0.0.1:${redis.port}`], { encoding: 'utf8' })
+        .trim()
+        .split('\n')[0],
+    );
+    const admin = new pg.Client({ connectionString: postgres.url('postgres') });
+    await admin.connect();
+    const servers: Servers = { postgres, redis, redisPid, client: new Redis(redis.url), admin, databases: 0 };
+    const best = new Map<string, number>();
+    const record = (name: string, value: number) => best.set(name, Math.max(best.get(name) ?? 0, value));
     try {
-      const admin = new pg.Client({ connectionString: postgres.url('postgres') });
-      await admin.connect();
-      let n = 0;
-      const freshDatabase = async () => {
-        const name = `bench_${n++}`;
-        await admin.query(`CREATE DATABASE ${name}`);
-        await createSchema(postgres.url(name));
-        return postgres.url(name);
-      };
-      const ceiling: number[] = [];
-      const unindexed: number[] = [];
-      const copyPath: number[] = [];
-      const stagingPath: number[] = [];
-      // Interleaved rounds, best of each: the machine is shared, noise only ever slows a run down.
-      for (let round = 0; round < (quick ? 1 : 2); round++) {
-        const baselineUrl = await freshDatabase();
-        ceiling.push(await copyCeiling(baselineUrl, 'positions', data, rows));
-        log(`raw COPY into positions: ${Math.round(ceiling.at(-1)!)} rows/s`);
-        const rawUrl = await freshDatabase();
-        const raw = new pg.Client({ connectionString: rawUrl });
-        await raw.connect();
-        await raw.query('CREATE TABLE positions_raw (LIKE positions INCLUDING DEFAULTS)');
-        await raw.end();
-        unindexed.push(await copyCeiling(rawUrl, 'positions_raw', data, rows));
-        log(`raw COPY into an unindexed table: ${Math.round(unindexed.at(-1)!)} rows/s`);
-        copyPath.push(await writerRun(await freshDatabase(), redisServer.url, redis, `bench:copy:${round}`, all, {}, log));
-        log(`writer (COPY path): ${Math.round(copyPath.at(-1)!)} rows/s`);
-        stagingPath.push(
-          await writerRun(
-            await freshDatabase(),
-            redisServer.url,
-            redis,
-            `bench:staging:${round}`,
-            all,
-            { WRITER_WRITE_PATH: 'staging' },
-            log,
-          ),
-        );
-        log(`writer (staging path): ${Math.round(stagingPath.at(-1)!)} rows/s`);
+      for (let round = 0; round < rounds; round++) {
+        for (const layout of layouts) {
+          if (layout !== undefined) applyLayout(servers, layout);
+          const tag = layout ?? 'unpinned';
+          log(`round ${round + 1}, ${tag}:`);
+          const ceiling = await copyCeiling(await freshDatabase(servers), 'positions', data, rows);
+          log(`  raw COPY into positions: ${Math.round(ceiling).toLocaleString('en-US')} rows/s`);
+          record(`${tag}:ceiling`, ceiling);
+          record(`${tag}:copy`, await writerRun(servers, layout, all, {}, log));
+          if (layout !== 'dedicated') {
+            const rawUrl = await freshDatabase(servers);
+            const raw = new pg.Client({ connectionString: rawUrl });
+            await raw.connect();
+            await raw.query('CREATE TABLE positions_raw (LIKE positions INCLUDING DEFAULTS)');
+            await raw.end();
+            record(`${tag}:unindexed`, await copyCeiling(rawUrl, 'positions_raw', data, rows));
+            record(`${tag}:staging`, await writerRun(servers, layout, all, { WRITER_WRITE_PATH: 'staging' }, log));
+          }
+        }
       }
-      await admin.end();
-      const baseline = { name: 'raw binary COPY into identical positions', value: Math.max(...ceiling) };
-      const settings = `${rows.toLocaleString('en-US')} positions, ${DEVICES} devices, ${SHARDS} shards, default WRITER_BATCH_SIZE; PostgreSQL fsync=on synchronous_commit=on`;
-      return [
-        {
-          suite: 'writer',
-          figure: 'positions/s made durable: stream -> PostgreSQL committed -> XACK (writer process, COPY path)',
-          unit: 'rows/s',
-          value: Math.max(...copyPath),
-          baseline,
-          higherIsBetter: true,
-          targetRatio: 0.7,
-          notes: `${settings}; raw COPY into an unindexed table: ${Math.round(Math.max(...unindexed)).toLocaleString('en-US')} rows/s`,
-        },
-        {
-          suite: 'writer',
-          figure: 'same, WRITER_WRITE_PATH=staging (COPY into temp table + INSERT ... ON CONFLICT DO NOTHING)',
-          unit: 'rows/s',
-          value: Math.max(...stagingPath),
-          baseline,
-          higherIsBetter: true,
-          notes: 'the path redeliveries always take; shown to justify COPY-first for new entries',
-        },
-      ];
     } finally {
-      redis.disconnect();
-      await Promise.all([postgres.stop(), redisServer.destroy()]);
+      servers.client.disconnect();
+      await admin.end();
+      await Promise.all([postgres.stop(), redis.destroy()]);
+      if (pinning) pin(process.pid, ALL_CPUS);
     }
+    const main = layouts[0] ?? 'unpinned';
+    const value = (name: string) => best.get(name) ?? 0;
+    const setup = `${rows.toLocaleString('en-US')} positions of ${DEVICES} devices over ${SHARDS} shards, default writer settings, PostgreSQL fsync=on synchronous_commit=on, best of ${rounds}`;
+    const results: BenchResult[] = [
+      {
+        suite: 'writer',
+        figure: 'positions/s made durable: stream -> PostgreSQL commit -> XACK, writer process',
+        unit: 'rows/s',
+        value: value(`${main}:copy`),
+        baseline: { name: 'raw binary COPY into identical positions', value: value(`${main}:ceiling`) },
+        higherIsBetter: true,
+        targetRatio: 0.7,
+        notes: `${setup}; ${cpus().length} CPUs shared by PostgreSQL, Redis and the writer; raw COPY into an unindexed table: ${Math.round(value(`${main}:unindexed`)).toLocaleString('en-US')} rows/s`,
+      },
+      {
+        suite: 'writer',
+        figure: 'same with WRITER_WRITE_PATH=staging (COPY into a temporary table + INSERT ... ON CONFLICT DO NOTHING)',
+        unit: 'rows/s',
+        value: value(`${main}:staging`),
+        baseline: { name: 'raw binary COPY into identical positions', value: value(`${main}:ceiling`) },
+        higherIsBetter: true,
+        notes: 'the path redeliveries always take; new entries go COPY-first',
+      },
+    ];
+    if (pinning) {
+      results.push({
+        suite: 'writer',
+        figure: 'same as the first with the database pinned to CPU 0 and the writer to CPU 1 (one CPU of writer)',
+        unit: 'rows/s',
+        value: value('dedicated:copy'),
+        baseline: { name: 'raw binary COPY into identical positions', value: value('dedicated:ceiling') },
+        higherIsBetter: true,
+        notes: 'capacity of one writer CPU; it shares CPU 1 with this measuring process',
+      });
+    }
+    return results;
   },
 };

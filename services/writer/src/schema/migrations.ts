@@ -29,7 +29,8 @@ export async function runMigrations(databaseUrl: string, logger: Logger): Promis
       debug: (msg) => log.debug(msg),
       info: (msg) => log.debug(msg),
       warn: (msg) => log.warn(msg),
-      error: (msg) => log.error(msg),
+      // Failures surface as the thrown error (logged by the caller); its own lines repeat each retry.
+      error: (msg) => log.debug(msg),
     },
   });
   return applied.map((m) => m.name);

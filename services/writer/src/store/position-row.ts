@@ -54,34 +54,60 @@ export function positionAttributes(position: Position): string {
 }
 
 /**
- * Throws InvalidPositionError (with the dead-letter reason) when a row holds values PostgreSQL would
- * reject or that cannot be a real position. `nowMs` bounds timestamps the producer did not stamp.
+ * What is wrong with a position's values, or undefined when it can be stored: values PostgreSQL
+ * would reject or that cannot be a real position. `nowMs` bounds timestamps the producer did not
+ * stamp. Shared by both decoders, so they accept exactly the same positions.
  */
-export function checkPositionRow(row: PositionRow, nowMs: number): void {
-  if (!isImei(row.deviceId)) {
-    throw new InvalidPositionError('invalid_device_id', `device id ${JSON.stringify(row.deviceId.slice(0, 40))} is not an IMEI`);
+export function positionProblem(
+  deviceId: string,
+  recordedAtMs: number,
+  receivedAtMs: number | null,
+  lat: number,
+  lon: number,
+  headingDeg: number,
+  satellites: number,
+  nowMs: number,
+): InvalidPositionError | undefined {
+  if (!isImei(deviceId)) {
+    return new InvalidPositionError('invalid_device_id', `device id ${JSON.stringify(deviceId.slice(0, 40))} is not an IMEI`);
   }
   const receivedLimit = nowMs + MAX_CLOCK_AHEAD_MS;
-  if (row.receivedAtMs !== null && !(row.receivedAtMs >= MIN_TIMESTAMP_MS && row.receivedAtMs <= receivedLimit)) {
-    throw new InvalidPositionError(
+  if (receivedAtMs !== null && !(receivedAtMs >= MIN_TIMESTAMP_MS && receivedAtMs <= receivedLimit)) {
+    return new InvalidPositionError(
       'invalid_timestamp',
-      `received_at ${row.receivedAtMs} ms is outside [${MIN_TIMESTAMP_MS}, ${receivedLimit}]`,
+      `received_at ${receivedAtMs} ms is outside [${MIN_TIMESTAMP_MS}, ${receivedLimit}]`,
     );
   }
-  const recordedLimit = (row.receivedAtMs ?? nowMs) + MAX_CLOCK_AHEAD_MS;
-  if (!(row.recordedAtMs >= MIN_TIMESTAMP_MS && row.recordedAtMs <= recordedLimit)) {
-    throw new InvalidPositionError(
+  const recordedLimit = (receivedAtMs ?? nowMs) + MAX_CLOCK_AHEAD_MS;
+  if (!(recordedAtMs >= MIN_TIMESTAMP_MS && recordedAtMs <= recordedLimit)) {
+    return new InvalidPositionError(
       'invalid_timestamp',
-      `recorded_at ${row.recordedAtMs} ms is outside [${MIN_TIMESTAMP_MS}, ${recordedLimit}]`,
+      `recorded_at ${recordedAtMs} ms is outside [${MIN_TIMESTAMP_MS}, ${recordedLimit}]`,
     );
   }
-  if (!(row.lat >= -90 && row.lat <= 90 && row.lon >= -180 && row.lon <= 180)) {
-    throw new InvalidPositionError('invalid_coordinates', `lat ${row.lat}, lon ${row.lon} is not on Earth`);
+  if (!(lat >= -90 && lat <= 90 && lon >= -180 && lon <= 180)) {
+    return new InvalidPositionError('invalid_coordinates', `lat ${lat}, lon ${lon} is not on Earth`);
   }
-  if (!(row.headingDeg >= 0 && row.headingDeg <= 360))
-    throw new InvalidPositionError('invalid_value', `heading ${row.headingDeg} is not within 0-360 degrees`);
-  if (!(row.satellites >= 0 && row.satellites <= SMALLINT_MAX))
-    throw new InvalidPositionError('invalid_value', `satellites ${row.satellites} is out of range`);
+  if (!(headingDeg >= 0 && headingDeg <= 360))
+    return new InvalidPositionError('invalid_value', `heading ${headingDeg} is not within 0-360 degrees`);
+  if (!(satellites >= 0 && satellites <= SMALLINT_MAX))
+    return new InvalidPositionError('invalid_value', `satellites ${satellites} is out of range`);
+  return undefined;
+}
+
+/** Throws InvalidPositionError (with the dead-letter reason) when a row cannot be stored (see positionProblem). */
+export function checkPositionRow(row: PositionRow, nowMs: number): void {
+  const problem = positionProblem(
+    row.deviceId,
+    row.recordedAtMs,
+    row.receivedAtMs,
+    row.lat,
+    row.lon,
+    row.headingDeg,
+    row.satellites,
+    nowMs,
+  );
+  if (problem) throw problem;
 }
 
 const BIG_SAFE = BigInt(Number.MAX_SAFE_INTEGER);

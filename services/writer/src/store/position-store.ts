@@ -1,8 +1,9 @@
 import { once } from 'node:events';
 import type pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
-import { encodeBinaryCopy, POSITION_COLUMNS } from './binary-copy.js';
-import { classifyPgError, describePgError } from './pg-errors.js';
+import { POSITION_COLUMNS } from './binary-copy.js';
+import { CopyBatchBuilder, subBatch, type EncodedBatch } from './copy-batch.js';
+import { classifyPgError, describePgError, sqlState } from './pg-errors.js';
 import type { PositionRow } from './position-row.js';
 
 /**
@@ -50,7 +51,7 @@ const UPSERT_LATEST = `
   WHERE l.recorded_at < EXCLUDED.recorded_at`;
 
 /** Folds rows into a map of the newest row per device (in place). */
-export function mergeNewest(into: Map<string, PositionRow>, rows: Iterable<PositionRow>): Map<string, PositionRow> {
+export function mergeNewest<R extends { deviceId: string; recordedAtMs: number }>(into: Map<string, R>, rows: Iterable<R>): Map<string, R> {
   for (const row of rows) {
     const seen = into.get(row.deviceId);
     if (seen === undefined || seen.recordedAtMs < row.recordedAtMs) into.set(row.deviceId, row);
@@ -59,7 +60,7 @@ export function mergeNewest(into: Map<string, PositionRow>, rows: Iterable<Posit
 }
 
 function latestParameters(newest: Iterable<PositionRow>): unknown[] {
-  const rows = [...mergeNewest(new Map(), newest).values()].sort((a, b) =>
+  const rows = [...mergeNewest(new Map<string, PositionRow>(), newest).values()].sort((a, b) =>
     a.deviceId < b.deviceId ? -1 : a.deviceId > b.deviceId ? 1 : 0,
   );
   const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
@@ -77,14 +78,11 @@ function latestParameters(newest: Iterable<PositionRow>): unknown[] {
   ];
 }
 
-/** A batch encoded for COPY once, before its transaction (so it overlaps the previous commit). */
-export interface EncodedBatch {
-  readonly rows: readonly PositionRow[];
-  readonly copyData: Buffer;
-}
-
+/** Encodes rows decoded elsewhere (tests, the bench baseline) as a batch. */
 export function encodeBatch(rows: readonly PositionRow[]): EncodedBatch {
-  return { rows, copyData: encodeBinaryCopy(rows) };
+  const builder = new CopyBatchBuilder(rows.length * 256);
+  for (const row of rows) builder.addRow(row);
+  return builder.finish();
 }
 
 async function copyIn(client: pg.PoolClient, sql: string, data: Buffer): Promise<number> {
@@ -122,7 +120,7 @@ export class PositionStore {
       result.latestWritten = latestParams !== undefined;
     } catch (err) {
       if (classifyPgError(err) !== 'data') throw err;
-      await this.bisect(encoded.rows, 0, encoded.rows.length, path, result);
+      await this.bisect(encoded, 0, encoded.rows.length, path, result);
     }
     return result;
   }
@@ -136,8 +134,8 @@ export class PositionStore {
   }
 
   /** Splits a batch that holds a row PostgreSQL rejects: the halves that are fine commit, the offending rows end up alone. */
-  private async bisect(rows: readonly PositionRow[], start: number, end: number, path: WritePath, result: WriteResult): Promise<void> {
-    const slice = encodeBatch(rows.slice(start, end));
+  private async bisect(batch: EncodedBatch, start: number, end: number, path: WritePath, result: WriteResult): Promise<void> {
+    const slice = subBatch(batch, start, end);
     try {
       const inserted = await this.writeOnce(slice, path, undefined);
       result.inserted += inserted;
@@ -149,8 +147,8 @@ export class PositionStore {
         return;
       }
       const middle = start + Math.ceil(slice.rows.length / 2);
-      await this.bisect(rows, start, middle, path, result);
-      await this.bisect(rows, middle, end, path, result);
+      await this.bisect(batch, start, middle, path, result);
+      await this.bisect(batch, middle, end, path, result);
     }
   }
 
@@ -158,9 +156,11 @@ export class PositionStore {
   private async writeOnce(batch: EncodedBatch, path: WritePath, latest: unknown[] | undefined): Promise<number> {
     if (path === 'copy') {
       try {
+        // Without positions_latest the COPY alone is the transaction (autocommit): one round trip.
+        if (!latest) return await this.autocommit('copy', (client) => copyIn(client, COPY_DIRECT, batch.copyData));
         return await this.transaction('copy', async (client) => {
           const inserted = await copyIn(client, COPY_DIRECT, batch.copyData);
-          if (latest) await client.query(UPSERT_LATEST, latest);
+          await client.query(UPSERT_LATEST, latest);
           return inserted;
         });
       } catch (err) {
@@ -174,6 +174,24 @@ export class PositionStore {
       if (latest) await client.query(UPSERT_LATEST, latest);
       return inserted.rowCount ?? 0;
     });
+  }
+
+  /** One statement that is its own transaction. */
+  private async autocommit<T>(kind: TransactionKind, statement: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+    const client = await this.pool.connect();
+    let broken: Error | undefined;
+    try {
+      const started = process.hrtime.bigint();
+      const value = await statement(client);
+      this.hooks.onCommit?.(kind, Number(process.hrtime.bigint() - started) / 1e9);
+      return value;
+    } catch (err) {
+      // A statement error leaves the session usable; anything else (a lost connection) does not.
+      if (sqlState(err) === undefined) broken = err instanceof Error ? err : new Error(String(err));
+      throw err;
+    } finally {
+      client.release(broken);
+    }
   }
 
   private async transaction<T>(kind: TransactionKind, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {

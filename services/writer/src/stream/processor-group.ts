@@ -1,17 +1,20 @@
-import { parseAutoClaimReply, parseReadReply, PROCESSOR_GROUP, type RawStreamEntry } from '@pitwall/contract';
+import { parseAutoClaimReply, parseReadReply, PROCESSOR_GROUP, type RawStreamBatch, type RawStreamEntry } from '@pitwall/contract';
 import type { Redis } from 'ioredis';
-
-/** One entry of one shard. */
-export interface ShardEntry extends RawStreamEntry {
-  /** Key of the shard stream it came from. */
-  key: string;
-}
 
 /** An entry to park in the dead-letter stream, with why. */
 export interface DeadLetter {
-  entry: ShardEntry;
+  /** Shard stream it came from. */
+  key: string;
+  entry: RawStreamEntry;
   reason: string;
   error: string;
+}
+
+/** Entries of several reads, per shard (what one XACK per shard acknowledges). */
+export function countEntries(batches: readonly RawStreamBatch[]): number {
+  let n = 0;
+  for (const batch of batches) n += batch.entries.length;
+  return n;
 }
 
 export interface GroupStats {
@@ -58,10 +61,6 @@ function asNumber(value: unknown): number | undefined {
   return undefined;
 }
 
-function withKey(key: string, entries: RawStreamEntry[]): ShardEntry[] {
-  return entries.map((e) => ({ key, id: e.id, fields: e.fields }));
-}
-
 /** Throws the first error of a pipeline's results. */
 function checkPipeline(results: [Error | null, unknown][] | null): unknown[] {
   if (results === null) throw new Error('redis pipeline was discarded');
@@ -98,7 +97,7 @@ export class ProcessorGroup {
    * Entries never delivered before, up to COUNT per shard, waiting at most BLOCK ms for the first.
    * Empty when none arrived in time.
    */
-  async readNew(): Promise<ShardEntry[]> {
+  async readNew(): Promise<RawStreamBatch[]> {
     const { keys, consumer, count, blockMs } = this.options;
     const reply = await this.reader.callBuffer('XREADGROUP', [
       'GROUP',
@@ -112,7 +111,7 @@ export class ProcessorGroup {
       ...keys,
       ...keys.map(() => '>'),
     ]);
-    return parseReadReply(reply).flatMap((batch) => withKey(batch.key, batch.entries));
+    return parseReadReply(reply).filter((batch) => batch.entries.length > 0);
   }
 
   /**
@@ -120,7 +119,7 @@ export class ProcessorGroup {
    * acknowledged when it last stopped. Entries deleted from the stream meanwhile come back without
    * fields. Returns the entries and the shards that have nothing more.
    */
-  async readPending(after: ReadonlyMap<string, string>): Promise<{ entries: ShardEntry[]; exhausted: string[] }> {
+  async readPending(after: ReadonlyMap<string, string>): Promise<{ batches: RawStreamBatch[]; exhausted: string[] }> {
     const keys = [...after.keys()];
     const reply = await this.reader.callBuffer('XREADGROUP', [
       'GROUP',
@@ -132,10 +131,9 @@ export class ProcessorGroup {
       ...keys,
       ...keys.map((k) => after.get(k) ?? '0'),
     ]);
-    const batches = parseReadReply(reply);
-    const entries = batches.flatMap((batch) => withKey(batch.key, batch.entries));
-    const withEntries = new Set(batches.filter((b) => b.entries.length > 0).map((b) => b.key));
-    return { entries, exhausted: keys.filter((k) => !withEntries.has(k)) };
+    const batches = parseReadReply(reply).filter((batch) => batch.entries.length > 0);
+    const withEntries = new Set(batches.map((b) => b.key));
+    return { batches, exhausted: keys.filter((k) => !withEntries.has(k)) };
   }
 
   /**
@@ -143,7 +141,7 @@ export class ProcessorGroup {
    * from `cursor`. Returns the entries, the cursor to continue from ('0-0' when the scan is complete)
    * and the ids that no longer exist in the stream (Redis drops those from the pending list).
    */
-  async claim(key: string, cursor: string, minIdleMs: number): Promise<{ entries: ShardEntry[]; next: string; deleted: string[] }> {
+  async claim(key: string, cursor: string, minIdleMs: number): Promise<{ batch: RawStreamBatch; next: string; deleted: string[] }> {
     const reply = await this.commands.callBuffer('XAUTOCLAIM', [
       key,
       PROCESSOR_GROUP,
@@ -154,16 +152,16 @@ export class ProcessorGroup {
       this.options.count,
     ]);
     const parsed = parseAutoClaimReply(reply);
-    return { entries: withKey(key, parsed.entries), next: parsed.next, deleted: parsed.deleted };
+    return { batch: { key, entries: parsed.entries }, next: parsed.next, deleted: parsed.deleted };
   }
 
   /** Acknowledges entries: one XACK per shard, in one round trip. */
-  async ack(entries: readonly ShardEntry[]): Promise<number> {
+  async ack(batches: readonly RawStreamBatch[]): Promise<number> {
     const idsByKey = new Map<string, string[]>();
-    for (const entry of entries) {
-      const ids = idsByKey.get(entry.key);
-      if (ids) ids.push(entry.id);
-      else idsByKey.set(entry.key, [entry.id]);
+    for (const { key, entries } of batches) {
+      let ids = idsByKey.get(key);
+      if (!ids) idsByKey.set(key, (ids = []));
+      for (const entry of entries) ids.push(entry.id);
     }
     if (idsByKey.size === 0) return 0;
     const pipeline = this.commands.pipeline();
@@ -179,7 +177,7 @@ export class ProcessorGroup {
     if (letters.length === 0) return;
     const { deadLetterKey, deadLetterMaxLen, consumer } = this.options;
     const pipeline = this.commands.pipeline();
-    for (const { entry, reason, error } of letters) {
+    for (const { key, entry, reason, error } of letters) {
       const original: Buffer[] = [];
       for (let i = 0; i + 1 < entry.fields.length; i += 2) {
         original.push(Buffer.concat([ORIGINAL_FIELD_PREFIX, entry.fields[i] as Buffer]), entry.fields[i + 1] as Buffer);
@@ -195,7 +193,7 @@ export class ProcessorGroup {
         'error',
         error.slice(0, 1000),
         'source_stream',
-        entry.key,
+        key,
         'source_id',
         entry.id,
         'consumer',

@@ -1,0 +1,366 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { StreamEntryError, type RawStreamBatch, type RawStreamEntry } from '@pitwall/contract';
+import type { Logger } from '@pitwall/platform';
+import { BatchAbandonedError } from './batch-abandoned-error.js';
+import type { EntrySource, WriterMetrics } from './metrics.js';
+import { InvalidPositionError } from './store/invalid-position-error.js';
+import { describePgError } from './store/pg-errors.js';
+import { CopyBatchBuilder, rowFromTuple, type BatchRow, type EncodedBatch } from './store/copy-batch.js';
+import { addEntry } from './store/entry-row.js';
+import type { PositionRow } from './store/position-row.js';
+import type { PositionStore, WritePath } from './store/position-store.js';
+import { countEntries, type DeadLetter, type ProcessorGroup } from './stream/processor-group.js';
+
+export interface PipelineOptions {
+  /** The shards this pipeline owns (consumer group `processor`, consumer INSTANCE_ID). */
+  group: ProcessorGroup;
+  store: PositionStore;
+  metrics: WriterMetrics;
+  logger: Logger;
+  /** Aborted when the writer shuts down. */
+  stop: AbortSignal;
+  claimIdleMs: number;
+  claimIntervalMs: number;
+  /** 0 keeps idle consumers. */
+  consumerExpiryMs: number;
+  retryInitialMs: number;
+  retryMaxMs: number;
+  /** Path of entries read for the first time (WRITER_WRITE_PATH). */
+  newEntryPath?: WritePath;
+  /**
+   * positions_latest moves forward at most this often (WRITER_LATEST_INTERVAL_MS), in the
+   * transaction of the batch that is due, and entries are acknowledged only after it: batches in
+   * between commit their rows only. 0 upserts it in every batch.
+   */
+  latestIntervalMs?: number;
+  /** Acknowledgements held for positions_latest at most (entries); beyond it the next batch flushes. */
+  maxHeldEntries?: number;
+}
+
+type Operation = 'postgres' | 'redis';
+
+/** A row waiting for positions_latest: where its tuple is. */
+interface LatestRow extends BatchRow {
+  copyData: Buffer;
+}
+
+/**
+ * Folds a batch's rows into the newest row per device (in place). Backwards: rows of a device mostly
+ * arrive in time order, so its newest comes first and the others are skipped without allocating.
+ */
+function mergeLatest(into: Map<string, LatestRow>, batch: EncodedBatch, rows: readonly BatchRow[] = batch.rows): Map<string, LatestRow> {
+  for (let i = rows.length - 1; i >= 0; i--) {
+    const row = rows[i] as BatchRow;
+    const seen = into.get(row.deviceId);
+    if (seen === undefined || seen.recordedAtMs < row.recordedAtMs) into.set(row.deviceId, { ...row, copyData: batch.copyData });
+  }
+  return into;
+}
+
+function materialize(rows: Iterable<LatestRow>): PositionRow[] {
+  return Array.from(rows, (row) => rowFromTuple(row.copyData, row));
+}
+
+/** A batch decoded, validated and encoded, ready for its transaction. */
+interface PreparedBatch {
+  source: EntrySource;
+  /** What was read, per shard (acknowledged together). */
+  batches: RawStreamBatch[];
+  size: number;
+  encoded: EncodedBatch | undefined;
+  /** Shard and entry of each row, by row index. */
+  rowKeys: string[];
+  rowEntries: RawStreamEntry[];
+  letters: DeadLetter[];
+  /** Pending entries whose stream entry was deleted (nil fields). */
+  trimmed: number;
+}
+
+/** Entries decoded between two yields to the event loop. */
+const PREPARE_SLICE = 256;
+const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+function isNoGroup(err: unknown): boolean {
+  return err instanceof Error && err.message.startsWith('NOGROUP');
+}
+
+/**
+ * One pipeline of the writer over its shards of consumer group `processor`: first its own pending
+ * entries (left from a previous run under the same INSTANCE_ID), then new entries, with a claim round
+ * for entries of dead consumers every WRITER_CLAIM_INTERVAL_MS. Per batch: dead letters first, then
+ * one transaction, then one XACK per shard, so an entry is acknowledged only once its row is
+ * committed (and positions_latest holds it) or it is parked in the dead-letter stream. The next batch
+ * is read, decoded and encoded while the current one is in its transaction.
+ *
+ * positions_latest is upserted once per WRITER_LATEST_INTERVAL_MS, not per batch (it would cost a
+ * third of the COPY when draining a backlog). Entries of the batches in between stay unacknowledged
+ * until it is: after a crash they are delivered again, their rows are duplicates (no-ops) and
+ * positions_latest gets them, so it never misses a device's last position.
+ */
+export class ShardPipeline {
+  /** The group exists on every shard of the pipeline: it reads. */
+  started = false;
+  /** Why the last PostgreSQL operation failed, until one succeeds. */
+  writeProblem: string | undefined;
+  /** Newest committed row per device not yet in positions_latest (its tuple stays in its batch's buffer). */
+  private readonly latest = new Map<string, LatestRow>();
+  /** Entries whose rows are committed, waiting for positions_latest before their XACK. */
+  private held: RawStreamBatch[] = [];
+  private heldCount = 0;
+  private lastLatestAt = Date.now();
+
+  constructor(private readonly options: PipelineOptions) {}
+
+  private get stopping(): boolean {
+    return this.options.stop.aborted;
+  }
+
+  /** Runs until the writer stops; a batch in hand is finished (commit + ack) or abandoned unacknowledged. */
+  async run(): Promise<void> {
+    try {
+      await this.withRetry('redis', () => this.options.group.ensureGroups());
+      this.started = true;
+      await this.recoverPending();
+      let nextClaimAt = 0;
+      // The next batch is read, decoded and encoded while the current one is in its transaction.
+      const readAhead = async () => this.prepare(await this.readNew(), 'new');
+      let next: Promise<PreparedBatch> | undefined;
+      while (!this.stopping) {
+        if (Date.now() >= nextClaimAt) {
+          await this.claimRound();
+          nextClaimAt = Date.now() + this.options.claimIntervalMs;
+        }
+        const batch = await (next ?? readAhead());
+        next = this.stopping ? undefined : readAhead();
+        // An empty read means the stream is idle: nothing to wait for before positions_latest.
+        if (batch.size === 0) await this.flushLatest();
+        else await this.write(batch);
+      }
+      if (next) await this.write(await next);
+      await this.flushLatest();
+    } catch (err) {
+      if (!(err instanceof BatchAbandonedError)) throw err;
+      this.options.logger.warn({ err: err.message }, 'batch abandoned unacknowledged at shutdown; it stays pending');
+    }
+  }
+
+  /** Never rejects: Redis failures are retried; at shutdown it returns nothing. */
+  private async readNew(): Promise<RawStreamBatch[]> {
+    try {
+      return await this.withRetry('redis', () => this.options.group.readNew());
+    } catch (err) {
+      if (err instanceof BatchAbandonedError) return [];
+      throw err;
+    }
+  }
+
+  /** Re-processes what this consumer had read but not acknowledged before it last stopped. */
+  private async recoverPending(): Promise<void> {
+    const { group, logger } = this.options;
+    const cursors = new Map(group.options.keys.map((key) => [key, '0']));
+    let recovered = 0;
+    while (cursors.size > 0 && !this.stopping) {
+      const { batches, exhausted } = await this.withRetry('redis', () => group.readPending(cursors));
+      for (const key of exhausted) cursors.delete(key);
+      for (const { key, entries } of batches) cursors.set(key, (entries.at(-1) as RawStreamEntry).id);
+      const prepared = await this.prepare(batches, 'pending');
+      await this.write(prepared);
+      recovered += prepared.size;
+    }
+    if (recovered > 0) logger.info({ entries: recovered }, 'own pending entries re-processed');
+  }
+
+  /** Takes over entries idle beyond the visibility timeout (their consumer died), then removes long-idle consumers. */
+  private async claimRound(): Promise<void> {
+    const { group, logger, metrics, claimIdleMs } = this.options;
+    for (const key of group.options.keys) {
+      let cursor = '0-0';
+      do {
+        const from = cursor;
+        const claimed = await this.withRetry('redis', () => group.claim(key, from, claimIdleMs));
+        if (claimed.deleted.length > 0) {
+          metrics.trimmed.inc(claimed.deleted.length);
+          logger.warn({ shard: key, entries: claimed.deleted.length }, 'pending entries were trimmed from the stream before being written');
+        }
+        if (claimed.batch.entries.length > 0) {
+          logger.info({ shard: key, entries: claimed.batch.entries.length }, 'claimed entries idle beyond the visibility timeout');
+          await this.write(await this.prepare([claimed.batch], 'claimed'));
+        }
+        cursor = claimed.next;
+      } while (cursor !== '0-0' && !this.stopping);
+    }
+    if (this.options.consumerExpiryMs > 0) await this.expireConsumers();
+  }
+
+  private async expireConsumers(): Promise<void> {
+    const { group, logger, metrics, consumerExpiryMs } = this.options;
+    try {
+      for (const key of group.options.keys) {
+        for (const consumer of await group.consumers(key)) {
+          if (consumer.name === group.options.consumer || consumer.pending > 0 || consumer.idleMs < consumerExpiryMs) continue;
+          await group.deleteConsumer(key, consumer.name);
+          metrics.consumersRemoved.inc();
+          logger.info({ shard: key, consumer: consumer.name, idleMs: consumer.idleMs }, 'removed idle consumer');
+        }
+      }
+    } catch (err) {
+      logger.warn({ err }, 'could not remove idle consumers; next round');
+    }
+  }
+
+  /**
+   * Decodes, validates and encodes a batch. It runs while the previous batch is in its transaction,
+   * so it yields to the event loop every few hundred entries: a long synchronous stretch would stall
+   * that transaction's COPY data and replies on the socket and serialise what should overlap.
+   */
+  private async prepare(batches: RawStreamBatch[], source: EntrySource): Promise<PreparedBatch> {
+    const size = countEntries(batches);
+    const builder = new CopyBatchBuilder(size * 320);
+    const rowKeys: string[] = [];
+    const rowEntries: RawStreamEntry[] = [];
+    const letters: DeadLetter[] = [];
+    let trimmed = 0;
+    let done = 0;
+    const now = Date.now();
+    for (const { key, entries } of batches) {
+      for (const entry of entries) {
+        if (++done % PREPARE_SLICE === 0) await yieldToEventLoop();
+        if (entry.fields.length === 0) {
+          trimmed++;
+          continue;
+        }
+        try {
+          addEntry(builder, entry.fields, now);
+          rowKeys.push(key);
+          rowEntries.push(entry);
+        } catch (err) {
+          if (err instanceof InvalidPositionError) letters.push({ key, entry, reason: err.reason, error: err.message });
+          else if (err instanceof StreamEntryError) letters.push({ key, entry, reason: 'undecodable', error: err.message });
+          else throw err;
+        }
+      }
+    }
+    return { source, batches, size, encoded: builder.length > 0 ? builder.finish() : undefined, rowKeys, rowEntries, letters, trimmed };
+  }
+
+  /** Dead letters, then the transaction, then one XACK per shard. */
+  private async write(batch: PreparedBatch): Promise<void> {
+    const { source, batches, size, encoded, rowKeys, rowEntries, letters, trimmed } = batch;
+    if (size === 0) return;
+    const { group, store, metrics, logger } = this.options;
+    metrics.entriesRead.inc({ source }, size);
+    metrics.batchSize.observe({ source }, size);
+
+    // Dead letters are appended before anything is acknowledged: a crash in between re-delivers.
+    if (letters.length > 0) await this.withRetry('redis', () => group.deadLetter(letters));
+    let latestWritten = false;
+    if (encoded !== undefined) {
+      // Entries read for the first time take the COPY path; redeliveries and retries expect duplicates.
+      const firstPath = source === 'new' ? (this.options.newEntryPath ?? 'copy') : 'staging';
+      const latestRows = this.latestDue(size) ? materialize(mergeLatest(new Map(this.latest), encoded).values()) : undefined;
+      const result = await this.withRetry('postgres', (attempt) => store.write(encoded, attempt === 0 ? firstPath : 'staging', latestRows));
+      metrics.rows.inc({ result: 'inserted' }, result.inserted);
+      if (result.duplicates > 0) metrics.rows.inc({ result: 'duplicate' }, result.duplicates);
+      let stored: readonly BatchRow[] = encoded.rows;
+      if (result.rejected.length > 0) {
+        const rejected = result.rejected.map(({ index, error }) => ({
+          key: rowKeys[index] as string,
+          entry: rowEntries[index] as RawStreamEntry,
+          reason: 'rejected_by_database',
+          error,
+        }));
+        await this.withRetry('redis', () => group.deadLetter(rejected));
+        letters.push(...rejected);
+        const rejectedIndexes = new Set(result.rejected.map((r) => r.index));
+        stored = encoded.rows.filter((_, i) => !rejectedIndexes.has(i));
+      }
+      if (result.latestWritten) {
+        this.latest.clear();
+        latestWritten = true;
+      } else {
+        mergeLatest(this.latest, encoded, stored);
+      }
+    }
+    this.held.push(...batches);
+    this.heldCount += size;
+    if (latestWritten || this.latest.size === 0) await this.ackHeld();
+
+    if (trimmed > 0) {
+      metrics.trimmed.inc(trimmed);
+      logger.warn({ entries: trimmed, source }, 'pending entries were trimmed from the stream before being written');
+    }
+    if (letters.length > 0) {
+      const byReason = new Map<string, number>();
+      for (const letter of letters) byReason.set(letter.reason, (byReason.get(letter.reason) ?? 0) + 1);
+      for (const [reason, n] of byReason) metrics.deadLetters.inc({ reason }, n);
+      const first = letters[0] as DeadLetter;
+      logger.warn(
+        { deadLetters: Object.fromEntries(byReason), example: { id: first.entry.id, shard: first.key, error: first.error } },
+        'entries moved to the dead-letter stream',
+      );
+    }
+  }
+
+  /**
+   * Whether the batch about to be written should carry positions_latest: the interval has passed,
+   * too many acknowledgements are held, or the batch is not full (the pipeline has caught up with
+   * the stream: deferring only pays while a backlog drains).
+   */
+  private latestDue(incoming: number): boolean {
+    const interval = this.options.latestIntervalMs ?? 0;
+    return (
+      this.stopping ||
+      incoming < this.options.group.options.count ||
+      Date.now() - this.lastLatestAt >= interval ||
+      this.heldCount + incoming >= (this.options.maxHeldEntries ?? Number.POSITIVE_INFINITY)
+    );
+  }
+
+  /** Upserts positions_latest with what is pending for it, then acknowledges every held entry. */
+  private async flushLatest(): Promise<void> {
+    if (this.latest.size > 0) {
+      const rows = materialize(this.latest.values());
+      await this.withRetry('postgres', () => this.options.store.writeLatest(rows));
+      this.latest.clear();
+    }
+    await this.ackHeld();
+  }
+
+  private async ackHeld(): Promise<void> {
+    if (this.latest.size === 0) this.lastLatestAt = Date.now();
+    if (this.held.length === 0) return;
+    const batches = this.held;
+    const count = this.heldCount;
+    await this.withRetry('redis', () => this.options.group.ack(batches));
+    this.held = [];
+    this.heldCount = 0;
+    this.options.metrics.entriesAcked.inc(count);
+  }
+
+  /**
+   * Runs an operation until it succeeds, with capped exponential backoff (with jitter) between
+   * attempts. While shutting down a failure abandons the batch instead (BatchAbandonedError).
+   */
+  private async withRetry<T>(operation: Operation, attempt: (n: number) => Promise<T>): Promise<T> {
+    const { logger, metrics, retryInitialMs, retryMaxMs } = this.options;
+    for (let n = 0; ; n++) {
+      try {
+        const value = await attempt(n);
+        if (operation === 'postgres' && this.writeProblem !== undefined) {
+          logger.info({ attempts: n + 1 }, 'postgres writes succeed again');
+          this.writeProblem = undefined;
+        }
+        return value;
+      } catch (err) {
+        metrics.retries.inc({ operation });
+        const description = operation === 'postgres' ? describePgError(err) : err instanceof Error ? err.message : String(err);
+        if (operation === 'postgres') this.writeProblem = description;
+        if (n === 0 || n % 20 === 0) logger.warn({ operation, attempt: n + 1, err: description }, 'operation failed; retrying');
+        if (this.stopping) throw new BatchAbandonedError(`${operation}: ${description}`, { cause: err });
+        if (operation === 'redis' && isNoGroup(err)) await this.options.group.ensureGroups().catch(() => undefined);
+        const ceiling = Math.min(retryMaxMs, retryInitialMs * 2 ** Math.min(n, 30));
+        await sleep(ceiling / 2 + Math.random() * (ceiling / 2), undefined, { signal: this.options.stop }).catch(() => undefined);
+      }
+    }
+  }
+}

@@ -1,0 +1,545 @@
+import { Codec } from '@pitwall/contract';
+import { positionProblem, type PositionRow } from './position-row.js';
+
+// A batch of positions encoded once, straight into PostgreSQL's binary COPY format
+// (https://www.postgresql.org/docs/current/sql-copy.html): the server parses no text, and the writer
+// builds no intermediate strings. The fast path decodes the Position wire format
+// (proto/pitwall/telemetry/v1/position.proto) directly into a tuple: the reflective decoder of
+// @bufbuild/protobuf plus JSON.stringify cost several times more CPU per entry than COPY itself.
+// The fast path handles only the plain case: anything it does not expect (a field of the wrong wire
+// type, a group, truncated bytes, a timestamp beyond 2^53 ms, a value that fails validation) makes it
+// write nothing and return false, and the caller takes the contract's decoder (decodeEntryFields +
+// toPositionRow), which yields the same row or the precise error. Tests decode the same bytes both
+// ways and check the schema still has exactly these fields.
+
+/** One row of a batch: what the writer needs to know of it, and where its tuple is. */
+export interface BatchRow {
+  deviceId: string;
+  recordedAtMs: number;
+  /** The tuple's bytes in the batch's copyData: [start, end). */
+  start: number;
+  end: number;
+}
+
+/** A batch ready for COPY ... FROM STDIN (FORMAT binary): header, one tuple per row, trailer. */
+export interface EncodedBatch {
+  readonly rows: readonly BatchRow[];
+  readonly copyData: Buffer;
+}
+
+const HEADER = Buffer.concat([Buffer.from('PGCOPY\n\xff\r\n\0', 'latin1'), Buffer.alloc(8)]); // signature, flags, extension length
+const TRAILER = Buffer.from([0xff, 0xff]);
+const FIELD_COUNT = 10;
+/** PostgreSQL's epoch (2000-01-01) in Unix ms: binary timestamps count microseconds from it. */
+const PG_EPOCH_MS = 946_684_800_000;
+const TWO_POW_32 = 4_294_967_296;
+/** High word of a varint above which its value exceeds Number.MAX_SAFE_INTEGER. */
+const SAFE_HIGH_LIMIT = 0x20_0000;
+const JSONB_VERSION = 1;
+/** A tuple without its device id and attributes: field count, ten lengths, fixed-width values, jsonb version. */
+const FIXED_TUPLE_BYTES = 2 + FIELD_COUNT * 4 + 8 + 8 + 8 + 8 + 4 + 4 + 4 + 2 + 1;
+/** Attributes without IO elements, with the longest codec and generation type. */
+const ATTRIBUTES_BASE_BYTES = 160;
+/** One fixed-size IO element at most: "4294967295":"18446744073709551615", */
+const IO_ELEMENT_MAX_BYTES = 40;
+
+const ascii = (text: string) => Buffer.from(text, 'latin1');
+const PRIORITY = ascii('{"priority":');
+const EVENT_IO_ID = ascii(',"event_io_id":');
+const CODEC = ascii(',"codec":');
+const IO_OPEN = ascii(',"io":{');
+const IO_NX_OPEN = ascii('},"io_nx":{');
+const GENERATION_TYPE = ascii('},"generation_type":');
+const CODEC_NAMES = new Map<number, Buffer>();
+for (const value of Object.values(Codec)) if (typeof value === 'number') CODEC_NAMES.set(value, ascii(JSON.stringify(Codec[value])));
+const HEX = ascii('0123456789abcdef');
+
+const enum Char {
+  Quote = 0x22,
+  Comma = 0x2c,
+  Minus = 0x2d,
+  Zero = 0x30,
+  Colon = 0x3a,
+  Close = 0x7d,
+}
+
+// Fast-path decoder state, module-level so the hot loop allocates nothing per field.
+let src: Buffer = Buffer.alloc(0);
+let pos = 0;
+let lo = 0;
+let hi = 0;
+let ioCount = 0;
+/** Where the device id of the position being added starts in `src`. */
+let idFrom = 0;
+let ioId = new Uint32Array(64);
+let ioWidth = new Uint32Array(64);
+let ioLo = new Uint32Array(64);
+let ioHi = new Uint32Array(64);
+let ioRawStart = new Int32Array(64);
+let ioRawEnd = new Int32Array(64);
+const digits = new Uint8Array(24);
+
+/** Reads a varint into lo/hi (unsigned 32-bit words); false when truncated or longer than 10 bytes. */
+function readVarint(end: number): boolean {
+  let b: number;
+  lo = 0;
+  hi = 0;
+  for (let shift = 0; shift < 28; shift += 7) {
+    if (pos >= end) return false;
+    b = src[pos++] as number;
+    lo |= (b & 0x7f) << shift;
+    if (b < 0x80) {
+      lo >>>= 0;
+      return true;
+    }
+  }
+  if (pos >= end) return false;
+  b = src[pos++] as number;
+  lo = (lo | ((b & 0x0f) << 28)) >>> 0;
+  hi = (b & 0x7f) >> 4;
+  if (b < 0x80) return true;
+  for (let shift = 3; shift < 32; shift += 7) {
+    if (pos >= end) return false;
+    b = src[pos++] as number;
+    hi |= (b & 0x7f) << shift;
+    if (b < 0x80) {
+      hi >>>= 0;
+      return true;
+    }
+  }
+  return false;
+}
+
+/** Skips a field of a number this code does not know; false for groups and truncated data. */
+function skipField(wireType: number, end: number): boolean {
+  switch (wireType) {
+    case 0:
+      return readVarint(end);
+    case 1:
+      pos += 8;
+      return pos <= end;
+    case 2:
+      if (!readVarint(end) || hi !== 0) return false;
+      pos += lo;
+      return pos <= end;
+    case 5:
+      pos += 4;
+      return pos <= end;
+    default:
+      return false;
+  }
+}
+
+/** Reads the length of a length-delimited field; returns where it ends, or -1. */
+function readLength(end: number): number {
+  if (!readVarint(end) || hi !== 0) return -1;
+  const stop = pos + lo;
+  return stop <= end ? stop : -1;
+}
+
+function growIoArrays(): void {
+  const grow = <T extends Uint32Array | Int32Array>(a: T, make: (n: number) => T): T => {
+    const next = make(a.length * 2);
+    next.set(a);
+    return next;
+  };
+  ioId = grow(ioId, (n) => new Uint32Array(n));
+  ioWidth = grow(ioWidth, (n) => new Uint32Array(n));
+  ioLo = grow(ioLo, (n) => new Uint32Array(n));
+  ioHi = grow(ioHi, (n) => new Uint32Array(n));
+  ioRawStart = grow(ioRawStart, (n) => new Int32Array(n));
+  ioRawEnd = grow(ioRawEnd, (n) => new Int32Array(n));
+}
+
+/** One IoElement in [pos, stop) into the io arrays; false when unexpected. */
+function readIoElement(stop: number): boolean {
+  if (ioCount === ioId.length) growIoArrays();
+  const i = ioCount;
+  ioId[i] = 0;
+  ioWidth[i] = 0;
+  ioLo[i] = 0;
+  ioHi[i] = 0;
+  ioRawStart[i] = 0;
+  ioRawEnd[i] = 0;
+  while (pos < stop) {
+    if (!readVarint(stop) || hi !== 0) return false;
+    const field = lo >>> 3;
+    const wireType = lo & 7;
+    if (field === 0) return false;
+    if (field === 4) {
+      if (wireType !== 2) return false;
+      const end = readLength(stop);
+      if (end < 0) return false;
+      ioRawStart[i] = pos;
+      ioRawEnd[i] = end;
+      pos = end;
+    } else if (field <= 3) {
+      if (wireType !== 0 || !readVarint(stop)) return false;
+      if (field === 1) ioId[i] = lo;
+      else if (field === 2) ioWidth[i] = lo;
+      else {
+        ioLo[i] = lo;
+        ioHi[i] = hi;
+      }
+    } else if (!skipField(wireType, stop)) {
+      return false;
+    }
+  }
+  ioCount++;
+  return true;
+}
+
+/** A signed 64-bit varint (lo/hi) as a number, or NaN beyond the safe range. */
+function int64(): number {
+  return hi < SAFE_HIGH_LIMIT ? hi * TWO_POW_32 + lo : NaN;
+}
+
+/** Builds one EncodedBatch; use once (finish() ends it). */
+export class CopyBatchBuilder {
+  private buf: Buffer;
+  private o: number;
+  private readonly rows: BatchRow[] = [];
+
+  constructor(capacity = 64 * 1024) {
+    this.buf = Buffer.allocUnsafe(Math.max(capacity, HEADER.length + TRAILER.length));
+    this.o = HEADER.copy(this.buf, 0);
+  }
+
+  get length(): number {
+    return this.rows.length;
+  }
+
+  /**
+   * Decodes the protobuf bytes of a Position straight into a tuple. False, with nothing written, when
+   * the bytes or values are anything but plain: then decode with the contract's decoder and addRow.
+   */
+  addPositionBytes(bytes: Buffer, nowMs: number): boolean {
+    src = bytes;
+    pos = 0;
+    ioCount = 0;
+    const end = bytes.length;
+    let idStart = 0;
+    let idEnd = 0;
+    let recordedAtMs = 0;
+    let receivedAtMs = 0;
+    let latE7 = 0;
+    let lonE7 = 0;
+    let altitudeM = 0;
+    let speedKmh = 0;
+    let headingDeg = 0;
+    let satellites = 0;
+    let priority = 0;
+    let eventIoId = 0;
+    let codec = 0;
+    let generationType = -1;
+    let nxCount = 0;
+    let nxBytes = 0;
+    while (pos < end) {
+      if (!readVarint(end) || hi !== 0) return false;
+      const field = lo >>> 3;
+      const wireType = lo & 7;
+      if (field === 0) return false;
+      if (field === 1 || field === 12) {
+        if (wireType !== 2) return false;
+        const stop = readLength(end);
+        if (stop < 0) return false;
+        if (field === 1) {
+          idStart = pos;
+          idEnd = stop;
+          pos = stop;
+        } else if (!readIoElement(stop)) {
+          return false;
+        } else if (ioWidth[ioCount - 1] === 0) {
+          nxCount++;
+          nxBytes += (ioRawEnd[ioCount - 1] as number) - (ioRawStart[ioCount - 1] as number);
+        }
+        continue;
+      }
+      if (field > 14) {
+        if (!skipField(wireType, end)) return false;
+        continue;
+      }
+      if (wireType !== 0 || !readVarint(end)) return false;
+      switch (field) {
+        case 2:
+          recordedAtMs = int64();
+          break;
+        case 3:
+          receivedAtMs = int64();
+          break;
+        case 4:
+          latE7 = (lo >>> 1) ^ -(lo & 1);
+          break;
+        case 5:
+          lonE7 = (lo >>> 1) ^ -(lo & 1);
+          break;
+        case 6:
+          altitudeM = (lo >>> 1) ^ -(lo & 1);
+          break;
+        case 7:
+          speedKmh = lo;
+          break;
+        case 8:
+          headingDeg = lo;
+          break;
+        case 9:
+          satellites = lo;
+          break;
+        case 10:
+          priority = lo;
+          break;
+        case 11:
+          eventIoId = lo;
+          break;
+        case 13:
+          codec = lo | 0;
+          break;
+        case 14:
+          generationType = lo;
+          break;
+      }
+    }
+    if (Number.isNaN(recordedAtMs) || Number.isNaN(receivedAtMs)) return false;
+    const deviceId = bytes.toString('latin1', idStart, idEnd);
+    const received = receivedAtMs === 0 ? null : receivedAtMs;
+    const lat = latE7 / 1e7;
+    const lon = lonE7 / 1e7;
+    if (positionProblem(deviceId, recordedAtMs, received, lat, lon, headingDeg, satellites, nowMs) !== undefined) return false;
+
+    // A valid IMEI is ASCII digits: its byte length is its string length.
+    this.ensure(FIXED_TUPLE_BYTES + (idEnd - idStart) + ATTRIBUTES_BASE_BYTES + ioCount * IO_ELEMENT_MAX_BYTES + 2 * nxBytes);
+    const start = this.o;
+    idFrom = idStart;
+    this.writeFixedColumns(idEnd - idStart, recordedAtMs, received, lat, lon, altitudeM, speedKmh, headingDeg, satellites);
+    const lengthAt = this.o;
+    this.o += 4;
+    this.buf[this.o++] = JSONB_VERSION;
+    this.writeConst(PRIORITY);
+    this.writeUint(priority);
+    this.writeConst(EVENT_IO_ID);
+    this.writeUint(eventIoId);
+    this.writeConst(CODEC);
+    const codecName = CODEC_NAMES.get(codec);
+    if (codecName) this.writeConst(codecName);
+    else this.writeInt(codec);
+    this.writeConst(IO_OPEN);
+    let first = true;
+    for (let i = 0; i < ioCount; i++) {
+      if (ioWidth[i] === 0) continue;
+      if (!first) this.buf[this.o++] = Char.Comma;
+      first = false;
+      this.writeKey(ioId[i] as number);
+      const high = ioHi[i] as number;
+      if (high < SAFE_HIGH_LIMIT) {
+        this.writeUint(high * TWO_POW_32 + (ioLo[i] as number));
+      } else {
+        this.buf[this.o++] = Char.Quote;
+        this.o += this.buf.write(((BigInt(high) << 32n) | BigInt(ioLo[i] as number)).toString(), this.o, 'latin1');
+        this.buf[this.o++] = Char.Quote;
+      }
+    }
+    if (nxCount > 0) {
+      this.writeConst(IO_NX_OPEN);
+      first = true;
+      for (let i = 0; i < ioCount; i++) {
+        if (ioWidth[i] !== 0) continue;
+        if (!first) this.buf[this.o++] = Char.Comma;
+        first = false;
+        this.writeKey(ioId[i] as number);
+        this.buf[this.o++] = Char.Quote;
+        for (let b = ioRawStart[i] as number; b < (ioRawEnd[i] as number); b++) {
+          const byte = src[b] as number;
+          this.buf[this.o++] = HEX[byte >> 4] as number;
+          this.buf[this.o++] = HEX[byte & 15] as number;
+        }
+        this.buf[this.o++] = Char.Quote;
+      }
+    }
+    if (generationType >= 0) {
+      this.writeConst(GENERATION_TYPE);
+      this.writeUint(generationType);
+    } else {
+      this.buf[this.o++] = Char.Close;
+    }
+    this.buf[this.o++] = Char.Close;
+    this.buf.writeInt32BE(this.o - lengthAt - 4, lengthAt);
+    this.rows.push({ deviceId, recordedAtMs, start, end: this.o });
+    return true;
+  }
+
+  /** Adds a row decoded and validated by the contract's path (toPositionRow). */
+  addRow(row: PositionRow): void {
+    const idBytes = Buffer.byteLength(row.deviceId, 'utf8');
+    const attributeBytes = Buffer.byteLength(row.attributes, 'utf8');
+    this.ensure(FIXED_TUPLE_BYTES + idBytes + attributeBytes);
+    const start = this.o;
+    this.writeFixedColumns(
+      row.deviceId,
+      row.recordedAtMs,
+      row.receivedAtMs,
+      row.lat,
+      row.lon,
+      row.altitudeM,
+      row.speedKmh,
+      row.headingDeg,
+      row.satellites,
+    );
+    this.o = this.buf.writeInt32BE(attributeBytes + 1, this.o);
+    this.buf[this.o++] = JSONB_VERSION;
+    this.o += this.buf.write(row.attributes, this.o, 'utf8');
+    this.rows.push({ deviceId: row.deviceId, recordedAtMs: row.recordedAtMs, start, end: this.o });
+  }
+
+  finish(): EncodedBatch {
+    this.ensure(TRAILER.length);
+    this.o += TRAILER.copy(this.buf, this.o);
+    return { rows: this.rows, copyData: this.buf.subarray(0, this.o) };
+  }
+
+  private ensure(bytes: number): void {
+    const needed = this.o + bytes + TRAILER.length;
+    if (needed <= this.buf.length) return;
+    let size = this.buf.length * 2;
+    while (size < needed) size *= 2;
+    const next = Buffer.allocUnsafe(size);
+    this.buf.copy(next, 0, 0, this.o);
+    this.buf = next;
+  }
+
+  /**
+   * Field count and the nine columns before attributes. The device id is a string (contract path) or
+   * the length of its bytes in `src`, copied as they are (fast path: validated ASCII digits).
+   */
+  private writeFixedColumns(
+    deviceId: string | number,
+    recordedAtMs: number,
+    receivedAtMs: number | null,
+    lat: number,
+    lon: number,
+    altitudeM: number,
+    speedKmh: number,
+    headingDeg: number,
+    satellites: number,
+  ): void {
+    const buf = this.buf;
+    let o = buf.writeInt16BE(FIELD_COUNT, this.o);
+    let idLength: number;
+    if (typeof deviceId === 'number') {
+      for (let i = 0; i < deviceId; i++) buf[o + 4 + i] = src[idFrom + i] as number;
+      idLength = deviceId;
+    } else {
+      idLength = buf.write(deviceId, o + 4, 'utf8');
+    }
+    buf.writeInt32BE(idLength, o);
+    o += 4 + idLength;
+    o = writeTimestamp(buf, o, recordedAtMs);
+    o = receivedAtMs === null ? buf.writeInt32BE(-1, o) : writeTimestamp(buf, o, receivedAtMs);
+    o = buf.writeInt32BE(8, o);
+    o = buf.writeDoubleBE(lat, o);
+    o = buf.writeInt32BE(8, o);
+    o = buf.writeDoubleBE(lon, o);
+    o = buf.writeInt32BE(4, o);
+    o = buf.writeFloatBE(altitudeM, o);
+    o = buf.writeInt32BE(4, o);
+    o = buf.writeFloatBE(speedKmh, o);
+    o = buf.writeInt32BE(4, o);
+    o = buf.writeFloatBE(headingDeg, o);
+    o = buf.writeInt32BE(2, o);
+    this.o = buf.writeInt16BE(satellites, o);
+  }
+
+  /** A short constant, byte by byte (Buffer.copy costs more than it saves below a few dozen bytes). */
+  private writeConst(bytes: Buffer): void {
+    const buf = this.buf;
+    let o = this.o;
+    for (let i = 0; i < bytes.length; i++) buf[o++] = bytes[i] as number;
+    this.o = o;
+  }
+
+  /** `"<id>":` */
+  private writeKey(id: number): void {
+    this.buf[this.o++] = Char.Quote;
+    this.writeUint(id);
+    this.buf[this.o++] = Char.Quote;
+    this.buf[this.o++] = Char.Colon;
+  }
+
+  /** A non-negative integer below 2^53 in decimal. */
+  private writeUint(value: number): void {
+    if (value < 10) {
+      this.buf[this.o++] = Char.Zero + value;
+      return;
+    }
+    let n = value;
+    let d = 0;
+    while (n > 0x7fff_ffff) {
+      const q = Math.floor(n / 10);
+      digits[d++] = Char.Zero + (n - q * 10);
+      n = q;
+    }
+    // Small integer arithmetic from here on.
+    while (n > 0) {
+      const q = (n / 10) | 0;
+      digits[d++] = Char.Zero + (n - q * 10);
+      n = q;
+    }
+    while (d > 0) this.buf[this.o++] = digits[--d] as number;
+  }
+
+  private writeInt(value: number): void {
+    if (value < 0) this.buf[this.o++] = Char.Minus;
+    this.writeUint(Math.abs(value));
+  }
+}
+
+function writeTimestamp(buf: Buffer, offset: number, ms: number): number {
+  const micros = (ms - PG_EPOCH_MS) * 1000;
+  const high = Math.floor(micros / TWO_POW_32);
+  buf.writeInt32BE(8, offset);
+  buf.writeInt32BE(high, offset + 4);
+  buf.writeUInt32BE(micros - high * TWO_POW_32, offset + 8);
+  return offset + 12;
+}
+
+/** Rows [from, to) of a batch as a batch of their own (to isolate a row PostgreSQL rejects). */
+export function subBatch(batch: EncodedBatch, from: number, to: number): EncodedBatch {
+  const rows: BatchRow[] = [];
+  const parts: Buffer[] = [HEADER];
+  let offset = HEADER.length;
+  for (const row of batch.rows.slice(from, to)) {
+    parts.push(batch.copyData.subarray(row.start, row.end));
+    rows.push({ deviceId: row.deviceId, recordedAtMs: row.recordedAtMs, start: offset, end: offset + row.end - row.start });
+    offset += row.end - row.start;
+  }
+  parts.push(TRAILER);
+  return { rows, copyData: Buffer.concat(parts, offset + TRAILER.length) };
+}
+
+/** Reads a row back from its tuple (for positions_latest, and tests). */
+export function rowFromTuple(copyData: Buffer, row: BatchRow): PositionRow {
+  let o = row.start + 2;
+  const field = (): [number, number] => {
+    const length = copyData.readInt32BE(o);
+    const start = o + 4;
+    o = start + Math.max(length, 0);
+    return [start, length];
+  };
+  const timestamp = (): number | null => {
+    const [at, length] = field();
+    if (length < 0) return null;
+    return (copyData.readInt32BE(at) * TWO_POW_32 + copyData.readUInt32BE(at + 4)) / 1000 + PG_EPOCH_MS;
+  };
+  const [idAt, idLength] = field();
+  const deviceId = copyData.toString('utf8', idAt, idAt + idLength);
+  const recordedAtMs = timestamp() ?? NaN;
+  const receivedAtMs = timestamp();
+  const lat = copyData.readDoubleBE(field()[0]);
+  const lon = copyData.readDoubleBE(field()[0]);
+  const altitudeM = copyData.readFloatBE(field()[0]);
+  const speedKmh = copyData.readFloatBE(field()[0]);
+  const headingDeg = copyData.readFloatBE(field()[0]);
+  const satellites = copyData.readInt16BE(field()[0]);
+  const [jsonAt, jsonLength] = field();
+  const attributes = copyData.toString('utf8', jsonAt + 1, jsonAt + jsonLength);
+  return { deviceId, recordedAtMs, receivedAtMs, lat, lon, altitudeM, speedKmh, headingDeg, satellites, attributes };
+}
