@@ -1,3 +1,4 @@
+export * from './directus/authorization-probe.js';
 export * from './directus/directus-auth.js';
 export * from './directus/directus-auth-error.js';
 export * from './protocol.js';

@@ -30,6 +30,8 @@ export interface HarnessOptions {
   progressEveryMs?: number;
   /** Called once every viewer is scheduled, with the absolute start time (ms): for work alongside the run. */
   onStart?: (startAtMs: number) => void;
+  /** Called when every viewer has finished, while the worker processes still run (e.g. to sample their CPU). */
+  onEnd?: () => void;
 }
 
 export interface Verdict {
@@ -162,6 +164,7 @@ export async function runScenario(
     } finally {
       clearInterval(progress);
     }
+    options.onEnd?.();
     const endAtMs = Date.now();
     const { stats } = await fleet.report();
     const verdicts = evaluate(scenario, stats);

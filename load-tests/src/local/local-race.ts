@@ -2,9 +2,9 @@ import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { seedDirectus, startDirectus, type StartedDirectus } from '@pitwall/business-plane';
+import { seedDirectus, startDirectus, type Seeded, type StartedDirectus } from '@pitwall/business-plane';
 import { startPipeline, type ExistingDirectus, type Pipeline, type PipelineOptions } from '@pitwall/devstack';
-import { startSimulation, type Simulation } from '@pitwall/simulator';
+import { simulatorImei, startSimulation, type Simulation } from '@pitwall/simulator';
 import { PostgresServer, uniqueName } from '@pitwall/testkit';
 import type { ViewerSession } from '../directus/directus-auth.js';
 import { createViewerAccounts, loginAccounts } from '../directus/viewer-accounts.js';
@@ -77,6 +77,40 @@ function directusProcess(url: string): number | undefined {
     (cmd) => cmd.includes('directus') && cmd.includes('cli.js'),
     (env) => env.includes(`PORT=${port}`),
   );
+}
+
+/**
+ * The race in Directus: device i (simulatorImei(i)) entered in event i % events. seedDirectus makes
+ * the events, access and one device per event (it looks every IMEI up in one URL, too long for
+ * thousands); the other devices and entries are created here in batches.
+ */
+async function seedRace(directus: StartedDirectus, race: RaceShape): Promise<Seeded> {
+  const seed = await seedDirectus(directus, { events: race.events, devicesPerEvent: 1 });
+  const post = async <T>(path: string, body: unknown): Promise<T> => {
+    const res = await fetch(`${directus.url}${path}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${seed.adminToken}` },
+      body: JSON.stringify(body),
+    });
+    const text = await res.text();
+    if (!res.ok) throw new Error(`Directus POST ${path} answered ${res.status}: ${text.slice(0, 300)}`);
+    return (JSON.parse(text) as { data: T }).data;
+  };
+  const BATCH = 500;
+  for (let first = seed.devices.length; first < race.devices; first += BATCH) {
+    const indexes = Array.from({ length: Math.min(BATCH, race.devices - first) }, (_, k) => first + k);
+    const devices = await post<{ id: number; imei: string }[]>(
+      '/items/devices',
+      indexes.map((i) => ({ imei: simulatorImei(i), name: `Tracker ${i + 1}` })),
+    );
+    const entries = devices.map((device, k) => {
+      const index = indexes[k] ?? 0;
+      const event = seed.events[index % seed.events.length];
+      return { event: event?.id, device: device.id, label: `#${Math.floor(index / seed.events.length) + 1}` };
+    });
+    await post('/items/entries', entries);
+  }
+  return seed;
 }
 
 /** The gateway's two kinds of Directus reads, once per event, straight to Directus (not counted). */
@@ -160,13 +194,11 @@ export async function startLocalRace(options: LocalRaceOptions): Promise<LocalRa
       stops.push(() => directus.destroy());
       // The administrator was created at bootstrap, with Directus' default hashing: what a real viewer login costs.
       defaultHashLogin = await defaultHashLoginCost(directus, 5);
-      const seed = await step('seed events, devices, entries', () =>
-        seedDirectus(directus, { events: race.events, devicesPerEvent: Math.ceil(race.devices / race.events) }),
-      );
+      const seed = await step('seed events, devices, entries', () => seedRace(directus, race));
       business = { url: directus.url, secret: directus.secret, seed };
     }
     const { seed } = business;
-    if (seed.events.length < race.events || seed.devices.length < race.devices) {
+    if (seed.events.length < race.events || seed.devices.length < Math.min(race.devices, seed.events.length)) {
       throw new Error(
         `the Directus seed has ${seed.events.length} events and ${seed.devices.length} devices; the race needs ${race.events} and ${race.devices}`,
       );

@@ -5,32 +5,42 @@ import {
   LOCAL_RACE_START,
   callsBetween,
   cpuBetween,
+  probeDirectusAuthorization,
   readCpuProfile,
   runScenario,
   sampleCpu,
   startLocalRace,
   summarizeCpuProfile,
   type CpuSample,
+  type HarnessSession,
+  type LocalRace,
   type RaceStartScenario,
   type RaceShape,
 } from '@pitwall/load-tests';
-import { REPO_ROOT, scrapeMetric, waitFor } from '@pitwall/testkit';
+import { REPO_ROOT, scrapeMetric, sleep, waitFor } from '@pitwall/testkit';
 import type { BenchContext, BenchResult, BenchSuite } from '../suite.js';
-import { renderRaceStartReport, type RaceStartRun } from './race-start/report.js';
+import { renderRaceStartReport, type MeasuredRun, type RaceStartRun } from './race-start/report.js';
 
 // End-to-end race start on this machine: the whole stack as real processes (PostgreSQL, Directus,
 // Redis with AOF fsync always, ingestion, writer, live gateway), 2,000 simulated Teltonika devices at
-// 1 Hz over TCP, and 5,000 viewers with their own Directus accounts connecting within 30 s through
-// the load harness (the shared scenario of load-tests). Measures time to first snapshot, delivery
-// latency, Directus calls per new subscription and acknowledged positions missing from PostgreSQL,
-// each beside a baseline from the same run; profiles ingestion, writer and gateway over the run and
-// writes the analysis to docs/race-start.md.
+// 1 Hz over TCP, and 5,000 viewers connecting within 30 s through the load harness (the shared
+// scenario of load-tests), twice on the same stack:
+//   A. one Directus account per viewer: every subscription is one authorization call to Directus;
+//   B. ten viewers per account: the gateway's (user, event) permission cache answers most of them,
+//      so Directus is out of the way and the gateway's own connect and fan-out path is measured.
+// Measures time to first snapshot, delivery latency, Directus calls per new subscription, Directus's
+// authorization pace, and acknowledged positions missing from PostgreSQL, each beside a baseline from
+// the same run; profiles ingestion, writer and gateway over both runs and writes docs/race-start.md.
 
 const SUITE = 'race-start';
 const BATCH_WINDOW_MS = 100;
 /** Viewers parse one positions frame in this many for latency (all are received and counted). */
 const PARSE_EVERY = 5;
 const WARMUP_MS = 10_000;
+/** Run B: viewers per account, so that the gateway's (user, event) permission cache answers most subscriptions. */
+const VIEWERS_PER_SHARED_ACCOUNT = 10;
+const AUTHZ_HISTOGRAM = 'pitwall_live_gateway_authorization_duration_seconds';
+const FANOUT_HISTOGRAM = 'pitwall_live_gateway_fanout_latency_seconds';
 
 function sizes(quick: boolean): { scenario: RaceStartScenario; race: RaceShape } {
   if (!quick) return LOCAL_RACE_START;
@@ -101,6 +111,71 @@ function diff(before: Record<string, number>, after: Record<string, number>): Re
   return Object.fromEntries(Object.entries(after).map(([k, v]) => [k, v - (before[k] ?? 0)]));
 }
 
+/** One scenario run on the running stack and what the stack's parts did during it. */
+async function measure(
+  local: LocalRace,
+  scenario: RaceStartScenario,
+  sessions: HarnessSession[],
+  log: (line: string) => void,
+): Promise<MeasuredRun> {
+  const gateway = local.pipeline.gateways[0];
+  if (!gateway) throw new Error('no gateway');
+  const parts = local.cpuParts();
+  const loadAverage = loadavg()[0] ?? Number.NaN;
+  const countersBefore = await gatewayCounters(gateway.metricsUrl);
+  const authzBefore = await scrapeHistogram(gateway.metricsUrl, AUTHZ_HISTOGRAM);
+  const fanoutBefore = await scrapeHistogram(gateway.metricsUrl, FANOUT_HISTOGRAM);
+  const callsBefore = local.directusCalls.snapshot();
+  const ackedBefore = local.simulation.stats().acked;
+  let cpuStart: CpuSample | undefined;
+  let cpuRampEnd: CpuSample | undefined;
+  let cpuEnd: CpuSample | undefined;
+  let rampTimer: NodeJS.Timeout | undefined;
+  const report = await runScenario(scenario, local.target, sessions, {
+    workers: 2,
+    parseEvery: PARSE_EVERY,
+    log,
+    onStart: (startAtMs) => {
+      rampTimer = setTimeout(
+        () => {
+          cpuStart = sampleCpu(parts);
+          rampTimer = setTimeout(() => (cpuRampEnd = sampleCpu(parts)), scenario.rampSeconds * 1000);
+        },
+        Math.max(0, startAtMs - Date.now()),
+      );
+    },
+    onEnd: () => (cpuEnd = sampleCpu(parts)),
+  });
+  clearTimeout(rampTimer);
+  const counters = diff(countersBefore, await gatewayCounters(gateway.metricsUrl));
+  const authzAfter = await scrapeHistogram(gateway.metricsUrl, AUTHZ_HISTOGRAM);
+  const fanoutAfter = await scrapeHistogram(gateway.metricsUrl, FANOUT_HISTOGRAM);
+  const calls = callsBetween(callsBefore, local.directusCalls.snapshot());
+  const newSubscriptions = counters.subscribeOk || report.stats.all.snapshots;
+  // Re-validation calls are periodic, not caused by new subscriptions.
+  const subscriptionCalls = Math.max(0, calls.total - (counters.revalidations ?? 0));
+  log(`viewers done; Directus calls ${JSON.stringify(calls)}; gateway ${JSON.stringify(counters)}`);
+  return {
+    scenario,
+    accounts: new Set(sessions.map((s) => s.accessToken)).size,
+    report,
+    loadAverage,
+    counters,
+    calls,
+    newSubscriptions,
+    subscriptionCalls,
+    callsPerSubscription: newSubscriptions > 0 ? subscriptionCalls / newSubscriptions : Number.NaN,
+    authorizationMs: { p50: histogramQuantileMs(authzBefore, authzAfter, 0.5), p99: histogramQuantileMs(authzBefore, authzAfter, 0.99) },
+    gatewayFanoutMs: {
+      p50: histogramQuantileMs(fanoutBefore, fanoutAfter, 0.5),
+      p99: histogramQuantileMs(fanoutBefore, fanoutAfter, 0.99),
+    },
+    ackedDuringRun: local.simulation.stats().acked - ackedBefore,
+    cpuRamp: cpuStart && cpuRampEnd ? cpuBetween(cpuStart, cpuRampEnd) : [],
+    cpuHold: cpuRampEnd && cpuEnd ? cpuBetween(cpuRampEnd, cpuEnd) : [],
+  };
+}
+
 export const raceStartSuite: BenchSuite = {
   name: SUITE,
   async run({ quick, log }: BenchContext): Promise<BenchResult[]> {
@@ -110,7 +185,7 @@ export const raceStartSuite: BenchSuite = {
     rmSync(workDir, { recursive: true, force: true });
     mkdirSync(profileDir, { recursive: true });
     log(
-      `${race.devices} devices at ${race.positionHz} Hz in ${race.events} events; ${scenario.viewers} viewers (one Directus account each) within ${scenario.rampSeconds} s`,
+      `${race.devices} devices at ${race.positionHz} Hz in ${race.events} events; ${scenario.viewers} viewers within ${scenario.rampSeconds} s`,
     );
 
     const local = await startLocalRace({
@@ -126,8 +201,6 @@ export const raceStartSuite: BenchSuite = {
       },
     });
     try {
-      const gateway = local.pipeline.gateways[0];
-      if (!gateway) throw new Error('no gateway');
       await waitFor(
         'every device connected and reporting',
         () => {
@@ -137,43 +210,28 @@ export const raceStartSuite: BenchSuite = {
         { timeoutMs: 60_000, intervalMs: 250 },
       );
       log(`devices connected; warming up ${WARMUP_MS / 1000} s`);
-      await new Promise((resolve) => setTimeout(resolve, WARMUP_MS));
+      await sleep(WARMUP_MS);
 
-      const parts = local.cpuParts();
-      const loadAverage = loadavg()[0] ?? Number.NaN;
-      const countersBefore = await gatewayCounters(gateway.metricsUrl);
-      const authzName = 'pitwall_live_gateway_authorization_duration_seconds';
-      const authzBefore = await scrapeHistogram(gateway.metricsUrl, authzName);
-      const callsBefore = local.directusCalls.snapshot();
-      const ackedBefore = local.simulation.stats().acked;
-      let cpuStart: CpuSample | undefined;
-      let cpuRampEnd: CpuSample | undefined;
-      let rampTimer: NodeJS.Timeout | undefined;
       local.toggleProfiles();
-      const report = await runScenario(scenario, local.target, local.sessions, {
-        workers: 2,
-        parseEvery: PARSE_EVERY,
-        log,
-        onStart: (startAtMs) => {
-          const untilStart = Math.max(0, startAtMs - Date.now());
-          rampTimer = setTimeout(() => {
-            cpuStart = sampleCpu(parts);
-            rampTimer = setTimeout(() => (cpuRampEnd = sampleCpu(parts)), scenario.rampSeconds * 1000);
-          }, untilStart);
-        },
-      });
-      clearTimeout(rampTimer);
-      const cpuEnd = sampleCpu(parts);
+      log(`A: ${scenario.viewers} viewers, one account each`);
+      const distinct = await measure(local, scenario, local.sessions, log);
+      // Directus's own pace for the gateway's call, straight at it, with the viewers' tokens and the
+      // gateway's concurrency (GATEWAY_DIRECTUS_CONCURRENCY default 32).
+      const directusCapacity = await probeDirectusAuthorization(
+        local.target.directusUrl,
+        local.sessions.map((s) => s.accessToken),
+        local.eventIds,
+        { concurrency: 32, durationMs: quick ? 3_000 : 8_000 },
+      );
+      log(
+        `Directus authorization pace: ${directusCapacity.callsPerSecond.toFixed(0)} calls/s (${JSON.stringify(directusCapacity.statuses)})`,
+      );
+      // Let run A's cached permissions expire (GATEWAY_PERMISSION_CACHE_TTL_MS default 15 s).
+      await sleep(16_000);
+      const shared = local.sessions.slice(0, Math.max(1, Math.floor(scenario.viewers / VIEWERS_PER_SHARED_ACCOUNT)));
+      log(`B: ${scenario.viewers} viewers over ${shared.length} accounts`);
+      const cached = await measure(local, scenario, shared, log);
       local.toggleProfiles();
-      const counters = diff(countersBefore, await gatewayCounters(gateway.metricsUrl));
-      const authzAfter = await scrapeHistogram(gateway.metricsUrl, authzName);
-      const authorizationMs = {
-        p50: histogramQuantileMs(authzBefore, authzAfter, 0.5),
-        p99: histogramQuantileMs(authzBefore, authzAfter, 0.99),
-      };
-      const calls = callsBetween(callsBefore, local.directusCalls.snapshot());
-      const ackedDuringRun = local.simulation.stats().acked - ackedBefore;
-      log(`viewers done; ${JSON.stringify(calls)} Directus calls; gateway ${JSON.stringify(counters)}`);
 
       const { drained, check } = await local.drainAndCheckStored(180_000);
       const simulation = local.simulation.stats();
@@ -190,33 +248,17 @@ export const raceStartSuite: BenchSuite = {
           summary: summarizeCpuProfile(readCpuProfile(join(profileDir, file)), 10),
         }));
 
-      const stats = report.stats;
-      const all = stats.all;
-      const newSubscriptions = counters.subscribeOk || all.snapshots;
-      // Re-validation calls are periodic, not caused by new subscriptions.
-      const subscriptionCalls = Math.max(0, calls.total - (counters.revalidations ?? 0));
-      const callsPerSubscription = newSubscriptions > 0 ? subscriptionCalls / newSubscriptions : Number.NaN;
-
       const run: RaceStartRun = {
-        scenario,
         race,
         parseEvery: PARSE_EVERY,
         batchWindowMs: BATCH_WINDOW_MS,
-        report,
         setup: local.setup,
-        loadAverage,
         defaultHashLogin: local.defaultHashLogin,
-        authorizationMs,
-        counters,
-        calls,
-        newSubscriptions,
-        callsPerSubscription,
-        ackedDuringRun,
+        directusCapacity,
+        runs: { distinct, cached },
         simulation,
         drained,
         stored: check,
-        cpuRamp: cpuStart && cpuRampEnd ? cpuBetween(cpuStart, cpuRampEnd) : [],
-        cpuHold: cpuRampEnd ? cpuBetween(cpuRampEnd, cpuEnd) : [],
         profiles,
       };
       // A quick look goes next to the logs; a full run is the analysis in docs/.
@@ -225,36 +267,54 @@ export const raceStartSuite: BenchSuite = {
       writeFileSync(file, renderRaceStartReport(run));
       log(`analysis written to ${relative(REPO_ROOT, file)}`);
 
-      const open = all.timeToOpen.summary();
-      const snapshot = all.timeToSnapshot.summary();
-      const latency = all.deliveryLatency.summary();
-      return [
-        {
+      const viewers = scenario.viewers.toLocaleString('en-US');
+      const snapshotResult = (m: MeasuredRun, label: string): BenchResult => {
+        const all = m.report.stats.all;
+        return {
           suite: SUITE,
-          figure: `p99 time to first snapshot, ${scenario.viewers.toLocaleString('en-US')} viewers within ${scenario.rampSeconds} s`,
+          figure: `p99 time to first snapshot, ${viewers} viewers within ${scenario.rampSeconds} s, ${label}`,
           unit: 'ms',
-          value: snapshot.p99,
-          baseline: { name: 'p99 bare WebSocket upgrade (same connections)', value: open.p99 },
+          value: all.timeToSnapshot.quantile(0.99),
+          baseline: { name: 'p99 bare WebSocket upgrade (same connections)', value: all.timeToOpen.quantile(0.99) },
           higherIsBetter: false,
-          notes: `p50 ${snapshot.p50.toFixed(0)} ms; ${all.snapshots}/${all.sessions} sessions got a snapshot, ${all.failedSessions} failed`,
-        },
+          notes: `p50 ${all.timeToSnapshot.quantile(0.5).toFixed(0)} ms; ${all.snapshots}/${all.sessions} sessions got a snapshot, ${all.failedSessions} failed`,
+        };
+      };
+      const latency = cached.report.stats.all.deliveryLatency;
+      return [
+        snapshotResult(distinct, 'one account each (A)'),
+        snapshotResult(cached, `${VIEWERS_PER_SHARED_ACCOUNT} per account (B)`),
         {
           suite: SUITE,
-          figure: `p99 delivery latency (now - rx), ${race.devices.toLocaleString('en-US')} devices at ${race.positionHz} Hz`,
+          figure: `p99 delivery latency (arrival - rx), ${race.devices.toLocaleString('en-US')} devices at ${race.positionHz} Hz, run B`,
           unit: 'ms',
-          value: latency.p99,
+          value: latency.quantile(0.99),
           baseline: { name: 'configured batch window', value: BATCH_WINDOW_MS },
           higherIsBetter: false,
-          notes: `p50 ${latency.p50.toFixed(0)} ms over ${latency.count.toLocaleString('en-US')} positions (1 frame in ${PARSE_EVERY} parsed)`,
+          notes:
+            `p50 ${latency.quantile(0.5).toFixed(0)} ms over ${latency.count.toLocaleString('en-US')} positions; gateway rx->publish p99 ` +
+            `${cached.gatewayFanoutMs.p99.toFixed(0)} ms; viewer loop delay p99 ${cached.report.stats.eventLoopDelayP99Ms.toFixed(0)} ms`,
         },
         {
           suite: SUITE,
-          figure: 'Directus calls per new subscription',
+          figure: 'Directus calls per new subscription, one account per viewer (A)',
           unit: 'calls',
-          value: callsPerSubscription,
+          value: distinct.callsPerSubscription,
           baseline: { name: 'naive design: one authorization call per subscription', value: 1 },
           higherIsBetter: false,
-          notes: `${subscriptionCalls} calls (${calls.authorize} authorize, ${calls.verify} verify, ${calls.entries} entries) for ${newSubscriptions} subscriptions`,
+          notes:
+            `${distinct.subscriptionCalls} calls (${distinct.calls.authorize} authorize, ${distinct.calls.verify} verify, ${distinct.calls.entries} entries) ` +
+            `for ${distinct.newSubscriptions} subscriptions; run B: ${cached.callsPerSubscription.toFixed(3)}`,
+        },
+        {
+          suite: SUITE,
+          figure: 'new subscriptions/s the race start asks Directus to authorize (A)',
+          unit: '/s',
+          value: scenario.viewers / scenario.rampSeconds,
+          baseline: { name: 'authorizations/s Directus serves (measured straight, 32 concurrent)', value: directusCapacity.callsPerSecond },
+          higherIsBetter: false,
+          targetRatio: 1,
+          notes: `Directus p50 ${directusCapacity.p50Ms.toFixed(0)} ms, p99 ${directusCapacity.p99Ms.toFixed(0)} ms at that concurrency`,
         },
         {
           suite: SUITE,

@@ -1,5 +1,6 @@
 import { cpus, totalmem } from 'node:os';
 import type {
+  AuthorizationCapacity,
   CpuUse,
   DirectusCalls,
   LoginCost,
@@ -15,28 +16,42 @@ import type { SimulationStats } from '@pitwall/simulator';
 // docs/race-start.md: what the end-to-end race start measured, where the CPU went, and what would
 // saturate first at ten times the load. Generated from one run by `make bench`.
 
-export interface RaceStartRun {
+/** One scenario run on the stack and what its parts did meanwhile. */
+export interface MeasuredRun {
   scenario: RaceStartScenario;
+  /** Distinct Directus accounts the viewers used. */
+  accounts: number;
+  report: ScenarioReport;
+  /** 1-minute load average of the machine when the viewers started (other jobs included). */
+  loadAverage: number;
+  /** Deltas of the gateway's counters over the run. */
+  counters: Record<string, number>;
+  /** Calls from the gateway to Directus, counted at the wire. */
+  calls: DirectusCalls;
+  newSubscriptions: number;
+  subscriptionCalls: number;
+  callsPerSubscription: number;
+  /** The gateway's authorization calls (its histogram; queueing behind its concurrency limit included), ms. */
+  authorizationMs: { p50: number; p99: number };
+  /** The gateway's rx -> publish latency (its histogram), ms: delivery without the viewers' side. */
+  gatewayFanoutMs: { p50: number; p99: number };
+  ackedDuringRun: number;
+  cpuRamp: CpuUse[];
+  cpuHold: CpuUse[];
+}
+
+export interface RaceStartRun {
   race: RaceShape;
   parseEvery: number;
   batchWindowMs: number;
-  report: ScenarioReport;
   setup: Record<string, number>;
-  /** 1-minute load average of the machine when the viewers started (other jobs included). */
-  loadAverage: number;
   defaultHashLogin: LoginCost | undefined;
-  /** The gateway's own Directus authorization call latency (its histogram), ms. */
-  authorizationMs: { p50: number; p99: number };
-  counters: Record<string, number>;
-  calls: DirectusCalls;
-  newSubscriptions: number;
-  callsPerSubscription: number;
-  ackedDuringRun: number;
+  /** Directus's pace for the gateway's call, measured straight at it between the runs. */
+  directusCapacity: AuthorizationCapacity;
+  runs: { distinct: MeasuredRun; cached: MeasuredRun };
   simulation: SimulationStats;
   drained: boolean;
   stored: StoredCheck;
-  cpuRamp: CpuUse[];
-  cpuHold: CpuUse[];
   profiles: { service: string; summary: ProfileSummary }[];
 }
 
@@ -69,102 +84,132 @@ function counts(record: Record<string, number>): string {
   return entries.length === 0 ? 'none' : entries.map(([k, v]) => `${k}: ${n(v)}`).join(', ');
 }
 
+function failureRate(m: MeasuredRun): number {
+  const all = m.report.stats.all;
+  return all.sessions === 0 ? Number.NaN : all.failedSessions / all.sessions;
+}
+
+function runFacts(label: string, m: MeasuredRun): string[] {
+  const stats = m.report.stats;
+  const all = stats.all;
+  const c = m.counters;
+  return [
+    `**Run ${label}** (${n(m.accounts)} accounts; load average ${n(m.loadAverage, 2)} when it started)`,
+    '',
+    `- sessions: ${n(all.sessions)} (${n(stats.phases.reconnect.sessions)} of them returns after a failure), ${n(all.snapshots)} with a snapshot, ` +
+      `${n(all.failedSessions)} failed (${counts(stats.failures)}); server closes: ${counts(stats.serverCloses)}; error frames: ${counts(stats.errors)}; ` +
+      `${n(stats.retries)} requests sent again after a retryable error`,
+    `- received: ${n(stats.positionFrames)} positions frames, ${n(stats.bytesReceived / 2 ** 20, 1)} MiB; viewer worker event loop delay ` +
+      `p99 ${ms(stats.eventLoopDelayP99Ms)} (max ${ms(stats.eventLoopDelayMaxMs)}): how late the clients themselves read`,
+    `- gateway: ${n(c.subscribeOk ?? 0)} subscriptions accepted of ${n(c.subscribeRequests ?? 0)} requests; ${n(c.authorizationCalls ?? 0)} ` +
+      `authorization calls (p50 ${ms(m.authorizationMs.p50)}, p99 ${ms(m.authorizationMs.p99)}, queueing included), ${n(c.permissionCacheHits ?? 0)} ` +
+      `permission cache hits, ${n(c.revalidations ?? 0)} re-validations, ${n(c.entriesFetches ?? 0)} entries reads; ${n(c.positionsReceived ?? 0)} ` +
+      `positions read from the stream, ${n(c.framesPublished ?? 0)} frames published, ${n(c.framesSent ?? 0)} sent ` +
+      `(${n((c.bytesSent ?? 0) / 2 ** 20, 1)} MiB); rx -> publish p50 ${ms(m.gatewayFanoutMs.p50)}, p99 ${ms(m.gatewayFanoutMs.p99)}; ` +
+      `${n(c.conflations ?? 0)} conflations, ${n(c.slowClientsClosed ?? 0)} slow clients closed`,
+    `- Directus, counted at the wire: ${n(m.calls.total)} calls (${n(m.calls.authorize)} authorize, ${n(m.calls.verify)} /users/me, ` +
+      `${n(m.calls.entries)} entries, ${n(m.calls.other)} other) for ${n(m.newSubscriptions)} new subscriptions`,
+    '',
+  ];
+}
+
 function tenfold(run: RaceStartRun): string[] {
-  const lines: string[] = [];
-  const { scenario, race, calls } = run;
+  const { race, directusCapacity } = run;
+  const { distinct, cached } = run.runs;
+  const scenario = cached.scenario;
   const rampSeconds = scenario.rampSeconds;
-  const rows = run.cpuRamp
-    .filter((u) => u.part !== 'other processes')
-    .map((u) => {
-      const hold = cpuOf(run.cpuHold, u.part);
-      const peak = Math.max(u.cores, hold);
-      return { part: u.part, ramp: u.cores, hold, tenfold: peak * 10, single: SINGLE_THREADED.has(u.part) };
+  const demand = scenario.viewers / rampSeconds;
+  const capacity = directusCapacity.callsPerSecond;
+  const positionsPerSecond = race.devices * race.positionHz;
+  const lines: string[] = [];
+
+  // Busiest phase of each part in run B (Directus out of the way) and Directus in run A.
+  const partsOf = (m: MeasuredRun): string[] => [...new Set([...m.cpuRamp, ...m.cpuHold].map((u) => u.part))];
+  const rows = partsOf(cached)
+    .filter((part) => part !== 'other processes')
+    .map((part) => {
+      const source = part === 'directus' ? distinct : cached;
+      const peak = Math.max(cpuOf(source.cpuRamp, part), cpuOf(source.cpuHold, part));
+      return { part, source: part === 'directus' ? 'A' : 'B', peak, tenfold: peak * 10, single: SINGLE_THREADED.has(part) };
     })
     .sort((a, b) => b.tenfold - a.tenfold);
   lines.push(
+    `Ten times the load is ${n(race.devices * 10)} devices (${n(positionsPerSecond * 10)} positions/s) and ${n(scenario.viewers * 10)} viewers ` +
+      `within ${rampSeconds} s (${n(demand * 10)} new subscriptions/s), over ten times the events, so that each viewer still watches ` +
+      `${n(race.devices / race.events)} cars. The table takes each part's busier phase (ramp or hold; Directus from run A, the rest from run B) ` +
+      `and multiplies it by ten, assuming CPU grows in proportion (per-position and per-subscription work does). It is measured on a ` +
+      `machine where everything shares two cores, so it ranks the parts rather than sizing them.`,
+    '',
     table(
-      ['part', 'cores in the ramp', 'cores in the hold', 'x10 (busier phase)', 'limit'],
+      ['part', 'cores at 1x (run)', 'x10', 'limit'],
       rows.map((r) => [
         r.part,
-        n(r.ramp, 2),
-        n(r.hold, 2),
+        `${n(r.peak, 2)} (${r.source})`,
         n(r.tenfold, 1),
-        r.single ? (r.tenfold > 1 ? '**over one core**' : 'one core') : 'scales out / several processes',
+        r.single ? (r.tenfold > 1 ? '**over one core**' : 'one core') : 'several processes',
       ]),
     ),
+    '',
   );
-  lines.push('');
-  const first = rows.find((r) => r.single && r.tenfold > 1);
-  const directusRamp = cpuOf(run.cpuRamp, 'directus');
-  const authorizeRate = calls.authorize / rampSeconds;
-  const perCallMs = calls.authorize > 0 ? (directusRamp * rampSeconds * 1000) / calls.authorize : Number.NaN;
-  const gatewayHold = cpuOf(run.cpuHold, 'live-gateway-1');
-  const framesPerSecond = (run.counters.framesSent ?? 0) / (scenario.rampSeconds + scenario.holdSeconds);
-  const positionsPerSecond = race.devices * race.positionHz;
+  const shortAt1x = capacity < demand;
   lines.push(
-    `Ten times the load is ${n(race.devices * 10)} devices (${n(positionsPerSecond * 10)} positions/s) and ${n(scenario.viewers * 10)} viewers within ${rampSeconds} s ` +
-      `(${n((scenario.viewers * 10) / rampSeconds)} new subscriptions/s), spread over ten times the events, so that each viewer still watches ` +
-      `${n(race.devices / race.events)} cars. Assuming each part's CPU grows in proportion (per-position and per-subscription work ` +
-      `does), the table multiplies each part's busier phase by ten. It leaves out what other jobs used on this machine.`,
-  );
-  lines.push('');
-  if (first) {
-    lines.push(
-      `**First to saturate: ${first.part}** (${n(Math.max(first.ramp, first.hold), 2)} cores at 1x, ${n(first.tenfold, 1)} at 10x, and it cannot use more than one).`,
-    );
-    lines.push('');
-  }
-  lines.push(
-    `- **Directus (authorization at subscribe).** ${n(calls.authorize)} \`GET /items/events/:id\` calls in the ${rampSeconds} s ramp ` +
-      `(${n(authorizeRate, 1)}/s) kept Directus at ${n(directusRamp, 2)} cores: about ${n(perCallMs, 1)} ms of CPU per call; the gateway ` +
-      `saw them take ${ms(run.authorizationMs.p50)} at the median and ${ms(run.authorizationMs.p99)} at p99 (queued behind its concurrency ` +
-      `limit and Directus). At 10x that is ` +
-      `${n(authorizeRate * 10)} calls/s, ${n((authorizeRate * 10 * perCallMs) / 1000, 1)} cores of Directus, one Node process per replica: ` +
-      `Directus has to be scaled out (replicas behind its load balancer) before the race, or the gateway's permission cache keyed by ` +
-      `something coarser than (user, event) (a policy) so that one call covers many viewers. With one distinct account per viewer the ` +
-      `per-(user, event) cache only saves calls on reconnects and second tabs.`,
+    `1. **Directus authorization${shortAt1x ? ' is first, and already short at 1x on this machine' : ' is first'}.** The ramp asks for ` +
+      `${n(demand)} new subscriptions/s, each one \`GET /items/events/:id\` with the viewer's own token. Straight at Directus with the ` +
+      `gateway's ${directusCapacity.concurrency} concurrent calls it served ${n(capacity)}/s (p50 ${ms(directusCapacity.p50Ms)}, p99 ` +
+      `${ms(directusCapacity.p99Ms)}), ${shortAt1x ? 'less than' : 'more than'} the ramp's demand. In run A the gateway's calls took p50 ` +
+      `${ms(distinct.authorizationMs.p50)} and p99 ${ms(distinct.authorizationMs.p99)} (queueing behind its concurrency limit included); ` +
+      `p99 time to snapshot was ${ms(distinct.report.stats.all.timeToSnapshot.quantile(0.99))} with ${n(failureRate(distinct) * 100, 1)}% of ` +
+      `the sessions failed. In run B ${n(cached.accounts)} accounts made ${n(cached.calls.authorize)} calls for ${n(cached.newSubscriptions)} ` +
+      `subscriptions (${n(cached.callsPerSubscription, 3)} per subscription instead of ${n(distinct.callsPerSubscription, 3)}): p99 time to ` +
+      `snapshot ${ms(cached.report.stats.all.timeToSnapshot.quantile(0.99))}, ${n(failureRate(cached) * 100, 1)}% failed. At 10x, ` +
+      `${n(demand * 10)} authorizations/s means about ${Math.ceil((demand * 10) / Math.max(1, capacity))} Directus processes of this pace, ` +
+      `scaled out before the start, or an authorization the gateway can share between viewers (what run B imitates with shared accounts). ` +
+      `The gateway stays responsive meanwhile: it calls Directus under a concurrency limit with a timeout, and viewers told ` +
+      `\`authorization_unavailable\` ask again.`,
   );
   if (run.defaultHashLogin !== undefined) {
     const login = run.defaultHashLogin;
-    const loginCores = (scenario.viewers * 10 * login.cpuMs) / 1000 / rampSeconds;
     lines.push(
-      `- **Logins.** This run logged its ${n(scenario.viewers)} accounts in before the ramp, with cheap argon2 parameters. A login with ` +
-        `Directus' default hashing (argon2id, 64 MiB, 3 passes; its administrator) took ${ms(login.wallMs)} and ${ms(login.cpuMs)} of Directus CPU ` +
-        `here. If 10x viewers logged in during the ramp instead of arriving with a session, that alone would be ${n(loginCores, 1)} cores of ` +
-        `Directus: logins at the start saturate before anything in the telemetry plane does. The live map should keep its session ` +
-        `(refresh token) across visits.`,
+      `2. **Logins would come before it.** The viewers here logged in before the ramp, with cheap argon2 parameters (the ${n(scenario.viewers)} ` +
+        `logins took ${n((run.setup[`${scenario.viewers} logins`] ?? Number.NaN) / 1000, 0)} s). A login with Directus' ` +
+        `default hashing (argon2id, 64 MiB, 3 passes; measured on its administrator) took ${ms(login.wallMs)} and ${ms(login.cpuMs)} of Directus ` +
+        `CPU: ${n((demand * 10 * login.cpuMs) / 1000, 0)} cores for ${n(demand * 10)} logins/s at 10x. The live map must arrive with a session ` +
+        `(refresh token kept across visits), not log in at the start.`,
     );
   }
+  const gatewayPeak = Math.max(cpuOf(cached.cpuRamp, 'live-gateway-1'), cpuOf(cached.cpuHold, 'live-gateway-1'));
   lines.push(
-    `- **Gateway fan-out.** In the hold one gateway process used ${n(gatewayHold, 2)} cores to send ~${n(framesPerSecond)} frames/s ` +
-      `(${n(run.counters.bytesSent ?? 0)} bytes in the run) and to read and decode all ${n(positionsPerSecond)} positions/s. Fan-out ` +
-      `divides over more pods, but every pod reads and decodes the whole stream (its own consumer group): at 10x each pod decodes ` +
-      `${n(positionsPerSecond * 10)} positions/s whatever its viewers, so the per-pod floor grows with the devices, not the viewers.`,
-  );
-  lines.push(
-    `- **Ingestion, Redis, writer** grow with positions/s only (${n(positionsPerSecond * 10)}/s at 10x). Ingestion and the writer scale ` +
-      `out (devices spread over pods; writers split the \`processor\` group); Redis is one thread and fsyncs every write ` +
-      `(appendfsync always): shard the stream (STREAM_SHARDS over a Redis Cluster) before it reaches one core.`,
+    `3. **The gateway** used ${n(gatewayPeak, 2)} cores at most in run B (connects, snapshots, ${n((cached.counters.framesSent ?? 0) / 60)} ` +
+      `frames/s on average to ${n(cached.report.stats.all.snapshots)} subscribed viewers, and decoding all ${n(positionsPerSecond)} positions/s ` +
+      `from the stream). Fan-out divides over more pods, but each pod reads and decodes the whole stream in its own consumer group: at 10x ` +
+      `every pod decodes ${n(positionsPerSecond * 10)} positions/s whatever its viewers (protobuf decoding is the largest item of its ` +
+      `profile below), so the per-pod floor grows with the devices and the pods must be sized for it.`,
+    `4. **Ingestion, Redis and the writer** grow with positions/s only (${n(positionsPerSecond * 10)}/s at 10x). Ingestion and the writer ` +
+      `scale out (devices spread over pods; writers split the \`processor\` group). Redis is one thread and fsyncs every write (AOF, ` +
+      `appendfsync always): shard the stream (STREAM_SHARDS over a Redis Cluster) before it nears one core.`,
   );
   return lines;
 }
 
 export function renderRaceStartReport(run: RaceStartRun): string {
-  const { scenario, race, report, calls, counters } = run;
-  const stats = report.stats;
-  const all = stats.all;
+  const { race, directusCapacity } = run;
+  const { distinct, cached } = run.runs;
+  const scenario = distinct.scenario;
+  const A = distinct.report.stats.all;
+  const B = cached.report.stats.all;
   const out: string[] = [];
   out.push('# Race start on one machine');
   out.push('');
   out.push(
-    'Written by `make bench` (suite `race-start`) from the run described here; rerun it to refresh. Every part is a real process on this ' +
-      'one machine: PostgreSQL, Directus 11, Redis (AOF, fsync always), ingestion, writer and live gateway from their builds, the ' +
+    'Written by `make bench` (suite `race-start`) from the run described here; rerun it to refresh. Every part is a real process on ' +
+      'this one machine: PostgreSQL, Directus 11, Redis (AOF, fsync always), ingestion, writer and live gateway from their builds, the ' +
       'device simulator (Teltonika Codec 8 Extended over TCP) and the load harness of `load-tests` running the shared `race-start` ' +
-      'scenario (the same definitions the k6 scripts use). They all share the same cores, so every figure is pessimistic for a cluster.',
+      'scenario (the same definitions the k6 scripts use). They all share the same cores with each other and with whatever else runs on ' +
+      'the machine, so every figure is pessimistic for a cluster; read the ratios and the ranking, not the absolute numbers.',
   );
   out.push('');
   out.push(`- machine: ${cpus()[0]?.model ?? '?'} x ${cpus().length}, ${(totalmem() / 2 ** 30).toFixed(1)} GiB, Node ${process.version}`);
-  out.push(`- date: ${new Date(report.startAtMs).toISOString()}; load average when the viewers started: ${n(run.loadAverage, 2)}`);
+  out.push(`- date: ${new Date(distinct.report.startAtMs).toISOString()}`);
   out.push('');
   out.push('## What ran');
   out.push('');
@@ -176,9 +221,20 @@ export function renderRaceStartReport(run: RaceStartRun): string {
           'devices',
           `${n(race.devices)} at ${race.positionHz} Hz over TCP, in ${race.events} events (${n(race.devices / race.events)} per event)`,
         ],
-        ['viewers', `${n(scenario.viewers)}, linear ramp over ${scenario.rampSeconds} s, then ${scenario.holdSeconds} s connected`],
-        ['accounts', `${n(scenario.viewers)} Directus users, one per viewer, logged in before the ramp (Directus /auth/login)`],
-        ['viewer', 'open /live, `auth` message, `subscribe` to one event (round-robin), snapshot, positions until the end'],
+        [
+          'viewers',
+          `${n(scenario.viewers)}, linear ramp over ${scenario.rampSeconds} s, then ${scenario.holdSeconds} s connected; twice on the same stack:`,
+        ],
+        ['run A', `one Directus account per viewer (${n(distinct.accounts)} accounts): every subscription is one authorization call`],
+        [
+          'run B',
+          `${n(cached.accounts)} accounts, ${n(scenario.viewers / cached.accounts)} viewers each: the gateway's (user, event) permission cache answers most subscriptions, so Directus is out of the way`,
+        ],
+        [
+          'viewer',
+          'open /live, `auth` message, `subscribe` to one event (round-robin), snapshot, positions until the end; retries on `authorization_unavailable`',
+        ],
+        ['accounts', 'Directus users logged in (/auth/login) before the ramp'],
         [
           'harness',
           `2 worker processes with ws clients; every frame received and counted, 1 positions frame in ${run.parseEvery} parsed for latency`,
@@ -201,27 +257,50 @@ export function renderRaceStartReport(run: RaceStartRun): string {
   out.push('');
   out.push(
     table(
-      ['figure', 'value', 'baseline (same run)'],
+      ['figure', 'run A (one account each)', 'run B (shared accounts)', 'baseline (same run)'],
       [
         [
           'p99 time to first snapshot',
-          ms(all.timeToSnapshot.quantile(0.99)),
-          `p99 bare WebSocket upgrade of the same connections: ${ms(all.timeToOpen.quantile(0.99))}`,
+          ms(A.timeToSnapshot.quantile(0.99)),
+          ms(B.timeToSnapshot.quantile(0.99)),
+          `p99 bare WebSocket upgrade of the same connections: ${ms(A.timeToOpen.quantile(0.99))} (A), ${ms(B.timeToOpen.quantile(0.99))} (B)`,
         ],
+        ['sessions failed', `${n(A.failedSessions)} of ${n(A.sessions)}`, `${n(B.failedSessions)} of ${n(B.sessions)}`, ''],
         [
-          'p99 delivery latency (arrival - rx)',
-          ms(all.deliveryLatency.quantile(0.99)),
+          'p99 delivery latency at the viewers (arrival - rx)',
+          ms(A.deliveryLatency.quantile(0.99)),
+          ms(B.deliveryLatency.quantile(0.99)),
           `configured batch window: ${ms(run.batchWindowMs)}`,
         ],
         [
+          'p99 rx -> publish at the gateway',
+          ms(distinct.gatewayFanoutMs.p99),
+          ms(cached.gatewayFanoutMs.p99),
+          `configured batch window: ${ms(run.batchWindowMs)}`,
+        ],
+        [
+          'p99 event loop delay of the viewer workers',
+          ms(distinct.report.stats.eventLoopDelayP99Ms),
+          ms(cached.report.stats.eventLoopDelayP99Ms),
+          'how late the clients read: part of the latency above',
+        ],
+        [
           'Directus calls per new subscription',
-          n(run.callsPerSubscription, 3),
+          n(distinct.callsPerSubscription, 3),
+          n(cached.callsPerSubscription, 3),
           'naive design (one authorization call per subscription): 1',
+        ],
+        [
+          'new subscriptions/s asked for',
+          n(scenario.viewers / scenario.rampSeconds),
+          '',
+          `authorizations/s Directus serves, straight at ${directusCapacity.concurrency} concurrent: ${n(directusCapacity.callsPerSecond)} (p50 ${ms(directusCapacity.p50Ms)}, p99 ${ms(directusCapacity.p99Ms)})`,
         ],
         [
           'acknowledged positions missing from PostgreSQL',
           n(run.stored.missing),
-          `of ${n(run.stored.acked)} acknowledged to the devices (${n(run.stored.duplicated)} stored twice)`,
+          '',
+          `of ${n(run.stored.acked)} acknowledged to the devices over both runs (${n(run.stored.duplicated)} stored twice)`,
         ],
       ],
     ),
@@ -231,9 +310,12 @@ export function renderRaceStartReport(run: RaceStartRun): string {
     table(
       ['viewer measurement', 'samples', 'p50', 'p90', 'p95', 'p99', 'max'],
       [
-        percentileRow('time to open (TCP + upgrade)', all.timeToOpen.summary()),
-        percentileRow('time to snapshot', all.timeToSnapshot.summary()),
-        percentileRow('delivery latency', all.deliveryLatency.summary()),
+        percentileRow('A: time to open (TCP + upgrade)', A.timeToOpen.summary()),
+        percentileRow('A: time to snapshot', A.timeToSnapshot.summary()),
+        percentileRow('A: delivery latency', A.deliveryLatency.summary()),
+        percentileRow('B: time to open (TCP + upgrade)', B.timeToOpen.summary()),
+        percentileRow('B: time to snapshot', B.timeToSnapshot.summary()),
+        percentileRow('B: delivery latency', B.deliveryLatency.summary()),
       ],
     ),
   );
@@ -242,56 +324,51 @@ export function renderRaceStartReport(run: RaceStartRun): string {
   out.push('');
   out.push(
     table(
-      ['threshold', 'measured', 'limit', ''],
-      report.verdicts.map((v) => [v.name, n(v.value, v.name.includes('rate') ? 4 : 0), String(v.limit), v.ok ? 'met' : '**missed**']),
+      ['threshold', 'limit', 'run A', 'run B'],
+      distinct.report.verdicts.map((v, i) => {
+        const b = cached.report.verdicts[i];
+        const show = (x: { value: number; ok: boolean } | undefined): string =>
+          x ? `${n(x.value, v.name.includes('rate') ? 4 : 0)} ${x.ok ? 'met' : '**missed**'}` : '';
+        return [v.name, String(v.limit), show(v), show(b)];
+      }),
     ),
   );
   out.push('');
   out.push('## Viewers, gateway, Directus');
   out.push('');
-  out.push(
-    `- sessions: ${n(all.sessions)} (${n(stats.phases.reconnect.sessions)} of them returns after a failure), ${n(all.snapshots)} with a snapshot, ` +
-      `${n(all.failedSessions)} failed (${counts(stats.failures)}); server closes: ${counts(stats.serverCloses)}; error frames: ${counts(stats.errors)}; ` +
-      `${n(stats.retries)} requests sent again after a retryable error`,
-  );
-  out.push(
-    `- received: ${n(stats.positionFrames)} positions frames, ${n(stats.bytesReceived / 2 ** 20, 1)} MiB; harness event loop delay p99 ` +
-      `${ms(stats.eventLoopDelayP99Ms)} (max ${ms(stats.eventLoopDelayMaxMs)}): how late the clients themselves read`,
-  );
-  out.push(
-    `- gateway: ${n(counters.subscribeOk ?? 0)} subscriptions accepted of ${n(counters.subscribeRequests ?? 0)} requests; ` +
-      `${n(counters.authorizationCalls ?? 0)} authorization calls, ${n(counters.permissionCacheHits ?? 0)} permission cache hits, ` +
-      `${n(counters.revalidations ?? 0)} re-validations, ${n(counters.entriesFetches ?? 0)} entries reads; ${n(counters.positionsReceived ?? 0)} positions read ` +
-      `from the stream, ${n(counters.framesPublished ?? 0)} frames published, ${n(counters.framesSent ?? 0)} sent; ${n(counters.conflations ?? 0)} conflations, ` +
-      `${n(counters.slowClientsClosed ?? 0)} slow clients closed`,
-  );
-  out.push(
-    `- Directus, counted at the wire: ${n(calls.total)} calls (${n(calls.authorize)} authorize, ${n(calls.verify)} /users/me, ` +
-      `${n(calls.entries)} entries, ${n(calls.other)} other) for ${n(run.newSubscriptions)} new subscriptions`,
-  );
-  out.push('');
+  out.push(...runFacts('A', distinct), ...runFacts('B', cached));
   out.push('## Storage');
   out.push('');
   out.push(
-    `${n(run.ackedDuringRun)} positions acknowledged during the viewers' run; after the devices drained (${run.drained ? 'every record acknowledged' : '**not drained**'}) ` +
-      `${n(run.stored.acked)} acknowledged in total, **${n(run.stored.missing)} missing** from \`positions\`, ${n(run.stored.duplicated)} duplicated ` +
-      `(simulator: ${n(run.simulation.resent)} records resent, ${n(run.simulation.reconnects)} reconnects, ${n(run.simulation.ackTimeouts)} ack timeouts).`,
+    `${n(distinct.ackedDuringRun + cached.ackedDuringRun)} positions acknowledged during the two viewer runs; after the devices drained ` +
+      `(${run.drained ? 'every record acknowledged' : '**not drained**'}) ${n(run.stored.acked)} acknowledged in total, ` +
+      `**${n(run.stored.missing)} missing** from \`positions\`, ${n(run.stored.duplicated)} duplicated (simulator: ${n(run.simulation.resent)} ` +
+      `records resent, ${n(run.simulation.reconnects)} reconnects, ${n(run.simulation.ackTimeouts)} ack timeouts).`,
   );
   out.push('');
   out.push('## Where the time goes');
   out.push('');
-  out.push('CPU of each part (process group, from /proc), in cores (1 = one core busy), during the ramp and during the hold:');
+  out.push(
+    'CPU of each part (a process and its children, from /proc), in cores (1 = one core busy), in the ramp and in the hold of each run; ' +
+      '`other processes` is everything else the machine ran meanwhile:',
+  );
   out.push('');
-  const parts = [...new Set([...run.cpuRamp.map((u) => u.part), ...run.cpuHold.map((u) => u.part)])];
+  const parts = [...new Set([distinct, cached].flatMap((m) => [...m.cpuRamp, ...m.cpuHold].map((u) => u.part)))];
   out.push(
     table(
-      ['part', 'ramp', 'hold'],
-      parts.map((p) => [p, n(cpuOf(run.cpuRamp, p), 2), n(cpuOf(run.cpuHold, p), 2)]),
+      ['part', 'A ramp', 'A hold', 'B ramp', 'B hold'],
+      parts.map((p) => [
+        p,
+        n(cpuOf(distinct.cpuRamp, p), 2),
+        n(cpuOf(distinct.cpuHold, p), 2),
+        n(cpuOf(cached.cpuRamp, p), 2),
+        n(cpuOf(cached.cpuHold, p), 2),
+      ]),
     ),
   );
   out.push('');
   for (const { service, summary } of run.profiles) {
-    out.push(`### ${service} (CPU profile over the viewers' run)`);
+    out.push(`### ${service} (CPU profile over both runs)`);
     out.push('');
     out.push(
       `${n(summary.busyPercent, 0)}% busy over ${n(summary.wallMs / 1000, 1)} s, ${n(summary.gcPercent, 1)}% in garbage collection. ` +
