@@ -9,7 +9,7 @@ import {
   toPositionRow,
   type PartitionConfig,
   type PositionRow,
-  type WritePath,
+  type TransactionKind,
 } from '@pitwall/writer';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -35,7 +35,7 @@ describe('schema and store against a real PostgreSQL', () => {
   let databaseUrl: string;
   let pool: pg.Pool;
   let store: PositionStore;
-  const commits: WritePath[] = [];
+  const commits: TransactionKind[] = [];
 
   beforeAll(async () => {
     databaseUrl = await createTestDatabase('writer_store');
