@@ -44,16 +44,26 @@ export interface RaceStartRun {
   race: RaceShape;
   parseEvery: number;
   batchWindowMs: number;
+  /** Re-validation interval of the gateway during the runs, and its default. */
+  revalidateIntervalMs: { run: number; default: number };
   setup: Record<string, number>;
   defaultHashLogin: LoginCost | undefined;
-  /** Directus's pace for the gateway's call, measured straight at it between the runs. */
+  /** Directus's pace for the gateway's call, measured straight at it before the runs. */
   directusCapacity: AuthorizationCapacity;
+  /** How long the gateway went on calling Directus after run A's viewers had left, and how many calls. */
+  backlogAfterA: { ms: number; calls: number };
+  /** CPU of each part with the devices reporting and no viewer, and the positions/s acknowledged meanwhile. */
+  cpuDevicesOnly: CpuUse[];
+  devicesOnlyPositionsPerSecond: number;
   runs: { distinct: MeasuredRun; cached: MeasuredRun };
   simulation: SimulationStats;
   drained: boolean;
   stored: StoredCheck;
   profiles: { service: string; summary: ProfileSummary }[];
 }
+
+/** The load generator's own parts: not what would have to scale. */
+const HARNESS_PARTS = new Set(['viewer workers', 'simulator + harness', 'other processes']);
 
 /** Parts that are one process with one JavaScript (or Redis) thread: they can use one core at most. */
 const SINGLE_THREADED = new Set(['ingestion', 'writer', 'live-gateway-1', 'redis', 'directus']);
@@ -64,6 +74,7 @@ function n(value: number, digits = 0): string {
 }
 
 function ms(value: number): string {
+  if (value === Number.POSITIVE_INFINITY) return 'over 10 s'; // the gateway histograms' largest bucket
   return Number.isFinite(value) ? `${n(value, value < 10 ? 1 : 0)} ms` : '–';
 }
 
@@ -126,7 +137,7 @@ function tenfold(run: RaceStartRun): string[] {
   // Busiest phase of each part in run B (Directus out of the way) and Directus in run A.
   const partsOf = (m: MeasuredRun): string[] => [...new Set([...m.cpuRamp, ...m.cpuHold].map((u) => u.part))];
   const rows = partsOf(cached)
-    .filter((part) => part !== 'other processes')
+    .filter((part) => !HARNESS_PARTS.has(part))
     .map((part) => {
       const source = part === 'directus' ? distinct : cached;
       const peak = Math.max(cpuOf(source.cpuRamp, part), cpuOf(source.cpuHold, part));
@@ -153,19 +164,33 @@ function tenfold(run: RaceStartRun): string[] {
   );
   const shortAt1x = capacity < demand;
   lines.push(
-    `1. **Directus authorization${shortAt1x ? ' is first, and already short at 1x on this machine' : ' is first'}.** The ramp asks for ` +
+    `1. **Directus authorization${rows[0]?.part === 'directus' ? ' is first' : ''}${shortAt1x ? ', and already short at 1x on this machine' : ''}.** The ramp asks for ` +
       `${n(demand)} new subscriptions/s, each one \`GET /items/events/:id\` with the viewer's own token. Straight at Directus with the ` +
       `gateway's ${directusCapacity.concurrency} concurrent calls it served ${n(capacity)}/s (p50 ${ms(directusCapacity.p50Ms)}, p99 ` +
-      `${ms(directusCapacity.p99Ms)}), ${shortAt1x ? 'less than' : 'more than'} the ramp's demand. In run A the gateway's calls took p50 ` +
+      `${ms(directusCapacity.p99Ms)}; measured before the runs), ${shortAt1x ? 'less than' : 'more than'} the ramp's demand. In run A the gateway's calls took p50 ` +
       `${ms(distinct.authorizationMs.p50)} and p99 ${ms(distinct.authorizationMs.p99)} (queueing behind its concurrency limit included); ` +
       `p99 time to snapshot was ${ms(distinct.report.stats.all.timeToSnapshot.quantile(0.99))} with ${n(failureRate(distinct) * 100, 1)}% of ` +
-      `the sessions failed. In run B ${n(cached.accounts)} accounts made ${n(cached.calls.authorize)} calls for ${n(cached.newSubscriptions)} ` +
+      `the sessions failed` +
+      (run.backlogAfterA.calls > 0
+        ? `, and the gateway went on calling Directus for ${n(run.backlogAfterA.ms / 1000)} s after the viewers had left ` +
+          `(${n(run.backlogAfterA.calls)} calls: a queued authorization is made even when its connection has closed meanwhile)`
+        : '') +
+      `. In run B ${n(cached.accounts)} accounts made ${n(cached.calls.authorize)} calls for ${n(cached.newSubscriptions)} ` +
       `subscriptions (${n(cached.callsPerSubscription, 3)} per subscription instead of ${n(distinct.callsPerSubscription, 3)}): p99 time to ` +
       `snapshot ${ms(cached.report.stats.all.timeToSnapshot.quantile(0.99))}, ${n(failureRate(cached) * 100, 1)}% failed. At 10x, ` +
       `${n(demand * 10)} authorizations/s means about ${Math.ceil((demand * 10) / Math.max(1, capacity))} Directus processes of this pace, ` +
       `scaled out before the start, or an authorization the gateway can share between viewers (what run B imitates with shared accounts). ` +
       `The gateway stays responsive meanwhile: it calls Directus under a concurrency limit with a timeout, and viewers told ` +
       `\`authorization_unavailable\` ask again.`,
+  );
+  const revalidationPerSecond = scenario.viewers / (run.revalidateIntervalMs.default / 1000);
+  lines.push(
+    `   **Re-validation adds a steady load on top.** With the default GATEWAY_REVALIDATE_INTERVAL_MS every live subscription is ` +
+      `re-authorized every ${n(run.revalidateIntervalMs.default / 1000)} s (one call per (user, event) at a time): with one account per ` +
+      `viewer that is ${n(revalidationPerSecond)} calls/s for ${n(scenario.viewers)} viewers, ${n((100 * revalidationPerSecond) / Math.max(1, capacity))}% ` +
+      `of the Directus pace measured here, for as long as the race lasts, and ${n(revalidationPerSecond * 10)}/s at 10x. The runs set it ` +
+      `to ${n(run.revalidateIntervalMs.run / 60_000)} min to measure the start alone; a deployment sizes Directus for both, or ` +
+      `lengthens the interval (what revocation may lag by).`,
   );
   if (run.defaultHashLogin !== undefined) {
     const login = run.defaultHashLogin;
@@ -177,16 +202,22 @@ function tenfold(run: RaceStartRun): string[] {
         `(refresh token kept across visits), not log in at the start.`,
     );
   }
+  const perPositionUs = (part: string): number => (cpuOf(run.cpuDevicesOnly, part) * 1e6) / Math.max(1, run.devicesOnlyPositionsPerSecond);
+  const floor = cpuOf(run.cpuDevicesOnly, 'live-gateway-1');
   const gatewayPeak = Math.max(cpuOf(cached.cpuRamp, 'live-gateway-1'), cpuOf(cached.cpuHold, 'live-gateway-1'));
   lines.push(
-    `3. **The gateway** used ${n(gatewayPeak, 2)} cores at most in run B (connects, snapshots, ${n((cached.counters.framesSent ?? 0) / 60)} ` +
-      `frames/s on average to ${n(cached.report.stats.all.snapshots)} subscribed viewers, and decoding all ${n(positionsPerSecond)} positions/s ` +
-      `from the stream). Fan-out divides over more pods, but each pod reads and decodes the whole stream in its own consumer group: at 10x ` +
-      `every pod decodes ${n(positionsPerSecond * 10)} positions/s whatever its viewers (protobuf decoding is the largest item of its ` +
-      `profile below), so the per-pod floor grows with the devices and the pods must be sized for it.`,
-    `4. **Ingestion, Redis and the writer** grow with positions/s only (${n(positionsPerSecond * 10)}/s at 10x). Ingestion and the writer ` +
-      `scale out (devices spread over pods; writers split the \`processor\` group). Redis is one thread and fsyncs every write (AOF, ` +
-      `appendfsync always): shard the stream (STREAM_SHARDS over a Redis Cluster) before it nears one core.`,
+    `3. **The gateway's stream floor.** With the devices reporting and no viewer at all, the gateway used ${n(floor, 2)} cores ` +
+      `(${n(perPositionUs('live-gateway-1'))} µs per position) to read and decode the ${n(run.devicesOnlyPositionsPerSecond)} positions/s ` +
+      `and keep the latest ones (fixed costs included); with ${n(scenario.viewers)} viewers (run B) it used ${n(gatewayPeak, 2)}. Fan-out divides over more pods, but every pod ` +
+      `reads and decodes the whole stream in its own consumer group (protobuf decoding is the largest item of its profile below): at 10x ` +
+      `that floor alone is ${n(floor * 10, 1)} cores per pod, whatever its viewers${floor * 10 > 0.7 ? ', most or all of the one core a pod has: the first limit of the telemetry plane at 10x. Spreading pods over shards or events (each pod reading only the shards its viewers watch), or skipping the full decode of positions no viewer watches, moves it' : ''}.`,
+    `4. **Ingestion, Redis, the writer and PostgreSQL** grow with positions/s only. Per position, with devices only: ingestion ` +
+      `${n(perPositionUs('ingestion'))} µs, writer ${n(perPositionUs('writer'))} µs, PostgreSQL ${n(perPositionUs('postgres'))} µs, Redis ` +
+      `${n(perPositionUs('redis'))} µs of CPU (fixed costs included); at ${n(positionsPerSecond * 10)}/s that is ${n(cpuOf(run.cpuDevicesOnly, 'ingestion') * 10, 1)}, ` +
+      `${n(cpuOf(run.cpuDevicesOnly, 'writer') * 10, 1)}, ${n(cpuOf(run.cpuDevicesOnly, 'postgres') * 10, 1)} and ` +
+      `${n(cpuOf(run.cpuDevicesOnly, 'redis') * 10, 1)} cores. Ingestion and the writer scale out (devices spread over pods; writers ` +
+      `split the \`processor\` group), PostgreSQL takes a bigger machine; Redis is one thread and fsyncs every write (AOF, appendfsync ` +
+      `always): shard the stream (STREAM_SHARDS over a Redis Cluster) before it nears one core.`,
   );
   return lines;
 }
@@ -353,18 +384,27 @@ export function renderRaceStartReport(run: RaceStartRun): string {
       '`other processes` is everything else the machine ran meanwhile:',
   );
   out.push('');
-  const parts = [...new Set([distinct, cached].flatMap((m) => [...m.cpuRamp, ...m.cpuHold].map((u) => u.part)))];
+  const parts = [...new Set([run.cpuDevicesOnly, ...[distinct, cached].flatMap((m) => [m.cpuRamp, m.cpuHold])].flat().map((u) => u.part))];
   out.push(
     table(
-      ['part', 'A ramp', 'A hold', 'B ramp', 'B hold'],
+      ['part', 'devices only', 'A ramp', 'A hold', 'B ramp', 'B hold'],
       parts.map((p) => [
         p,
+        n(cpuOf(run.cpuDevicesOnly, p), 2),
         n(cpuOf(distinct.cpuRamp, p), 2),
         n(cpuOf(distinct.cpuHold, p), 2),
         n(cpuOf(cached.cpuRamp, p), 2),
         n(cpuOf(cached.cpuHold, p), 2),
       ]),
     ),
+  );
+  out.push('');
+  const total = (uses: CpuUse[]): number => uses.reduce((sum, u) => sum + u.cores, 0);
+  out.push(
+    `Summed over every process, the machine was busy ${n(total(run.cpuDevicesOnly), 2)} cores with the devices only, ` +
+      `${n(total(distinct.cpuRamp), 2)} / ${n(total(distinct.cpuHold), 2)} cores in run A's ` +
+      `ramp / hold and ${n(total(cached.cpuRamp), 2)} / ${n(total(cached.cpuHold), 2)} in run B's, of ${cpus().length}: where that is close ` +
+      `to all of them, every process (the viewers' clients included) waited for a core, and the latencies above carry that wait.`,
   );
   out.push('');
   for (const { service, summary } of run.profiles) {
