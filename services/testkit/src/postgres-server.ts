@@ -65,9 +65,20 @@ export class PostgresServer {
     readonly dataDir: string,
     private readonly owner: RunAs | undefined,
     private readonly postgresBin: string,
+    private readonly settings: Readonly<Record<string, string>>,
   ) {}
 
-  static async start(options: { port?: number } = {}): Promise<PostgresServer> {
+  /** PID of the postmaster while it runs (for CPU pinning and profiling in benchmarks). */
+  get pid(): number | undefined {
+    return this.proc?.running ? this.proc.pid : undefined;
+  }
+
+  /**
+   * `durable: true` runs with production durability (fsync, synchronous commit, full page writes),
+   * for benchmarks; tests default to fsync off: they crash processes, not machines. `settings` adds
+   * or overrides `-c name=value` server settings.
+   */
+  static async start(options: { port?: number; durable?: boolean; settings?: Record<string, string> } = {}): Promise<PostgresServer> {
     const { postgresBin } = ensureBinaries();
     const owner = runAs();
     const template = templateDir(postgresBin, owner);
@@ -78,7 +89,20 @@ export class PostgresServer {
     chownTree(root, owner);
     if (owner) chownSync(root, owner.uid, owner.gid);
     chmodSync(dataDir, 0o700);
-    const server = new PostgresServer(options.port ?? (await freePort()), dataDir, owner, postgresBin);
+    const durability: Record<string, string> = options.durable
+      ? { fsync: 'on', synchronous_commit: 'on', full_page_writes: 'on' }
+      : // Tests crash processes, not machines: skipping fsync keeps them fast without losing commits.
+        { fsync: 'off', full_page_writes: 'off' };
+    const settings = {
+      listen_addresses: '127.0.0.1',
+      unix_socket_directories: dataDir,
+      max_connections: '300',
+      shared_buffers: '128MB',
+      log_min_messages: 'warning',
+      ...durability,
+      ...options.settings,
+    };
+    const server = new PostgresServer(options.port ?? (await freePort()), dataDir, owner, postgresBin, settings);
     await server.restart();
     return server;
   }
@@ -101,21 +125,7 @@ export class PostgresServer {
         this.dataDir,
         '-p',
         String(this.port),
-        '-c',
-        'listen_addresses=127.0.0.1',
-        '-c',
-        `unix_socket_directories=${this.dataDir}`,
-        '-c',
-        'max_connections=300',
-        '-c',
-        'shared_buffers=128MB',
-        // Tests crash processes, not machines: skipping fsync keeps them fast without losing commits.
-        '-c',
-        'fsync=off',
-        '-c',
-        'full_page_writes=off',
-        '-c',
-        'log_min_messages=warning',
+        ...Object.entries(this.settings).flatMap(([name, value]) => ['-c', `${name}=${value}`]),
       ],
       { name: `postgres:${this.port}`, uid: this.owner?.uid, gid: this.owner?.gid },
     );

@@ -1,9 +1,8 @@
 import { execFileSync } from 'node:child_process';
 import { cpus } from 'node:os';
-import { join } from 'node:path';
 import { createPosition, encodePosition, POSITION_FIELD, PROCESSOR_GROUP, shardKeys, shardOf, type Position } from '@pitwall/contract';
 import { createLogger } from '@pitwall/platform';
-import { ManagedProcess, PostgresServer, RedisServer, scrapeMetric, startService, waitFor } from '@pitwall/testkit';
+import { PostgresServer, RedisServer, scrapeMetric, startService } from '@pitwall/testkit';
 import { createPool, encodeBinaryCopy, PartitionMaintainer, POSITION_COLUMNS, runMigrations, toPositionRow } from '@pitwall/writer';
 import { Redis } from 'ioredis';
 import pg from 'pg';
@@ -52,56 +51,13 @@ function pin(pid: number, cpuList: string): void {
   execFileSync('taskset', ['-a', '-pc', cpuList, String(pid)], { stdio: 'ignore' });
 }
 
-/** testkit's throwaway cluster, restarted by hand with production durability. */
+/** A throwaway cluster with production durability (fsync, synchronous commit, full page writes). */
 async function startDurablePostgres(): Promise<{ url: (db: string) => string; pid: number; stop: () => Promise<void> }> {
-  const server = await PostgresServer.start();
-  await server.stop();
-  const owner =
-    process.getuid?.() === 0
-      ? {
-          uid: Number(execFileSync('id', ['-u', 'postgres'], { encoding: 'utf8' })),
-          gid: Number(execFileSync('id', ['-g', 'postgres'], { encoding: 'utf8' })),
-        }
-      : undefined;
-  const bin = execFileSync('pg_config', ['--bindir'], { encoding: 'utf8' }).trim();
-  const settings = {
-    listen_addresses: '127.0.0.1',
-    unix_socket_directories: server.dataDir,
-    shared_buffers: '256MB',
-    fsync: 'on',
-    synchronous_commit: 'on',
-    full_page_writes: 'on',
-    max_wal_size: '4GB',
-  };
-  const proc = new ManagedProcess(
-    join(bin, 'postgres'),
-    ['-D', server.dataDir, '-p', String(server.port), ...Object.entries(settings).flatMap(([k, v]) => ['-c', `${k}=${v}`])],
-    { name: 'bench-postgres', uid: owner?.uid, gid: owner?.gid },
-  );
-  await waitFor(
-    'durable postgres',
-    async () => {
-      const client = new pg.Client({ connectionString: server.url(), connectionTimeoutMillis: 1000 });
-      client.on('error', () => undefined);
-      try {
-        await client.connect();
-        await client.query('SELECT 1');
-        return true;
-      } catch {
-        return false;
-      } finally {
-        await client.end().catch(() => undefined);
-      }
-    },
-    { timeoutMs: 30_000 },
-  );
+  const server = await PostgresServer.start({ durable: true, settings: { shared_buffers: '256MB', max_wal_size: '4GB' } });
   return {
     url: (db) => server.url(db),
-    pid: proc.pid,
-    stop: async () => {
-      await proc.stop('SIGINT', 20_000);
-      await server.destroy();
-    },
+    pid: server.pid ?? -1,
+    stop: () => server.destroy(),
   };
 }
 
