@@ -65,8 +65,15 @@ export interface RaceStartRun {
 /** The load generator's own parts: not what would have to scale. */
 const HARNESS_PARTS = new Set(['viewer workers', 'simulator + harness', 'other processes']);
 
-/** Parts that are one process with one JavaScript (or Redis) thread: they can use one core at most. */
-const SINGLE_THREADED = new Set(['ingestion', 'writer', 'live-gateway-1', 'redis', 'directus']);
+/** How each part can take more load: every one of them but PostgreSQL is one thread per process. */
+const HOW_IT_GROWS: Record<string, string> = {
+  directus: 'one core per process: more replicas behind its load balancer',
+  'live-gateway-1': 'one core per pod: more pods for fan-out, but each reads the whole stream',
+  ingestion: 'one core per pod: more pods (devices spread over them)',
+  writer: 'one core per process: more writers splitting the `processor` group',
+  redis: 'one thread: shard the stream (Redis Cluster)',
+  postgres: 'several processes: a bigger machine',
+};
 
 function n(value: number, digits = 0): string {
   if (!Number.isFinite(value)) return '–';
@@ -124,6 +131,20 @@ function runFacts(label: string, m: MeasuredRun): string[] {
   ];
 }
 
+/** Each part of the system at 1x (its busier phase; Directus from run A, the rest from run B) and ten times that, largest first. */
+function tenfoldRows(run: RaceStartRun): { part: string; source: string; peak: number; tenfold: number }[] {
+  const { distinct, cached } = run.runs;
+  const partsOf = (m: MeasuredRun): string[] => [...new Set([...m.cpuRamp, ...m.cpuHold].map((u) => u.part))];
+  return partsOf(cached)
+    .filter((part) => !HARNESS_PARTS.has(part))
+    .map((part) => {
+      const source = part === 'directus' ? distinct : cached;
+      const peak = Math.max(cpuOf(source.cpuRamp, part), cpuOf(source.cpuHold, part));
+      return { part, source: part === 'directus' ? 'A' : 'B', peak, tenfold: peak * 10 };
+    })
+    .sort((a, b) => b.tenfold - a.tenfold);
+}
+
 function tenfold(run: RaceStartRun): string[] {
   const { race, directusCapacity } = run;
   const { distinct, cached } = run.runs;
@@ -134,16 +155,7 @@ function tenfold(run: RaceStartRun): string[] {
   const positionsPerSecond = race.devices * race.positionHz;
   const lines: string[] = [];
 
-  // Busiest phase of each part in run B (Directus out of the way) and Directus in run A.
-  const partsOf = (m: MeasuredRun): string[] => [...new Set([...m.cpuRamp, ...m.cpuHold].map((u) => u.part))];
-  const rows = partsOf(cached)
-    .filter((part) => !HARNESS_PARTS.has(part))
-    .map((part) => {
-      const source = part === 'directus' ? distinct : cached;
-      const peak = Math.max(cpuOf(source.cpuRamp, part), cpuOf(source.cpuHold, part));
-      return { part, source: part === 'directus' ? 'A' : 'B', peak, tenfold: peak * 10, single: SINGLE_THREADED.has(part) };
-    })
-    .sort((a, b) => b.tenfold - a.tenfold);
+  const rows = tenfoldRows(run);
   lines.push(
     `Ten times the load is ${n(race.devices * 10)} devices (${n(positionsPerSecond * 10)} positions/s) and ${n(scenario.viewers * 10)} viewers ` +
       `within ${rampSeconds} s (${n(demand * 10)} new subscriptions/s), over ten times the events, so that each viewer still watches ` +
@@ -152,12 +164,12 @@ function tenfold(run: RaceStartRun): string[] {
       `machine where everything shares two cores, so it ranks the parts rather than sizing them.`,
     '',
     table(
-      ['part', 'cores at 1x (run)', 'x10', 'limit'],
+      ['part', 'cores at 1x (run)', 'cores at 10x', 'how it takes more'],
       rows.map((r) => [
         r.part,
         `${n(r.peak, 2)} (${r.source})`,
-        n(r.tenfold, 1),
-        r.single ? (r.tenfold > 1 ? '**over one core**' : 'one core') : 'several processes',
+        r.tenfold > 1 ? `**${n(r.tenfold, 1)}**` : n(r.tenfold, 1),
+        HOW_IT_GROWS[r.part] ?? '',
       ]),
     ),
     '',
@@ -179,7 +191,7 @@ function tenfold(run: RaceStartRun): string[] {
       `subscriptions (${n(cached.callsPerSubscription, 3)} per subscription instead of ${n(distinct.callsPerSubscription, 3)}): p99 time to ` +
       `snapshot ${ms(cached.report.stats.all.timeToSnapshot.quantile(0.99))}, ${n(failureRate(cached) * 100, 1)}% failed. At 10x, ` +
       `${n(demand * 10)} authorizations/s means about ${Math.ceil((demand * 10) / Math.max(1, capacity))} Directus processes of this pace, ` +
-      `scaled out before the start, or an authorization the gateway can share between viewers (what run B imitates with shared accounts). ` +
+      `scaled out before the start, or an authorization the gateway can share between viewers (what run B imitates with one account per event). ` +
       `The gateway stays responsive meanwhile: it calls Directus under a concurrency limit with a timeout, and viewers told ` +
       `\`authorization_unavailable\` ask again.`,
   );
@@ -204,12 +216,16 @@ function tenfold(run: RaceStartRun): string[] {
   }
   const perPositionUs = (part: string): number => (cpuOf(run.cpuDevicesOnly, part) * 1e6) / Math.max(1, run.devicesOnlyPositionsPerSecond);
   const floor = cpuOf(run.cpuDevicesOnly, 'live-gateway-1');
+  const gatewayProfile = run.profiles.find((p) => p.service === 'live-gateway')?.summary;
+  const protobufShare = gatewayProfile?.byArea.find((a) => a.area === '@bufbuild/protobuf')?.selfPercent ?? Number.NaN;
+  const protobufOfBusy = gatewayProfile ? (100 * protobufShare) / Math.max(1, gatewayProfile.busyPercent) : Number.NaN;
   const gatewayPeak = Math.max(cpuOf(cached.cpuRamp, 'live-gateway-1'), cpuOf(cached.cpuHold, 'live-gateway-1'));
   lines.push(
     `3. **The gateway's stream floor.** With the devices reporting and no viewer at all, the gateway used ${n(floor, 2)} cores ` +
       `(${n(perPositionUs('live-gateway-1'))} µs per position) to read and decode the ${n(run.devicesOnlyPositionsPerSecond)} positions/s ` +
       `and keep the latest ones (fixed costs included); with ${n(scenario.viewers)} viewers (run B) it used ${n(gatewayPeak, 2)}. Fan-out divides over more pods, but every pod ` +
-      `reads and decodes the whole stream in its own consumer group (protobuf decoding is the largest item of its profile below): at 10x ` +
+      `reads and decodes the whole stream in its own consumer group (protobuf decoding alone is ${n(protobufShare, 1)}% of the gateway's ` +
+      `profiled wall time, ${n(protobufOfBusy, 0)}% of its busy time): at 10x ` +
       `that floor alone is ${n(floor * 10, 1)} cores per pod, whatever its viewers${floor * 10 > 0.7 ? ', most or all of the one core a pod has: the first limit of the telemetry plane at 10x. Spreading pods over shards or events (each pod reading only the shards its viewers watch), or skipping the full decode of positions no viewer watches, moves it' : ''}.`,
     `4. **Ingestion, Redis, the writer and PostgreSQL** grow with positions/s only. Per position, with devices only: ingestion ` +
       `${n(perPositionUs('ingestion'))} µs, writer ${n(perPositionUs('writer'))} µs, PostgreSQL ${n(perPositionUs('postgres'))} µs, Redis ` +
@@ -220,6 +236,47 @@ function tenfold(run: RaceStartRun): string[] {
       `always): shard the stream (STREAM_SHARDS over a Redis Cluster) before it nears one core.`,
   );
   return lines;
+}
+
+function verdictList(m: MeasuredRun): string {
+  const missed = m.report.verdicts.filter((v) => !v.ok).map((v) => v.name.replace(/ \(.*\)$/, ''));
+  return missed.length === 0 ? 'every threshold of the scenario met' : `missed: ${missed.join(', ')}`;
+}
+
+function summary(run: RaceStartRun): string[] {
+  const { race, directusCapacity } = run;
+  const { distinct, cached } = run.runs;
+  const scenario = cached.scenario;
+  const A = distinct.report.stats.all;
+  const B = cached.report.stats.all;
+  const busy = (uses: CpuUse[]): number => uses.reduce((sum, u) => sum + u.cores, 0);
+  const demand = scenario.viewers / scenario.rampSeconds;
+  const floor10x = cpuOf(run.cpuDevicesOnly, 'live-gateway-1') * 10;
+  return [
+    `- **Run B, Directus out of the way** (one account per event): ${n(B.snapshots)} of ${n(scenario.viewers)} viewers got their snapshot, ` +
+      `p99 time to first snapshot ${ms(B.timeToSnapshot.quantile(0.99))} (bare WebSocket upgrade of the same connections: ` +
+      `${ms(B.timeToOpen.quantile(0.99))}), p99 delivery latency ${ms(B.deliveryLatency.quantile(0.99))} at the viewers and ` +
+      `${ms(cached.gatewayFanoutMs.p99)} rx -> publish at the gateway (batch window ${ms(run.batchWindowMs)}); ${verdictList(cached)}.`,
+    `- **Run A, one Directus account per viewer**: Directus serves ${n(directusCapacity.callsPerSecond)} authorizations/s here against ` +
+      `${n(demand)} new subscriptions/s asked: ${n(A.snapshots)} snapshots in ${n(A.sessions)} sessions (${n(A.failedSessions)} failed), p99 ` +
+      `time to first snapshot ${ms(A.timeToSnapshot.quantile(0.99))}; ${verdictList(distinct)}.`,
+    `- **Directus calls per new subscription**: ${n(distinct.callsPerSubscription, 3)} (A) and ${n(cached.callsPerSubscription, 3)} (B), ` +
+      `against 1 for a gateway asking once per subscription.`,
+    `- **Acknowledged positions missing from PostgreSQL: ${n(run.stored.missing)}** of ${n(run.stored.acked)} (${n(race.devices)} devices ` +
+      `throughout both runs).`,
+    `- The two cores were ${n(Math.min(busy(distinct.cpuHold), busy(cached.cpuHold)), 1)}-${n(Math.max(busy(distinct.cpuRamp), busy(cached.cpuRamp)), 1)} ` +
+      `busy during the runs (the load generator included), ${n(busy(run.cpuDevicesOnly), 1)} with the devices alone: the latencies include ` +
+      `waiting for a core.`,
+    `- **At 10x** (${n(race.devices * 10)} devices, ${n(scenario.viewers * 10)} viewers within ${scenario.rampSeconds} s) the parts rank ` +
+      tenfoldRows(run)
+        .slice(0, 3)
+        .map((r) => `${r.part} (${n(r.tenfold, 1)} cores)`)
+        .join(', ') +
+      `: Directus authorization at the start ${tenfoldRows(run)[0]?.part === 'directus' ? 'comes first' : 'needs scaling too'} ` +
+      `(${n(demand * 10)}/s asked; logins too, if viewers log in then), and each ` +
+      `gateway pod has a stream floor of ${n(floor10x, 1)} cores to decode ${n(race.devices * race.positionHz * 10)} positions/s before ` +
+      `serving anyone. Details below.`,
+  ];
 }
 
 export function renderRaceStartReport(run: RaceStartRun): string {
@@ -242,6 +299,10 @@ export function renderRaceStartReport(run: RaceStartRun): string {
   out.push(`- machine: ${cpus()[0]?.model ?? '?'} x ${cpus().length}, ${(totalmem() / 2 ** 30).toFixed(1)} GiB, Node ${process.version}`);
   out.push(`- date: ${new Date(distinct.report.startAtMs).toISOString()}`);
   out.push('');
+  out.push('## Summary');
+  out.push('');
+  out.push(...summary(run));
+  out.push('');
   out.push('## What ran');
   out.push('');
   out.push(
@@ -259,7 +320,8 @@ export function renderRaceStartReport(run: RaceStartRun): string {
         ['run A', `one Directus account per viewer (${n(distinct.accounts)} accounts): every subscription is one authorization call`],
         [
           'run B',
-          `${n(cached.accounts)} accounts, ${n(scenario.viewers / cached.accounts)} viewers each: the gateway's (user, event) permission cache answers most subscriptions, so Directus is out of the way`,
+          `one account per event (${n(cached.accounts)}; all viewers of an event share it): the gateway's (user, event) permission cache answers all ` +
+            `but about one call per event and cache lifetime, as an authorization shared per (policy, event) would; Directus is out of the way`,
         ],
         [
           'viewer',
@@ -272,7 +334,9 @@ export function renderRaceStartReport(run: RaceStartRun): string {
         ],
         [
           'gateway',
-          `one process, DIRECTUS_SECRET set (tokens verified locally), batch window ${run.batchWindowMs} ms, Directus reached through a counting proxy`,
+          `one process, DIRECTUS_SECRET set (tokens verified locally), batch window ${run.batchWindowMs} ms, re-validation every ` +
+            `${n(run.revalidateIntervalMs.run / 60_000)} min (default ${n(run.revalidateIntervalMs.default / 1000)} s; kept out of the runs, ` +
+            `costed below), Directus reached through a counting proxy`,
         ],
         [
           'set-up',
@@ -288,7 +352,7 @@ export function renderRaceStartReport(run: RaceStartRun): string {
   out.push('');
   out.push(
     table(
-      ['figure', 'run A (one account each)', 'run B (shared accounts)', 'baseline (same run)'],
+      ['figure', 'run A (one account per viewer)', 'run B (one account per event)', 'baseline (same run)'],
       [
         [
           'p99 time to first snapshot',
