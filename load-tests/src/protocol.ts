@@ -1,5 +1,6 @@
-// The live gateway's WebSocket protocol (CONTRACT.md, path /live) as a viewer speaks it. Shared by the
-// k6 scripts and the Node harness, so it imports nothing and uses no runtime-specific API.
+// The live gateway's WebSocket protocol (CONTRACT.md, path /live) as a viewer speaks it: the messages,
+// the frames and the session flow. Shared by the k6 scripts and the Node harness, so it imports nothing
+// and uses no runtime-specific API (sockets and timers come in through ViewerFlowHost).
 
 /** A position as the gateway sends it; only what a viewer measures is read. */
 export interface LivePosition {
@@ -101,4 +102,215 @@ export function receivedAtOf(position: unknown): number | undefined {
 /** The device id of a position from a frame, or undefined when the element is not a position. */
 export function deviceIdOf(position: unknown): string | undefined {
   return isRecord(position) && typeof position.device_id === 'string' ? position.device_id : undefined;
+}
+
+/** Renews the viewer's access token before it expires. */
+export interface TokenRefresher {
+  /** Refresh this many seconds before the token's `expires_at`. */
+  leadSeconds: number;
+  /** A fresh access token (Directus /auth/refresh); rejects when Directus refuses. */
+  renew(): Promise<string>;
+}
+
+/** When to refresh a token expiring at `expiresAtMs`: `leadSeconds` before, but at most half its remaining life. */
+export function refreshAtMs(nowMs: number, expiresAtMs: number, leadSeconds: number): number {
+  const remaining = Math.max(0, expiresAtMs - nowMs);
+  return nowMs + Math.max(remaining / 2, remaining - leadSeconds * 1000);
+}
+
+export interface ViewerFlowOptions {
+  accessToken: string;
+  eventId: number;
+  /** The `uid` the subscribe requests carry. */
+  uid: string;
+  startedAt: number;
+  /** The viewer closes the socket itself at this time (ms since the epoch). */
+  untilMs: number;
+  snapshotTimeoutMs: number;
+  /** Keep the session alive across token expiry by refreshing before it. */
+  refresher?: TokenRefresher;
+}
+
+/** What the flow needs from the runtime (k6 or Node), and where it reports what it measured. */
+export interface ViewerFlowHost {
+  send(text: string): void;
+  isOpen(): boolean;
+  /** Close the socket as the viewer (normal closure). */
+  close(): void;
+  /** Runs `run` after `ms`; the returned function cancels it. */
+  schedule(run: () => void, ms: number): () => void;
+  snapshot(elapsedMs: number): void;
+  /** One delivered position: arrival minus `rx`. */
+  delivery(latencyMs: number): void;
+  /** A positions frame was read; `positions` of its elements carried an `rx`. */
+  positionsFrame(positions: number): void;
+  error(code: string): void;
+  refreshed(ok: boolean): void;
+  retried(): void;
+}
+
+export interface ViewerFlowOutcome {
+  gotSnapshot: boolean;
+  /** No snapshot, or the session ended other than by the viewer. */
+  failed: boolean;
+  /** The server or the network closed the socket, not the viewer. */
+  closedByServer: boolean;
+  lastError: string | undefined;
+}
+
+const noop = (): void => undefined;
+
+/**
+ * One viewer session as the live map runs it: authenticate with the first message, subscribe to one
+ * event, take the snapshot, then receive positions until `untilMs`; refresh the token before it expires,
+ * ask again after a retryable error, give up when no snapshot comes in time.
+ */
+export class ViewerFlow {
+  private gotSnapshot = false;
+  private authenticated = false;
+  private subscribeSent = false;
+  private closingOurselves = false;
+  private failed = false;
+  private refreshPending = false;
+  private lastError: string | undefined;
+  private cancelSnapshotTimer: () => void;
+  private cancelEndTimer: () => void;
+  private cancelRefreshTimer: () => void = noop;
+  private cancelRetryTimer: () => void = noop;
+
+  constructor(
+    private readonly options: ViewerFlowOptions,
+    private readonly host: ViewerFlowHost,
+  ) {
+    this.cancelSnapshotTimer = host.schedule(() => {
+      if (!this.gotSnapshot) this.closeOurselves(true);
+    }, options.snapshotTimeoutMs);
+    this.cancelEndTimer = host.schedule(() => this.closeOurselves(false), Math.max(0, options.untilMs - options.startedAt));
+  }
+
+  get hasSnapshot(): boolean {
+    return this.gotSnapshot;
+  }
+
+  /** Ends the session from the viewer's side; `markFailed` when it ends because something went wrong. */
+  closeOurselves(markFailed: boolean): void {
+    this.failed ||= markFailed;
+    this.closingOurselves = true;
+    this.host.close();
+  }
+
+  opened(): void {
+    this.host.send(authMessage(this.options.accessToken));
+  }
+
+  socketError(message: string): void {
+    if (!this.closingOurselves) this.lastError = message;
+  }
+
+  frame(frame: ServerFrame, now: number): void {
+    switch (frame.type) {
+      case 'auth':
+        if (frame.status !== 'ok') return;
+        this.authenticated = true;
+        if (this.refreshPending) {
+          this.refreshPending = false;
+          this.host.refreshed(true);
+        }
+        this.scheduleRefresh(frame.expires_at);
+        if (!this.subscribeSent) {
+          this.subscribeSent = true;
+          this.host.send(subscribeMessage(this.options.eventId, this.options.uid));
+        }
+        return;
+      case 'subscribed':
+        if (this.gotSnapshot) return;
+        this.gotSnapshot = true;
+        this.cancelSnapshotTimer();
+        this.host.snapshot(now - this.options.startedAt);
+        return;
+      case 'positions': {
+        let count = 0;
+        for (const position of frame.positions) {
+          const rx = receivedAtOf(position);
+          if (rx === undefined) continue;
+          this.host.delivery(now - rx);
+          count++;
+        }
+        this.host.positionsFrame(count);
+        return;
+      }
+      case 'unsubscribed':
+        if (frame.reason !== 'client') this.closeOurselves(true);
+        return;
+      case 'error':
+        this.onError(frame.code);
+        return;
+      case 'pong':
+        return;
+    }
+  }
+
+  /** The socket has closed; returns how the session ended. */
+  closed(): ViewerFlowOutcome {
+    this.cancelSnapshotTimer();
+    this.cancelEndTimer();
+    this.cancelRefreshTimer();
+    this.cancelRetryTimer();
+    const closedByServer = !this.closingOurselves;
+    // Closed by the server or the network before the viewer was done: the viewer lost its map.
+    if (closedByServer || !this.gotSnapshot) this.failed = true;
+    return { gotSnapshot: this.gotSnapshot, failed: this.failed, closedByServer, lastError: this.lastError };
+  }
+
+  private onError(code: string): void {
+    this.lastError = code;
+    this.host.error(code);
+    if (this.refreshPending && TOKEN_ERROR_CODES.includes(code)) {
+      this.refreshPending = false;
+      this.host.refreshed(false);
+    }
+    if (this.gotSnapshot) return;
+    if (!RETRYABLE_ERROR_CODES.includes(code)) {
+      this.closeOurselves(true);
+      return;
+    }
+    // Busy, not refused (Directus slow or down, too many requests): ask again shortly, as the live map
+    // does, until the snapshot timeout ends the attempt.
+    this.host.retried();
+    this.cancelRetryTimer();
+    this.cancelRetryTimer = this.host.schedule(
+      () => {
+        this.cancelRetryTimer = noop;
+        if (!this.host.isOpen() || this.gotSnapshot) return;
+        this.host.send(
+          this.authenticated ? subscribeMessage(this.options.eventId, this.options.uid) : authMessage(this.options.accessToken),
+        );
+      },
+      500 + Math.random() * 1000,
+    );
+  }
+
+  private scheduleRefresh(expiresAt: number | undefined): void {
+    const refresher = this.options.refresher;
+    if (!refresher || expiresAt === undefined) return;
+    this.cancelRefreshTimer();
+    const now = Date.now();
+    this.cancelRefreshTimer = this.host.schedule(
+      () => {
+        this.cancelRefreshTimer = noop;
+        this.refreshPending = true;
+        refresher.renew().then(
+          (token) => {
+            if (this.host.isOpen()) this.host.send(authMessage(token));
+          },
+          (err: unknown) => {
+            this.refreshPending = false;
+            this.lastError = `refresh: ${String(err)}`;
+            this.host.refreshed(false);
+          },
+        );
+      },
+      refreshAtMs(now, expiresAt, refresher.leadSeconds) - now,
+    );
+  }
 }

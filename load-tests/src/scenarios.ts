@@ -182,12 +182,6 @@ export function eventForViewer<T>(index: number, eventIds: readonly T[]): T {
   return id;
 }
 
-/** When to refresh a token expiring at `expiresAtMs`: `leadSeconds` before, but at most half its remaining life. */
-export function refreshAtMs(nowMs: number, expiresAtMs: number, leadSeconds: number): number {
-  const remaining = Math.max(0, expiresAtMs - nowMs);
-  return nowMs + Math.max(remaining / 2, remaining - leadSeconds * 1000);
-}
-
 /** k6 `ramping-vus` stages: up to N over the ramp, then N for the rest of the run. */
 export function k6Stages(scenario: Scenario): { duration: string; target: number }[] {
   const rest = scenarioDurationSeconds(scenario) - scenario.rampSeconds;

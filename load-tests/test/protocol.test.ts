@@ -1,5 +1,15 @@
 import { describe, expect, it } from 'vitest';
-import { authMessage, parseServerFrame, receivedAtOf, subscribeMessage } from '../src/protocol.js';
+import {
+  ViewerFlow,
+  authMessage,
+  parseServerFrame,
+  receivedAtOf,
+  refreshAtMs,
+  subscribeMessage,
+  type ServerFrame,
+  type TokenRefresher,
+  type ViewerFlowHost,
+} from '../src/protocol.js';
 
 describe('the viewer side of the WebSocket protocol', () => {
   it('sends auth and subscribe as the contract spells them', () => {
@@ -46,5 +56,166 @@ describe('the viewer side of the WebSocket protocol', () => {
     for (const text of ['', 'not json', '[]', '{"type":"mystery"}', '{"type":"positions","positions":3}', 'null']) {
       expect(parseServerFrame(text), text).toBeUndefined();
     }
+  });
+});
+
+// A host whose clock only moves when the test says so: the flow's timers are plain entries here.
+class ScriptedHost implements ViewerFlowHost {
+  readonly sent: unknown[] = [];
+  readonly events: string[] = [];
+  readonly latencies: number[] = [];
+  open = true;
+  private now = 0;
+  private timers: { at: number; run: () => void; cancelled: boolean }[] = [];
+
+  send(text: string): void {
+    this.sent.push(JSON.parse(text));
+  }
+  isOpen(): boolean {
+    return this.open;
+  }
+  close(): void {
+    this.events.push('close');
+    this.open = false;
+  }
+  schedule(run: () => void, ms: number): () => void {
+    const timer = { at: this.now + ms, run, cancelled: false };
+    this.timers.push(timer);
+    return () => {
+      timer.cancelled = true;
+    };
+  }
+  snapshot(elapsedMs: number): void {
+    this.events.push(`snapshot ${elapsedMs}`);
+  }
+  delivery(latencyMs: number): void {
+    this.latencies.push(latencyMs);
+  }
+  positionsFrame(positions: number): void {
+    this.events.push(`positions ${positions}`);
+  }
+  error(code: string): void {
+    this.events.push(`error ${code}`);
+  }
+  refreshed(ok: boolean): void {
+    this.events.push(`refreshed ${ok}`);
+  }
+  retried(): void {
+    this.events.push('retried');
+  }
+  advance(ms: number): void {
+    this.now += ms;
+    for (const timer of this.timers.filter((t) => !t.cancelled && t.at <= this.now)) {
+      timer.cancelled = true;
+      timer.run();
+    }
+  }
+}
+
+// Lets the promise callbacks of a renewal run.
+function settled(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
+function frame(value: object): ServerFrame {
+  const parsed = parseServerFrame(JSON.stringify(value));
+  if (!parsed) throw new Error(`not a frame: ${JSON.stringify(value)}`);
+  return parsed;
+}
+
+function startFlow(host: ScriptedHost, refresher?: TokenRefresher): ViewerFlow {
+  return new ViewerFlow(
+    { accessToken: 'jwt-1', eventId: 42, uid: 's1', startedAt: 1_000, untilMs: 61_000, snapshotTimeoutMs: 10_000, refresher },
+    host,
+  );
+}
+
+describe('the viewer session flow shared by k6 and the Node harness', () => {
+  it('refreshes a token its lead time before expiry, or halfway when it has less than twice that left', () => {
+    expect(refreshAtMs(0, 900_000, 30)).toBe(870_000);
+    expect(refreshAtMs(0, 40_000, 30)).toBe(20_000);
+    expect(refreshAtMs(10_000, 5_000, 30)).toBe(10_000);
+  });
+
+  it('authenticates first, subscribes once authenticated, measures the snapshot and each delivery', () => {
+    const host = new ScriptedHost();
+    const flow = startFlow(host);
+    flow.opened();
+    expect(host.sent).toEqual([{ type: 'auth', access_token: 'jwt-1' }]);
+    flow.frame(frame({ type: 'auth', status: 'ok' }), 1_100);
+    expect(host.sent[1]).toEqual({ type: 'subscribe', event_id: 42, uid: 's1' });
+    flow.frame(frame({ type: 'auth', status: 'ok' }), 1_150);
+    expect(host.sent).toHaveLength(2);
+    flow.frame(frame({ type: 'subscribed', event_id: 42, uid: 's1', snapshot: [] }), 1_300);
+    flow.frame(frame({ type: 'positions', event_id: 42, positions: [{ rx: 1_250 }, { nope: 1 }, { rx: 1_200 }] }), 1_400);
+    expect(host.events).toEqual(['snapshot 300', 'positions 2']);
+    expect(host.latencies).toEqual([150, 200]);
+    host.advance(60_000);
+    expect(host.events.at(-1)).toBe('close');
+    expect(flow.closed()).toEqual({ gotSnapshot: true, failed: false, closedByServer: false, lastError: undefined });
+  });
+
+  it('fails a session with no snapshot in time, or one the server closed', () => {
+    const slow = new ScriptedHost();
+    const noSnapshot = startFlow(slow);
+    noSnapshot.opened();
+    slow.advance(10_000);
+    expect(slow.events).toEqual(['close']);
+    expect(noSnapshot.closed()).toMatchObject({ gotSnapshot: false, failed: true, closedByServer: false });
+
+    const dropped = new ScriptedHost();
+    const closedByServer = startFlow(dropped);
+    closedByServer.frame(frame({ type: 'subscribed', event_id: 42, snapshot: [] }), 2_000);
+    closedByServer.socketError('ECONNRESET');
+    expect(closedByServer.closed()).toEqual({ gotSnapshot: true, failed: true, closedByServer: true, lastError: 'ECONNRESET' });
+  });
+
+  it('asks again after a retryable error and gives up on a refusal', () => {
+    const host = new ScriptedHost();
+    const flow = startFlow(host);
+    flow.opened();
+    flow.frame(frame({ type: 'auth', status: 'ok' }), 1_100);
+    flow.frame(frame({ type: 'error', code: 'authorization_unavailable', message: 'busy' }), 1_200);
+    expect(host.events).toEqual(['error authorization_unavailable', 'retried']);
+    host.advance(1_500);
+    expect(host.sent.at(-1)).toEqual({ type: 'subscribe', event_id: 42, uid: 's1' });
+
+    const refused = new ScriptedHost();
+    const forbidden = startFlow(refused);
+    forbidden.frame(frame({ type: 'error', code: 'forbidden', message: 'no' }), 1_100);
+    expect(refused.events).toEqual(['error forbidden', 'close']);
+    expect(forbidden.closed()).toMatchObject({ failed: true, lastError: 'forbidden' });
+
+    const lost = new ScriptedHost();
+    const unsubscribed = startFlow(lost);
+    unsubscribed.frame(frame({ type: 'subscribed', event_id: 42, snapshot: [] }), 1_100);
+    unsubscribed.frame(frame({ type: 'unsubscribed', event_id: 42, reason: 'forbidden' }), 1_200);
+    expect(unsubscribed.closed()).toMatchObject({ gotSnapshot: true, failed: true });
+  });
+
+  it('renews the token before it expires and reports whether the gateway took it', async () => {
+    const host = new ScriptedHost();
+    let renewals = 0;
+    const flow = startFlow(host, { leadSeconds: 30, renew: () => Promise.resolve(`jwt-${++renewals + 1}`) });
+    flow.opened();
+    flow.frame(frame({ type: 'auth', status: 'ok', expires_at: Date.now() + 60_000 }), 1_100);
+    flow.frame(frame({ type: 'subscribed', event_id: 42, snapshot: [] }), 1_200);
+    host.advance(29_000);
+    expect(renewals).toBe(0);
+    host.advance(2_000);
+    await settled();
+    expect(renewals).toBe(1);
+    expect(host.sent.at(-1)).toEqual({ type: 'auth', access_token: 'jwt-2' });
+    flow.frame(frame({ type: 'auth', status: 'ok' }), 32_000);
+    expect(host.events).toEqual(['snapshot 200', 'refreshed true']);
+
+    const refusing = new ScriptedHost();
+    const refused = startFlow(refusing, { leadSeconds: 30, renew: () => Promise.reject(new Error('invalid refresh token')) });
+    refused.frame(frame({ type: 'auth', status: 'ok', expires_at: Date.now() + 60_000 }), 1_100);
+    refused.frame(frame({ type: 'subscribed', event_id: 42, snapshot: [] }), 1_200);
+    refusing.advance(31_000);
+    await settled();
+    expect(refusing.events).toEqual(['snapshot 200', 'refreshed false']);
+    expect(refused.closed().lastError).toMatch(/invalid refresh token/);
   });
 });

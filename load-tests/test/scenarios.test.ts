@@ -10,7 +10,6 @@ import {
   eventForViewer,
   k6Stages,
   k6Thresholds,
-  refreshAtMs,
   scenarioDurationSeconds,
   stormAtSeconds,
 } from '../src/scenarios.js';
@@ -62,12 +61,6 @@ describe('the shared scenario definitions', () => {
     expect(connectAtSeconds(99, 100, 30)).toBeLessThan(30);
     expect([0, 1, 2, 3, 4].map((i) => eventForViewer(i, [7, 8]))).toEqual([7, 8, 7, 8, 7]);
     expect(() => eventForViewer(0, [])).toThrow(/no event ids/);
-  });
-
-  it('refresh a token its lead time before expiry, or halfway when it has less than twice that left', () => {
-    expect(refreshAtMs(0, 900_000, 30)).toBe(870_000);
-    expect(refreshAtMs(0, 40_000, 30)).toBe(20_000);
-    expect(refreshAtMs(10_000, 5_000, 30)).toBe(10_000);
   });
 
   it('plan a reconnect storm: every viewer drops at the same moment and returns within the window', () => {

@@ -2,7 +2,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { refreshViewer } from '../directus/directus-auth.js';
 import type { ViewerStats } from '../stats/viewer-stats.js';
 import type { FleetOptions, ViewerPlan } from './plan.js';
-import { startViewerSession, type TokenRefresher, type RunningSession } from './viewer-session.js';
+import type { TokenRefresher } from '../protocol.js';
+import { startViewerSession, type RunningSession } from './viewer-session.js';
 
 // One viewer over the whole run, as the k6 scripts drive a VU: connect at its moment; in a storm,
 // drop and return; after a session that failed, back off 1-3 s and return (phase reconnect).
