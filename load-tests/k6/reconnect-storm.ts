@@ -7,7 +7,7 @@
 import { sleep } from 'k6';
 import exec from 'k6/execution';
 import type { Options } from 'k6/options';
-import { SCENARIOS, eventForViewer, k6Stages, k6Thresholds, scenarioDurationSeconds, stormAtSeconds } from '../src/scenarios.ts';
+import { SCENARIOS, eventForViewer, k6Options, scenarioDurationSeconds, stormAtSeconds } from '../src/scenarios.ts';
 import { reconnectStormFromEnv, targetFromEnv } from './lib/config.ts';
 import { acquireSession, type ViewerSession } from './lib/directus.ts';
 import { recordFailedStart, watch } from './lib/viewer.ts';
@@ -15,13 +15,7 @@ import { recordFailedStart, watch } from './lib/viewer.ts';
 const scenario = reconnectStormFromEnv(SCENARIOS.reconnectStorm);
 const target = targetFromEnv();
 
-export const options: Options = {
-  scenarios: {
-    viewers: { executor: 'ramping-vus', startVUs: 0, stages: k6Stages(scenario), gracefulRampDown: '0s', gracefulStop: '30s' },
-  },
-  thresholds: k6Thresholds(scenario),
-  summaryTrendStats: ['avg', 'med', 'p(95)', 'p(99)', 'max'],
-};
+export const options: Options = k6Options(scenario);
 
 let session: ViewerSession | undefined;
 

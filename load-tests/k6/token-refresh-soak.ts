@@ -11,7 +11,7 @@
 import { sleep } from 'k6';
 import exec from 'k6/execution';
 import type { Options } from 'k6/options';
-import { SCENARIOS, eventForViewer, k6Stages, k6Thresholds, scenarioDurationSeconds } from '../src/scenarios.ts';
+import { SCENARIOS, eventForViewer, k6Options, scenarioDurationSeconds } from '../src/scenarios.ts';
 import { tokenRefreshSoakFromEnv, targetFromEnv } from './lib/config.ts';
 import { acquireSession, login, refreshSession, type ViewerSession } from './lib/directus.ts';
 import { recordFailedStart, watch } from './lib/viewer.ts';
@@ -21,13 +21,7 @@ const target = targetFromEnv();
 const directusUrl = target.directusUrl;
 if (!directusUrl) throw new Error('DIRECTUS_URL is required: the soak refreshes tokens at Directus');
 
-export const options: Options = {
-  scenarios: {
-    viewers: { executor: 'ramping-vus', startVUs: 0, stages: k6Stages(scenario), gracefulRampDown: '0s', gracefulStop: '60s' },
-  },
-  thresholds: k6Thresholds(scenario),
-  summaryTrendStats: ['avg', 'med', 'p(95)', 'p(99)', 'max'],
-};
+export const options: Options = k6Options(scenario, 60);
 
 let session: ViewerSession | undefined;
 

@@ -191,6 +191,27 @@ export function k6Stages(scenario: Scenario): { duration: string; target: number
   ];
 }
 
+/**
+ * The k6 options of a scenario: viewers as ramping VUs (up to N over the ramp, then N), the SLO
+ * thresholds, the percentiles the summary prints. `gracefulStopSeconds`: how long a VU may finish its
+ * session after the end.
+ */
+export function k6Options(scenario: Scenario, gracefulStopSeconds = 30) {
+  return {
+    scenarios: {
+      viewers: {
+        executor: 'ramping-vus' as const,
+        startVUs: 0,
+        stages: k6Stages(scenario),
+        gracefulRampDown: '0s',
+        gracefulStop: `${gracefulStopSeconds}s`,
+      },
+    },
+    thresholds: k6Thresholds(scenario),
+    summaryTrendStats: ['avg', 'med', 'p(95)', 'p(99)', 'max'],
+  };
+}
+
 function sloThresholds(slo: ViewerSlo, tag = ''): Record<string, string[]> {
   return {
     [`${METRIC.timeToSnapshot}${tag}`]: [`p(99)<${slo.timeToSnapshotP99Ms}`],

@@ -8,6 +8,7 @@ import {
   SMOKE_RECONNECT_STORM,
   connectAtSeconds,
   eventForViewer,
+  k6Options,
   k6Stages,
   k6Thresholds,
   scenarioDurationSeconds,
@@ -48,6 +49,14 @@ describe('the shared scenario definitions', () => {
       expect(seconds).toBe(scenarioDurationSeconds(scenario));
       expect(stages[0]?.duration).toBe(`${scenario.rampSeconds}s`);
     }
+  });
+
+  it('give k6 ramping VUs with the stages, the thresholds and the grace to finish a session', () => {
+    const options = k6Options(SCENARIOS.tokenRefreshSoak, 60);
+    expect(options.scenarios.viewers).toMatchObject({ executor: 'ramping-vus', startVUs: 0, gracefulStop: '60s' });
+    expect(options.scenarios.viewers.stages).toEqual(k6Stages(SCENARIOS.tokenRefreshSoak));
+    expect(options.thresholds).toEqual(k6Thresholds(SCENARIOS.tokenRefreshSoak));
+    expect(k6Options(SCENARIOS.raceStart).scenarios.viewers.gracefulStop).toBe('30s');
   });
 
   it('give the local race start the figures of the issue: 2,000 devices at 1 Hz, 5,000 viewers within 30 s', () => {
