@@ -1,5 +1,6 @@
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { PROCESSOR_GROUP, shardKeys } from '@pitwall/contract';
 import { freePort, ManagedProcess, RedisServer, scrapeMetric, startService, type ServiceProcess } from '@pitwall/testkit';
 import type { BenchContext, BenchResult, BenchSuite } from '../suite.js';
 import type { LoadResult } from './ingestion/load.js';
@@ -13,6 +14,8 @@ import type { LoadResult } from './ingestion/load.js';
 const LOAD_SCRIPT = join(fileURLToPath(new URL('.', import.meta.url)), 'ingestion', 'load.js');
 const DEVICES = 1_000;
 const RECORDS_PER_PACKET = 50;
+const STREAM_KEY = 'bench:ingestion';
+const SHARDS = 1;
 
 async function runLoad(options: Record<string, unknown>, log: (m: string) => void): Promise<LoadResult> {
   const proc = new ManagedProcess(process.execPath, [LOAD_SCRIPT, JSON.stringify(options)], { name: `load-${String(options.mode)}` });
@@ -37,7 +40,8 @@ export const ingestionSuite: BenchSuite = {
     try {
       service = await startService('ingestion', {
         REDIS_URL: redis.url,
-        STREAM_KEY: 'bench:ingestion',
+        STREAM_KEY,
+        STREAM_SHARDS: String(SHARDS),
         STREAM_MAXLEN: '1000000',
         INGESTION_HOST: '127.0.0.1',
         INGESTION_TCP_PORT: String(port),
@@ -69,6 +73,15 @@ export const ingestionSuite: BenchSuite = {
         },
         log,
       );
+      // The flood left MAXLEN entries that no `processor` group has read: at its next poll ingestion
+      // would see a full backlog and hold the fleet's records on the devices. A group that has read
+      // everything makes the backlog zero, as a writer keeping up would.
+      const admin = redis.client();
+      try {
+        for (const key of shardKeys(STREAM_KEY, SHARDS)) await admin.xgroup('CREATE', key, PROCESSOR_GROUP, '$', 'MKSTREAM');
+      } finally {
+        admin.disconnect();
+      }
       const fleet = await runLoad({ mode: 'fleet', port, devices: DEVICES, rate: 1, warmupMs: 3_000, durationMs, firstIndex: 10_000 }, log);
       const rawPaced = await runLoad(
         {
@@ -84,6 +97,7 @@ export const ingestionSuite: BenchSuite = {
         },
         log,
       );
+      if (fleet.samples === 0) throw new Error('no device was acknowledged during the fleet run (backpressure engaged?)');
       const fleetNote = `${DEVICES.toLocaleString('en-US')} devices x 1 Hz, Codec 8E over TCP, ${Math.round(fleet.rate)} positions/s`;
       return [
         {

@@ -109,6 +109,10 @@ async function flood(o: Extract<Options, { mode: 'flood' }>): Promise<LoadResult
   let allConnected: () => void = () => undefined;
   const ready = new Promise<void>((resolve) => (allConnected = resolve));
   const sockets: Socket[] = [];
+  // Every device completes its handshake before any floods. Node (libuv >= 1.45) accepts one
+  // connection per event-loop iteration, so a saturated ingestion admits new devices slowly: devices
+  // that flood from their first millisecond would measure admission, not throughput.
+  const starters: (() => void)[] = [];
   const open = (d: number) => {
     const socket = connect({ port: o.port, host: '127.0.0.1', noDelay: true });
     let handshaken = false;
@@ -125,8 +129,11 @@ async function flood(o: Extract<Options, { mode: 'flood' }>): Promise<LoadResult
       if (!handshaken) {
         handshaken = true;
         bytes--;
-        sendNext();
-        if (++connected === o.devices) allConnected();
+        starters.push(sendNext);
+        if (++connected === o.devices) {
+          for (const start of starters) start();
+          allConnected();
+        }
       }
       pending += bytes;
       while (pending >= 4) {
