@@ -108,6 +108,8 @@ export class ShardPipeline {
   private held: RawStreamBatch[] = [];
   private heldCount = 0;
   private lastLatestAt = Date.now();
+  /** A read of new entries failed since the pending list was last re-read. */
+  private readReplyMayBeLost = false;
 
   constructor(private readonly options: PipelineOptions) {}
 
@@ -135,6 +137,13 @@ export class ShardPipeline {
         // An empty read means the stream is idle: nothing to wait for before positions_latest.
         if (batch.size === 0) await this.flushLatest();
         else await this.write(batch);
+        if (this.readReplyMayBeLost) {
+          // A read that failed may have been served: Redis moved its entries into this consumer's
+          // pending list and the reply never arrived. Reading `>` again skips them, so take them
+          // back from the pending list now rather than after WRITER_CLAIM_IDLE_MS.
+          this.readReplyMayBeLost = false;
+          await this.recoverPending();
+        }
       }
       if (next) await this.write(await next);
       await this.flushLatest();
@@ -147,7 +156,14 @@ export class ShardPipeline {
   /** Never rejects: Redis failures are retried; at shutdown it returns nothing. */
   private async readNew(): Promise<RawStreamBatch[]> {
     try {
-      return await this.withRetry('redis', () => this.options.group.readNew());
+      return await this.withRetry('redis', async () => {
+        try {
+          return await this.options.group.readNew();
+        } catch (err) {
+          this.readReplyMayBeLost = true;
+          throw err;
+        }
+      });
     } catch (err) {
       if (err instanceof BatchAbandonedError) return [];
       throw err;

@@ -1,4 +1,5 @@
 import { PostgresServer, RedisServer, scrapeMetric, sleep, startService, uniqueName, waitFor } from '@pitwall/testkit';
+import { encodePosition, POSITION_FIELD, PROCESSOR_GROUP, shardKey } from '@pitwall/contract';
 import { Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
 import { groupBacklog, keysOf, makePositions, produce, storedKeys, waitAllAcked } from './helpers.js';
@@ -86,6 +87,53 @@ describe('writer through outages', () => {
         await waitFor('readyz 200', async () => (await readyStatus(writer.metricsUrl)) === 200, { timeoutMs: 20_000 });
         await produce(redis, streamKey, 1, positions.slice(500));
         await waitAllAcked(redis, streamKey, 1);
+        expect(await storedKeys(databaseUrl)).toEqual(keysOf(positions));
+      } finally {
+        await writer.proc.stop();
+      }
+    } finally {
+      redis.disconnect();
+      await Promise.all([postgres.destroy(), redisServer.destroy()]);
+    }
+  });
+
+  it('takes back entries of a read whose reply Redis never delivered, without waiting for the claim timeout', async () => {
+    const [postgres, redisServer] = await Promise.all([PostgresServer.start(), RedisServer.start({ durable: true })]);
+    const redis = new Redis(redisServer.url, { maxRetriesPerRequest: 1 });
+    redis.on('error', () => undefined);
+    const streamKey = uniqueName('positions');
+    try {
+      const databaseUrl = await postgres.createDatabase('pitwall');
+      const writer = await startService('writer', {
+        DATABASE_URL: databaseUrl,
+        REDIS_URL: redisServer.url,
+        STREAM_KEY: streamKey,
+        INSTANCE_ID: 'w1',
+        WRITER_BLOCK_MS: '200',
+        WRITER_RETRY_MAX_MS: '500',
+        // Claiming would also find the entry, but only after this long: the test must not rely on it.
+        WRITER_CLAIM_IDLE_MS: '600000',
+      });
+      try {
+        const positions = makePositions(21, { devices: 3 });
+        await produce(redis, streamKey, 1, positions.slice(0, 20));
+        await waitAllAcked(redis, streamKey, 1);
+        // What Redis does when it serves the writer's XREADGROUP and the connection dies before the
+        // reply: the entry is in consumer w1's pending list, and w1 never saw it.
+        const lost = positions[20]!;
+        const key = shardKey(streamKey, 0);
+        const replies = await redis
+          .multi()
+          .xadd(key, '*', POSITION_FIELD, Buffer.from(encodePosition(lost)))
+          .xreadgroup('GROUP', PROCESSOR_GROUP, 'w1', 'COUNT', 1, 'STREAMS', key, '>')
+          .exec();
+        for (const [err] of replies ?? []) if (err) throw err;
+        expect((await groupBacklog(redis, streamKey, 1)).pending).toBe(1);
+        // The crash that lost the reply: the writer's read fails, Redis comes back with its pending list.
+        await redisServer.kill();
+        await sleep(1_000);
+        await redisServer.restart();
+        await waitAllAcked(redis, streamKey, 1, 20_000);
         expect(await storedKeys(databaseUrl)).toEqual(keysOf(positions));
       } finally {
         await writer.proc.stop();
