@@ -10,7 +10,8 @@ async function readyStatus(metricsUrl: string): Promise<number> {
   return (await fetch(`${metricsUrl}/readyz`)).status;
 }
 
-interface DurableRedisRig {
+interface WriterRig {
+  postgres: PostgresServer;
   redis: Redis;
   redisServer: RedisServer;
   streamKey: string;
@@ -18,8 +19,8 @@ interface DurableRedisRig {
   metricsUrl: string;
 }
 
-/** A writer (INSTANCE_ID w1, one shard) on a PostgreSQL and an append-only Redis of the test's own. */
-async function withWriterOnDurableRedis(env: Record<string, string>, body: (rig: DurableRedisRig) => Promise<void>): Promise<void> {
+/** A writer (INSTANCE_ID w1, one shard unless `env` says otherwise) on a PostgreSQL and an append-only Redis of the test's own. */
+async function withWriter(env: Record<string, string>, body: (rig: WriterRig) => Promise<void>): Promise<void> {
   const [postgres, redisServer] = await Promise.all([PostgresServer.start(), RedisServer.start({ durable: true })]);
   const redis = new Redis(redisServer.url, { maxRetriesPerRequest: 1 });
   redis.on('error', () => undefined);
@@ -36,7 +37,7 @@ async function withWriterOnDurableRedis(env: Record<string, string>, body: (rig:
       ...env,
     });
     try {
-      await body({ redis, redisServer, streamKey, databaseUrl, metricsUrl: writer.metricsUrl });
+      await body({ postgres, redis, redisServer, streamKey, databaseUrl, metricsUrl: writer.metricsUrl });
     } finally {
       await writer.proc.stop();
     }
@@ -48,57 +49,37 @@ async function withWriterOnDurableRedis(env: Record<string, string>, body: (rig:
 
 describe('writer through outages', () => {
   it('loses nothing while PostgreSQL is stopped for 30 s, reports not ready, and resumes by itself', async () => {
-    const [postgres, redisServer] = await Promise.all([PostgresServer.start(), RedisServer.start()]);
-    const redis = new Redis(redisServer.url);
-    const streamKey = uniqueName('positions');
-    try {
-      const databaseUrl = await postgres.createDatabase('pitwall');
-      const writer = await startService('writer', {
-        DATABASE_URL: databaseUrl,
-        REDIS_URL: redisServer.url,
-        STREAM_KEY: streamKey,
-        STREAM_SHARDS: '2',
-        INSTANCE_ID: 'w1',
-        WRITER_BLOCK_MS: '200',
-        WRITER_STATS_INTERVAL_MS: '200',
-        WRITER_RETRY_MAX_MS: '1000',
-      });
-      try {
-        const positions = makePositions(3_000, { devices: 100 });
-        await produce(redis, streamKey, 2, positions.slice(0, 1_000));
-        await waitAllAcked(redis, streamKey, 2);
+    const env = { STREAM_SHARDS: '2', WRITER_STATS_INTERVAL_MS: '200', WRITER_RETRY_MAX_MS: '1000' };
+    await withWriter(env, async ({ postgres, redis, streamKey, databaseUrl, metricsUrl }) => {
+      const positions = makePositions(3_000, { devices: 100 });
+      await produce(redis, streamKey, 2, positions.slice(0, 1_000));
+      await waitAllAcked(redis, streamKey, 2);
 
-        await postgres.stop();
-        const stoppedAt = Date.now();
-        await waitFor('readyz 503', async () => (await readyStatus(writer.metricsUrl)) === 503);
-        expect(await (await fetch(`${writer.metricsUrl}/readyz`)).text()).toMatch(/postgres/);
-        // Positions keep arriving during the outage; none may be acknowledged before it ends.
-        for (let i = 1_000; i < 3_000; i += 250) {
-          await produce(redis, streamKey, 2, positions.slice(i, i + 250));
-          await sleep(2_000);
-        }
-        await sleep(Math.max(0, 30_000 - (Date.now() - stoppedAt)));
-        const during = await groupBacklog(redis, streamKey, 2);
-        expect(during.pending + during.lag).toBe(2_000);
-        expect(await readyStatus(writer.metricsUrl)).toBe(503);
-        expect(await scrapeMetric(writer.metricsUrl, 'pitwall_writer_entries_acked_total')).toBe(1_000);
-
-        await postgres.restart();
-        await waitAllAcked(redis, streamKey, 2, 60_000);
-        expect(await storedKeys(databaseUrl)).toEqual(keysOf(positions));
-        await waitFor('readyz 200', async () => (await readyStatus(writer.metricsUrl)) === 200);
-        expect(await scrapeMetric(writer.metricsUrl, 'pitwall_writer_retries_total', { operation: 'postgres' })).toBeGreaterThan(0);
-      } finally {
-        await writer.proc.stop();
+      await postgres.stop();
+      const stoppedAt = Date.now();
+      await waitFor('readyz 503', async () => (await readyStatus(metricsUrl)) === 503);
+      expect(await (await fetch(`${metricsUrl}/readyz`)).text()).toMatch(/postgres/);
+      // Positions keep arriving during the outage; none may be acknowledged before it ends.
+      for (let i = 1_000; i < 3_000; i += 250) {
+        await produce(redis, streamKey, 2, positions.slice(i, i + 250));
+        await sleep(2_000);
       }
-    } finally {
-      redis.disconnect();
-      await Promise.all([postgres.destroy(), redisServer.destroy()]);
-    }
+      await sleep(Math.max(0, 30_000 - (Date.now() - stoppedAt)));
+      const during = await groupBacklog(redis, streamKey, 2);
+      expect(during.pending + during.lag).toBe(2_000);
+      expect(await readyStatus(metricsUrl)).toBe(503);
+      expect(await scrapeMetric(metricsUrl, 'pitwall_writer_entries_acked_total')).toBe(1_000);
+
+      await postgres.restart();
+      await waitAllAcked(redis, streamKey, 2, 60_000);
+      expect(await storedKeys(databaseUrl)).toEqual(keysOf(positions));
+      await waitFor('readyz 200', async () => (await readyStatus(metricsUrl)) === 200);
+      expect(await scrapeMetric(metricsUrl, 'pitwall_writer_retries_total', { operation: 'postgres' })).toBeGreaterThan(0);
+    });
   }, 180_000);
 
   it('recovers by itself when Redis crashes and comes back', async () => {
-    await withWriterOnDurableRedis({}, async ({ redis, redisServer, streamKey, databaseUrl, metricsUrl }) => {
+    await withWriter({}, async ({ redis, redisServer, streamKey, databaseUrl, metricsUrl }) => {
       const positions = makePositions(1_000, { devices: 20 });
       await produce(redis, streamKey, 1, positions.slice(0, 500));
       await waitAllAcked(redis, streamKey, 1);
@@ -115,7 +96,7 @@ describe('writer through outages', () => {
 
   it('takes back entries of a read whose reply Redis never delivered, without waiting for the claim timeout', async () => {
     // Claiming would also find the entry, but only after this long: the test must not rely on it.
-    await withWriterOnDurableRedis({ WRITER_CLAIM_IDLE_MS: '600000' }, async ({ redis, redisServer, streamKey, databaseUrl }) => {
+    await withWriter({ WRITER_CLAIM_IDLE_MS: '600000' }, async ({ redis, redisServer, streamKey, databaseUrl }) => {
       const positions = makePositions(21, { devices: 3 });
       await produce(redis, streamKey, 1, positions.slice(0, 20));
       await waitAllAcked(redis, streamKey, 1);
