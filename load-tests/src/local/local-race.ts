@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { seedDirectus, startDirectus, type Seeded, type StartedDirectus } from '@pitwall/business-plane';
+import { DirectusRest, login, seedDirectus, startDirectus, type Seeded, type StartedDirectus } from '@pitwall/business-plane';
 import { startPipeline, type ExistingDirectus, type Pipeline, type PipelineOptions } from '@pitwall/devstack';
 import { simulatorImei, startSimulation, type Simulation } from '@pitwall/simulator';
 import { PostgresServer, uniqueName } from '@pitwall/testkit';
@@ -86,20 +86,11 @@ function directusProcess(url: string): number | undefined {
  */
 async function seedRace(directus: StartedDirectus, race: RaceShape): Promise<Seeded> {
   const seed = await seedDirectus(directus, { events: race.events, devicesPerEvent: 1 });
-  const post = async <T>(path: string, body: unknown): Promise<T> => {
-    const res = await fetch(`${directus.url}${path}`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', authorization: `Bearer ${seed.adminToken}` },
-      body: JSON.stringify(body),
-    });
-    const text = await res.text();
-    if (!res.ok) throw new Error(`Directus POST ${path} answered ${res.status}: ${text.slice(0, 300)}`);
-    return (JSON.parse(text) as { data: T }).data;
-  };
+  const admin = new DirectusRest(directus.url, seed.adminToken);
   const BATCH = 500;
   for (let first = seed.devices.length; first < race.devices; first += BATCH) {
     const indexes = Array.from({ length: Math.min(BATCH, race.devices - first) }, (_, k) => first + k);
-    const devices = await post<{ id: number; imei: string }[]>(
+    const devices = await admin.post<{ id: number; imei: string }[]>(
       '/items/devices',
       indexes.map((i) => ({ imei: simulatorImei(i), name: `Tracker ${i + 1}` })),
     );
@@ -108,7 +99,7 @@ async function seedRace(directus: StartedDirectus, race: RaceShape): Promise<See
       const event = seed.events[index % seed.events.length];
       return { event: event?.id, device: device.id, label: `#${Math.floor(index / seed.events.length) + 1}` };
     });
-    await post('/items/entries', entries);
+    await admin.post('/items/entries', entries);
   }
   return seed;
 }
@@ -138,14 +129,7 @@ async function defaultHashLoginCost(directus: StartedDirectus, times: number): P
   const parts: Record<string, number> = pid === undefined ? {} : { directus: pid };
   const before = sampleCpu(parts);
   const started = performance.now();
-  for (let i = 0; i < times; i++) {
-    const res = await fetch(`${directus.url}/auth/login`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ email: directus.adminEmail, password: directus.adminPassword, mode: 'json' }),
-    });
-    await res.text();
-  }
+  for (let i = 0; i < times; i++) await login(directus.url, directus.adminEmail, directus.adminPassword);
   const wallMs = (performance.now() - started) / times;
   const cpu = cpuBetween(before, sampleCpu(parts)).find((u) => u.part === 'directus');
   return { wallMs, cpuMs: ((cpu?.cpuSeconds ?? Number.NaN) * 1000) / times };

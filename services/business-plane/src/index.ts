@@ -1,5 +1,6 @@
 export * from './directus/auth.js';
 export * from './directus/install.js';
+export { DirectusRest } from './directus/rest.js';
 export * from './directus/server.js';
 export { DIRECTUS_ADMIN_EMAIL, DIRECTUS_ADMIN_PASSWORD, SNAPSHOT_FILE } from './directus/template.js';
 export * from './errors/directus-request-error.js';

@@ -4,6 +4,12 @@ import { StreamEntryError } from './stream-entry-error.js';
 
 /** Field of a stream entry that holds the protobuf-encoded Position. */
 export const POSITION_FIELD = 'p';
+const POSITION_FIELD_BYTE = POSITION_FIELD.charCodeAt(0);
+
+/** Whether a field name of a stream entry (a Buffer when read with Buffer replies) is POSITION_FIELD. */
+export function isPositionField(name: Buffer | string | undefined): boolean {
+  return typeof name === 'string' ? name === POSITION_FIELD : name !== undefined && name.length === 1 && name[0] === POSITION_FIELD_BYTE;
+}
 
 export type PositionInit = Parameters<typeof create<typeof PositionSchema>>[1];
 
@@ -31,10 +37,7 @@ export function decodePosition(bytes: Uint8Array): Position {
  */
 export function decodeEntryFields(fields: readonly (Buffer | string)[]): Position {
   for (let i = 0; i + 1 < fields.length; i += 2) {
-    const name = fields[i];
-    const isPositionField =
-      typeof name === 'string' ? name === POSITION_FIELD : name !== undefined && name.length === 1 && name[0] === 0x70;
-    if (!isPositionField) continue;
+    if (!isPositionField(fields[i])) continue;
     const value = fields[i + 1];
     if (typeof value === 'string') throw new StreamEntryError('field p was read as a string; read the stream with Buffer replies');
     if (value === undefined) break;

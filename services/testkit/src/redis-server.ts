@@ -44,6 +44,11 @@ export class RedisServer {
     return this.proc?.running ?? false;
   }
 
+  /** The redis-server process while it runs (for CPU pinning and accounting). */
+  get pid(): number | undefined {
+    return this.proc?.running ? this.proc.pid : undefined;
+  }
+
   /** Starts it again on the same port and data directory (what a durable server kept is back). */
   async restart(): Promise<void> {
     if (this.proc?.running) throw new Error('redis-server is already running');

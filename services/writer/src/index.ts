@@ -15,5 +15,4 @@ export { PartitionMaintainer, type MaintenanceResult } from './schema/partitions
 export * from './schema/partition-ranges.js';
 export { addEntry } from './store/entry-row.js';
 export { checkPositionRow, positionProblem } from './store/position-row.js';
-export { encodeBatch } from './store/position-store.js';
-export { CopyBatchBuilder, rowFromTuple, subBatch, type BatchRow, type EncodedBatch } from './store/copy-batch.js';
+export { CopyBatchBuilder, encodeBatch, rowFromTuple, subBatch, type BatchRow, type EncodedBatch } from './store/copy-batch.js';

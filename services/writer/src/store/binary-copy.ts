@@ -1,4 +1,4 @@
-import { CopyBatchBuilder } from './copy-batch.js';
+import { encodeBatch } from './copy-batch.js';
 import type { PositionRow } from './position-row.js';
 
 /** Columns of `positions` in the order every COPY and INSERT of the writer uses. */
@@ -17,7 +17,5 @@ export const POSITION_COLUMNS = [
 
 /** Encodes rows as one binary COPY stream (header, tuples, trailer) for POSITION_COLUMNS. */
 export function encodeBinaryCopy(rows: readonly PositionRow[]): Buffer {
-  const builder = new CopyBatchBuilder(rows.length * 256);
-  for (const row of rows) builder.addRow(row);
-  return builder.finish().copyData;
+  return encodeBatch(rows).copyData;
 }

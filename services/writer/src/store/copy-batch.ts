@@ -501,6 +501,13 @@ function writeTimestamp(buf: Buffer, offset: number, ms: number): number {
   return offset + 12;
 }
 
+/** Encodes rows decoded elsewhere (the contract's path, tests, the bench baseline) as a batch. */
+export function encodeBatch(rows: readonly PositionRow[]): EncodedBatch {
+  const builder = new CopyBatchBuilder(rows.length * 256);
+  for (const row of rows) builder.addRow(row);
+  return builder.finish();
+}
+
 /** Rows [from, to) of a batch as a batch of their own (to isolate a row PostgreSQL rejects). */
 export function subBatch(batch: EncodedBatch, from: number, to: number): EncodedBatch {
   const rows: BatchRow[] = [];

@@ -1,8 +1,6 @@
-import { decodeEntryFields } from '@pitwall/contract';
+import { decodeEntryFields, isPositionField } from '@pitwall/contract';
 import type { CopyBatchBuilder } from './copy-batch.js';
 import { toPositionRow } from './position-row.js';
-
-const POSITION_FIELD_BYTE = 0x70; // 'p'
 
 /**
  * Adds the position of one stream entry (its flat [field, value, ...] list) to a batch: the fast
@@ -11,8 +9,7 @@ const POSITION_FIELD_BYTE = 0x70; // 'p'
  */
 export function addEntry(builder: CopyBatchBuilder, fields: readonly Buffer[], nowMs: number): void {
   for (let i = 0; i + 1 < fields.length; i += 2) {
-    const name = fields[i] as Buffer;
-    if (name.length !== 1 || name[0] !== POSITION_FIELD_BYTE) continue;
+    if (!isPositionField(fields[i])) continue;
     if (builder.addPositionBytes(fields[i + 1] as Buffer, nowMs)) return;
     break;
   }

@@ -2,7 +2,7 @@ import { once } from 'node:events';
 import type pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 import { POSITION_COLUMNS } from './binary-copy.js';
-import { CopyBatchBuilder, subBatch, type EncodedBatch } from './copy-batch.js';
+import { encodeBatch, subBatch, type EncodedBatch } from './copy-batch.js';
 import { classifyPgError, describePgError, sqlState } from './pg-errors.js';
 import type { PositionRow } from './position-row.js';
 
@@ -76,13 +76,6 @@ function latestParameters(newest: Iterable<PositionRow>): unknown[] {
     rows.map((r) => r.satellites),
     rows.map((r) => r.attributes),
   ];
-}
-
-/** Encodes rows decoded elsewhere (tests, the bench baseline) as a batch. */
-export function encodeBatch(rows: readonly PositionRow[]): EncodedBatch {
-  const builder = new CopyBatchBuilder(rows.length * 256);
-  for (const row of rows) builder.addRow(row);
-  return builder.finish();
 }
 
 async function copyIn(client: pg.PoolClient, sql: string, data: Buffer): Promise<number> {
@@ -177,42 +170,49 @@ export class PositionStore {
   }
 
   /** One statement that is its own transaction. */
-  private async autocommit<T>(kind: TransactionKind, statement: (client: pg.PoolClient) => Promise<T>): Promise<T> {
-    const client = await this.pool.connect();
-    let broken: Error | undefined;
-    try {
-      const started = process.hrtime.bigint();
-      const value = await statement(client);
-      this.hooks.onCommit?.(kind, Number(process.hrtime.bigint() - started) / 1e9);
-      return value;
-    } catch (err) {
-      // A statement error leaves the session usable; anything else (a lost connection) does not.
-      if (sqlState(err) === undefined) broken = err instanceof Error ? err : new Error(String(err));
-      throw err;
-    } finally {
-      client.release(broken);
-    }
+  private autocommit<T>(kind: TransactionKind, statement: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+    return this.onConnection(kind, async (client, discard) => {
+      try {
+        return await statement(client);
+      } catch (err) {
+        // A statement error leaves the session usable; anything else (a lost connection) does not.
+        if (sqlState(err) === undefined) discard(err);
+        throw err;
+      }
+    });
   }
 
-  private async transaction<T>(kind: TransactionKind, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
-    const client = await this.pool.connect();
-    let broken: Error | undefined;
-    try {
-      const started = process.hrtime.bigint();
+  private transaction<T>(kind: TransactionKind, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+    return this.onConnection(kind, async (client, discard) => {
       await client.query('BEGIN');
       try {
         const value = await work(client);
         await client.query('COMMIT');
-        this.hooks.onCommit?.(kind, Number(process.hrtime.bigint() - started) / 1e9);
         return value;
       } catch (err) {
-        await client.query('ROLLBACK').catch((rollbackErr: unknown) => {
-          broken = rollbackErr instanceof Error ? rollbackErr : new Error(String(rollbackErr));
-        });
+        // A connection that cannot even roll back is discarded instead of returned to the pool.
+        await client.query('ROLLBACK').catch(discard);
         throw err;
       }
+    });
+  }
+
+  /** Runs `commit` on a pooled connection and reports it; `discard` keeps the connection out of the pool. */
+  private async onConnection<T>(
+    kind: TransactionKind,
+    commit: (client: pg.PoolClient, discard: (err: unknown) => void) => Promise<T>,
+  ): Promise<T> {
+    const client = await this.pool.connect();
+    let broken: Error | undefined;
+    const discard = (err: unknown): void => {
+      broken = err instanceof Error ? err : new Error(String(err));
+    };
+    try {
+      const started = process.hrtime.bigint();
+      const value = await commit(client, discard);
+      this.hooks.onCommit?.(kind, Number(process.hrtime.bigint() - started) / 1e9);
+      return value;
     } finally {
-      // A connection that cannot even roll back is discarded instead of returned to the pool.
       client.release(broken);
     }
   }
