@@ -29,7 +29,13 @@ function random(seed: number): () => number {
 function randomPosition(next: () => number): Position {
   const int = (max: number) => Math.floor(next() * max);
   const init: PositionInit = {
-    deviceId: String(350_000_000_000_000 + int(9_999_999_999)),
+    // 15 digits (the fast decoder caches these by value, so leading zeros must survive), 16 and 17.
+    deviceId: [
+      String(350_000_000_000_000 + int(9_999_999_999)),
+      `0${10 ** 13 + int(9 * 10 ** 13)}`,
+      String(10 ** 15 + int(9 * 10 ** 15)),
+      `35${String(int(10 ** 15)).padStart(15, '0')}`,
+    ][int(4)]!,
     recordedAtMs: BigInt(NOW - int(400 * 86_400_000)),
     receivedAtMs: next() < 0.1 ? 0n : BigInt(NOW - int(1_000)),
     latE7: int(1_800_000_001) - 900_000_000,
@@ -104,6 +110,9 @@ describe('CopyBatchBuilder.addPositionBytes (fast path)', () => {
     const invalid: PositionInit[] = [
       { deviceId: 'abc' },
       { deviceId: '3520930864036559999' },
+      { deviceId: '35209308640365' },
+      { deviceId: '35209308640365a' },
+      { deviceId: '35209308640365\u0660' },
       { recordedAtMs: 0n },
       { recordedAtMs: -5n },
       { recordedAtMs: 2n ** 62n },

@@ -1,5 +1,5 @@
 import { Codec } from '@pitwall/contract';
-import { positionProblem, type PositionRow } from './position-row.js';
+import { valueProblem, type PositionRow } from './position-row.js';
 
 // A batch of positions encoded once, straight into PostgreSQL's binary COPY format
 // (https://www.postgresql.org/docs/current/sql-copy.html): the server parses no text, and the writer
@@ -78,6 +78,37 @@ let ioHi = new Uint32Array(64);
 let ioRawStart = new Int32Array(64);
 let ioRawEnd = new Int32Array(64);
 const digits = new Uint8Array(24);
+
+/** IO ids below this (Codec 8E's are 2 bytes) have their `"<id>":` bytes cached. */
+const IO_KEY_CACHE_LIMIT = 65_536;
+const ioKeys: (Buffer | undefined)[] = [];
+/** Device ids of 15 digits by their value: a fleet repeats the same few thousand in every batch. */
+const imeis = new Map<number, string>();
+const IMEI_CACHE_LIMIT = 100_000;
+
+/**
+ * The device id in bytes [start, end) when it is an IMEI (15 to 17 ASCII digits, as the contract's
+ * isImei), else undefined. Checked on the bytes, and the string of a 15-digit one (below 2^53, so its
+ * value is exact) comes from a cache instead of a new allocation per row.
+ */
+function imeiAt(bytes: Buffer, start: number, end: number): string | undefined {
+  const length = end - start;
+  if (length < 15 || length > 17) return undefined;
+  let value = 0;
+  for (let i = start; i < end; i++) {
+    const digit = (bytes[i] as number) - Char.Zero;
+    if (digit < 0 || digit > 9) return undefined;
+    value = value * 10 + digit;
+  }
+  if (length !== 15) return bytes.toString('latin1', start, end);
+  let imei = imeis.get(value);
+  if (imei === undefined) {
+    if (imeis.size >= IMEI_CACHE_LIMIT) imeis.clear();
+    imei = bytes.toString('latin1', start, end);
+    imeis.set(value, imei);
+  }
+  return imei;
+}
 
 /** Reads a varint into lo/hi (unsigned 32-bit words); false when truncated or longer than 10 bytes. */
 function readVarint(end: number): boolean {
@@ -300,11 +331,12 @@ export class CopyBatchBuilder {
       }
     }
     if (Number.isNaN(recordedAtMs) || Number.isNaN(receivedAtMs)) return false;
-    const deviceId = bytes.toString('latin1', idStart, idEnd);
+    const deviceId = imeiAt(bytes, idStart, idEnd);
+    if (deviceId === undefined) return false;
     const received = receivedAtMs === 0 ? null : receivedAtMs;
     const lat = latE7 / 1e7;
     const lon = lonE7 / 1e7;
-    if (positionProblem(deviceId, recordedAtMs, received, lat, lon, headingDeg, satellites, nowMs) !== undefined) return false;
+    if (valueProblem(recordedAtMs, received, lat, lon, headingDeg, satellites, nowMs) !== undefined) return false;
 
     // A valid IMEI is ASCII digits: its byte length is its string length.
     this.ensure(FIXED_TUPLE_BYTES + (idEnd - idStart) + ATTRIBUTES_BASE_BYTES + ioCount * IO_ELEMENT_MAX_BYTES + 2 * nxBytes);
@@ -458,6 +490,15 @@ export class CopyBatchBuilder {
 
   /** `"<id>":` */
   private writeKey(id: number): void {
+    if (id < IO_KEY_CACHE_LIMIT) {
+      let key = ioKeys[id];
+      if (key === undefined) {
+        key = ascii(`"${id}":`);
+        ioKeys[id] = key;
+      }
+      this.writeConst(key);
+      return;
+    }
     this.buf[this.o++] = Char.Quote;
     this.writeUint(id);
     this.buf[this.o++] = Char.Quote;

@@ -71,6 +71,19 @@ export function positionProblem(
   if (!isImei(deviceId)) {
     return new InvalidPositionError('invalid_device_id', `device id ${JSON.stringify(deviceId.slice(0, 40))} is not an IMEI`);
   }
+  return valueProblem(recordedAtMs, receivedAtMs, lat, lon, headingDeg, satellites, nowMs);
+}
+
+/** positionProblem without the device id (the fast decoder checks that on the bytes). */
+export function valueProblem(
+  recordedAtMs: number,
+  receivedAtMs: number | null,
+  lat: number,
+  lon: number,
+  headingDeg: number,
+  satellites: number,
+  nowMs: number,
+): InvalidPositionError | undefined {
   const receivedLimit = nowMs + MAX_CLOCK_AHEAD_MS;
   if (receivedAtMs !== null && !(receivedAtMs >= MIN_TIMESTAMP_MS && receivedAtMs <= receivedLimit)) {
     return new InvalidPositionError(
