@@ -55,7 +55,10 @@ function pin(pid: number, cpuList: string): void {
 
 /** A throwaway cluster with production durability (fsync, synchronous commit, full page writes). */
 async function startDurablePostgres(): Promise<{ url: (db: string) => string; pid: number; stop: () => Promise<void> }> {
-  const server = await PostgresServer.start({ durable: true, settings: { shared_buffers: '256MB', max_wal_size: '4GB', track_commit_timestamp: 'on' } });
+  const server = await PostgresServer.start({
+    durable: true,
+    settings: { shared_buffers: '256MB', max_wal_size: '4GB', track_commit_timestamp: 'on' },
+  });
   return {
     url: (db) => server.url(db),
     pid: server.pid ?? -1,
