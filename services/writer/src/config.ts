@@ -17,6 +17,15 @@ export const writerEnv = {
    * n-th shard (so never the same device); at most STREAM_SHARDS of them run.
    */
   WRITER_PIPELINES: intVar(2, 1, 64),
+  /**
+   * Once a pipeline has caught up with the stream (a read came back short of WRITER_BATCH_SIZE), its
+   * next read starts at least this long after that one, so positions trickling in at 1 Hz per device
+   * are written a few transactions per second rather than one per read: PostgreSQL commits, fsyncs
+   * and per-statement work shrink with it (2,000 devices at 1 Hz: 80 transactions/s read at once,
+   * 8 with 250 ms, and about half the writer's CPU per row). Rows reach PostgreSQL up to this much
+   * later; the live path does not wait for them. 0 reads again at once.
+   */
+  WRITER_BATCH_WAIT_MS: intVar(250, 0, 10_000),
   /** How long one XREADGROUP blocks waiting for new entries (BLOCK); also bounds shutdown latency. */
   WRITER_BLOCK_MS: intVar(1_000, 1, 60_000),
   /** Visibility timeout: entries pending this long on another consumer are taken over (XAUTOCLAIM). */

@@ -84,6 +84,7 @@ export function createWriter(config: WriterConfig, deps: { logger: Logger; regis
     statsIntervalMs: config.WRITER_STATS_INTERVAL_MS,
     newEntryPath: config.WRITER_WRITE_PATH,
     latestIntervalMs: config.WRITER_LATEST_INTERVAL_MS,
+    batchWaitMs: config.WRITER_BATCH_WAIT_MS,
     // Bounds what a crash re-delivers; far above what one interval holds at full speed.
     maxHeldEntries: Math.max(100_000, 10 * config.WRITER_BATCH_SIZE * config.STREAM_SHARDS),
   });

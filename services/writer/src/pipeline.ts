@@ -35,6 +35,12 @@ export interface PipelineOptions {
   latestIntervalMs?: number;
   /** Acknowledgements held for positions_latest at most (entries); beyond it the next batch flushes. */
   maxHeldEntries?: number;
+  /**
+   * After a read that came back short (the pipeline has caught up with the stream), the next read
+   * starts at least this long after it (WRITER_BATCH_WAIT_MS), so a steady trickle of positions is
+   * written in a few larger transactions instead of one per read. 0 reads again at once.
+   */
+  batchWaitMs?: number;
 }
 
 type Operation = 'postgres' | 'redis';
@@ -74,6 +80,9 @@ interface PreparedBatch {
   letters: DeadLetter[];
   /** Pending entries whose stream entry was deleted (nil fields). */
   trimmed: number;
+  /** Read of new entries: when it was sent, and whether it came back short of COUNT on every shard. */
+  readStartedAtMs: number;
+  caughtUp: boolean;
 }
 
 /** Batches read and prepared ahead of the one in its transaction. */
@@ -131,9 +140,15 @@ export class ShardPipeline {
       // after the other, so PostgreSQL finds the next COPY ready when a commit returns and the event
       // loop always has a batch to prepare while both wait on the database.
       const ahead: Promise<PreparedBatch>[] = [];
-      const readAhead = async (after: Promise<unknown> | undefined): Promise<PreparedBatch> => {
-        await after;
-        return this.prepare(this.stopping ? [] : await this.readNew(), 'new');
+      const readAhead = async (after: Promise<PreparedBatch> | undefined): Promise<PreparedBatch> => {
+        const previous = await after;
+        if (previous?.caughtUp === true) await this.pause(previous.readStartedAtMs + (this.options.batchWaitMs ?? 0) - Date.now());
+        const readStartedAtMs = Date.now();
+        const read = this.stopping ? [] : await this.readNew();
+        const batch = await this.prepare(read, 'new');
+        batch.readStartedAtMs = readStartedAtMs;
+        batch.caughtUp = read.every(({ entries }) => entries.length < this.options.group.options.count);
+        return batch;
       };
       const fillAhead = () => {
         while (ahead.length < READ_AHEAD && !this.stopping) {
@@ -168,6 +183,11 @@ export class ShardPipeline {
       if (!(err instanceof BatchAbandonedError)) throw err;
       this.options.logger.warn({ err: err.message }, 'batch abandoned unacknowledged at shutdown; it stays pending');
     }
+  }
+
+  /** Waits `ms` (if positive), or less when the writer stops. */
+  private async pause(ms: number): Promise<void> {
+    if (ms > 0 && !this.stopping) await sleep(ms, undefined, { signal: this.options.stop }).catch(() => undefined);
   }
 
   /** Never rejects: Redis failures are retried; at shutdown it returns nothing. */
@@ -273,7 +293,18 @@ export class ShardPipeline {
         }
       }
     }
-    return { source, batches, size, encoded: builder.length > 0 ? builder.finish() : undefined, rowKeys, rowEntries, letters, trimmed };
+    return {
+      source,
+      batches,
+      size,
+      encoded: builder.length > 0 ? builder.finish() : undefined,
+      rowKeys,
+      rowEntries,
+      letters,
+      trimmed,
+      readStartedAtMs: 0,
+      caughtUp: false,
+    };
   }
 
   /** Dead letters, then the transaction, then one XACK per shard. */

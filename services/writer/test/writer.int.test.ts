@@ -248,6 +248,22 @@ describe('writer process', () => {
     }
   });
 
+  it('writes a trickle of positions in a few transactions once it has caught up (WRITER_BATCH_WAIT_MS)', async () => {
+    const databaseUrl = await createTestDatabase('writer_trickle');
+    const streamKey = uniqueName('positions');
+    const writer = await startWriter(databaseUrl, streamKey, { STREAM_SHARDS: '1', WRITER_BATCH_WAIT_MS: '3000' });
+    // One position every 25 ms for a second: read at once, each would be a transaction of its own.
+    const positions = makePositions(40, { devices: 40 });
+    for (const position of positions) {
+      await produce(redis, streamKey, 1, [position]);
+      await sleep(25);
+    }
+    await waitAllAcked(redis, streamKey, 1);
+    expect(await storedKeys(databaseUrl)).toEqual(keysOf(positions));
+    const batches = await scrapeMetric(writer.metricsUrl, 'pitwall_writer_batch_size_entries_count');
+    expect(batches).toBeLessThanOrEqual(3);
+  });
+
   it('on SIGTERM commits and acknowledges what it has read, then exits 0', async () => {
     const databaseUrl = await createTestDatabase('writer_term');
     const streamKey = uniqueName('positions');
