@@ -194,6 +194,15 @@ async function freshDatabase(servers: Servers): Promise<string> {
   return url;
 }
 
+/**
+ * Every timed run starts right after a checkpoint: the dirty buffers of the runs before are on disk
+ * and no checkpoint is spreading its writes over this one (a timed checkpoint writes for most of
+ * checkpoint_timeout), so one run does not pay for the I/O of another.
+ */
+async function settle(servers: Servers): Promise<void> {
+  await servers.admin.query('CHECKPOINT');
+}
+
 /** Puts PostgreSQL (and the backends it forks from now on), Redis and this process on their CPUs. */
 function applyLayout(servers: Servers, layout: Layout): void {
   pin(servers.postgres.pid, layout === 'dedicated' ? DB_CPU : ALL_CPUS);
@@ -212,6 +221,7 @@ async function writerRun(
   const streamKey = `bench:${servers.databases}`;
   const databaseUrl = await freshDatabase(servers);
   await fillStream(servers.client, streamKey, all);
+  await settle(servers);
   const writer = await startService(
     'writer',
     {
@@ -289,7 +299,9 @@ export const writerSuite: BenchSuite = {
           if (layout !== undefined) applyLayout(servers, layout);
           const tag = layout ?? 'unpinned';
           log(`round ${round + 1}, ${tag}:`);
-          const ceiling = await copyCeiling(await freshDatabase(servers), 'positions', data, rows);
+          const ceilingUrl = await freshDatabase(servers);
+          await settle(servers);
+          const ceiling = await copyCeiling(ceilingUrl, 'positions', data, rows);
           log(`  raw COPY into positions: ${Math.round(ceiling).toLocaleString('en-US')} rows/s`);
           record(`${tag}:ceiling`, ceiling);
           const copy = await writerRun(servers, layout, all, {}, log);
@@ -301,6 +313,7 @@ export const writerSuite: BenchSuite = {
             await raw.connect();
             await raw.query('CREATE TABLE positions_raw (LIKE positions INCLUDING DEFAULTS)');
             await raw.end();
+            await settle(servers);
             record(`${tag}:unindexed`, await copyCeiling(rawUrl, 'positions_raw', data, rows));
             const staging = await writerRun(servers, layout, all, { WRITER_WRITE_PATH: 'staging' }, log);
             record(`${tag}:staging`, staging);
