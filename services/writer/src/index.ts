@@ -14,5 +14,5 @@ export { runMigrations, MIGRATIONS_DIR, MIGRATIONS_TABLE } from './schema/migrat
 export { PartitionMaintainer, type MaintenanceResult } from './schema/partitions.js';
 export * from './schema/partition-ranges.js';
 export { addEntry } from './store/entry-row.js';
-export { checkPositionRow, positionProblem } from './store/position-row.js';
+export { checkPositionRow, valueProblem } from './store/position-row.js';
 export { CopyBatchBuilder, encodeBatch, rowFromTuple, subBatch, type BatchRow, type EncodedBatch } from './store/copy-batch.js';

@@ -80,9 +80,8 @@ interface PreparedBatch {
   letters: DeadLetter[];
   /** Pending entries whose stream entry was deleted (nil fields). */
   trimmed: number;
-  /** Read of new entries: when it was sent, and whether it came back short of COUNT on every shard. */
+  /** When the read of new entries that brought it was sent (0 for other sources). */
   readStartedAtMs: number;
-  caughtUp: boolean;
 }
 
 /** Batches read and prepared ahead of the one in its transaction. */
@@ -142,13 +141,11 @@ export class ShardPipeline {
       const ahead: Promise<PreparedBatch>[] = [];
       const readAhead = async (after: Promise<PreparedBatch> | undefined): Promise<PreparedBatch> => {
         const previous = await after;
-        if (previous?.caughtUp === true) await this.pause(previous.readStartedAtMs + (this.options.batchWaitMs ?? 0) - Date.now());
+        if (previous !== undefined && this.caughtUp(previous.batches)) {
+          await this.pause(previous.readStartedAtMs + (this.options.batchWaitMs ?? 0) - Date.now());
+        }
         const readStartedAtMs = Date.now();
-        const read = this.stopping ? [] : await this.readNew();
-        const batch = await this.prepare(read, 'new');
-        batch.readStartedAtMs = readStartedAtMs;
-        batch.caughtUp = read.every(({ entries }) => entries.length < this.options.group.options.count);
-        return batch;
+        return this.prepare(this.stopping ? [] : await this.readNew(), 'new', readStartedAtMs);
       };
       const fillAhead = () => {
         while (ahead.length < READ_AHEAD && !this.stopping) {
@@ -158,12 +155,12 @@ export class ShardPipeline {
           ahead.push(batch);
         }
       };
+      fillAhead();
       while (!this.stopping) {
         if (Date.now() >= nextClaimAt) {
           await this.claimRound();
           nextClaimAt = Date.now() + this.options.claimIntervalMs;
         }
-        fillAhead();
         const batch = await (ahead.shift() as Promise<PreparedBatch>);
         fillAhead();
         // An empty read means the stream is idle: nothing to wait for before positions_latest.
@@ -183,6 +180,11 @@ export class ShardPipeline {
       if (!(err instanceof BatchAbandonedError)) throw err;
       this.options.logger.warn({ err: err.message }, 'batch abandoned unacknowledged at shutdown; it stays pending');
     }
+  }
+
+  /** A read came back short of COUNT on every shard (or empty): the pipeline has caught up with the stream. */
+  private caughtUp(read: readonly RawStreamBatch[]): boolean {
+    return read.every(({ entries }) => entries.length < this.options.group.options.count);
   }
 
   /** Waits `ms` (if positive), or less when the writer stops. */
@@ -266,7 +268,7 @@ export class ShardPipeline {
    * so it yields to the event loop every few hundred entries: a long synchronous stretch would stall
    * that transaction's COPY data and replies on the socket and serialise what should overlap.
    */
-  private async prepare(batches: RawStreamBatch[], source: EntrySource): Promise<PreparedBatch> {
+  private async prepare(batches: RawStreamBatch[], source: EntrySource, readStartedAtMs = 0): Promise<PreparedBatch> {
     const size = countEntries(batches);
     const builder = new CopyBatchBuilder(size * 320);
     const rowKeys: string[] = [];
@@ -302,8 +304,7 @@ export class ShardPipeline {
       rowEntries,
       letters,
       trimmed,
-      readStartedAtMs: 0,
-      caughtUp: false,
+      readStartedAtMs,
     };
   }
 

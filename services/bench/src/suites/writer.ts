@@ -153,11 +153,6 @@ async function lastCommitMs(url: string, rows: number): Promise<number> {
   }
 }
 
-/** Rows the writer committed as inserted (the series exists from the first commit on). */
-async function insertedRows(metricsUrl: string): Promise<number> {
-  return scrapeMetric(metricsUrl, 'pitwall_writer_rows_total', { result: 'inserted' }).catch(() => 0);
-}
-
 /** Entries of group `processor` not delivered yet (lag) and delivered but not acknowledged (pending). */
 async function backlog(redis: Redis, streamKey: string): Promise<{ undelivered: number; pending: number }> {
   let undelivered = 0;
@@ -260,7 +255,7 @@ async function writerRun(
       { timeoutMs: 120_000, intervalMs: 50 },
     );
     const ackedAtMs = Date.now();
-    const inserted = await insertedRows(writer.metricsUrl);
+    const inserted = await scrapeMetric(writer.metricsUrl, 'pitwall_writer_rows_total', { result: 'inserted' });
     if (inserted !== all.length) throw new Error(`writer inserted ${inserted} of ${all.length} rows`);
     const committedAtMs = await lastCommitMs(databaseUrl, all.length);
     const batches = await scrapeMetric(writer.metricsUrl, 'pitwall_writer_batch_size_entries_count');
@@ -292,7 +287,7 @@ export const writerSuite: BenchSuite = {
     const best = new Map<string, number>();
     const record = (name: string, value: number) => best.set(name, Math.max(best.get(name) ?? 0, value));
     const paired = new Map<string, number[]>();
-    const pair = (name: string, ratio: number) => paired.set(name, [...(paired.get(name) ?? []), ratio]);
+    const pair = (name: string, ratio: number) => paired.set(name, (paired.get(name) ?? []).concat(ratio));
     try {
       for (let round = 0; round < rounds; round++) {
         for (const layout of layouts) {

@@ -1,4 +1,4 @@
-import { Codec } from '@pitwall/contract';
+import { Codec, IMEI_MAX_DIGITS, IMEI_MIN_DIGITS } from '@pitwall/contract';
 import { valueProblem, type PositionRow } from './position-row.js';
 
 // A batch of positions encoded once, straight into PostgreSQL's binary COPY format
@@ -85,22 +85,24 @@ const ioKeys: (Buffer | undefined)[] = [];
 /** Device ids of 15 digits by their value: a fleet repeats the same few thousand in every batch. */
 const imeis = new Map<number, string>();
 const IMEI_CACHE_LIMIT = 100_000;
+/** Longest id whose decimal value is exact in a double (below 2^53): cached by that value. */
+const CACHED_IMEI_DIGITS = 15;
 
 /**
- * The device id in bytes [start, end) when it is an IMEI (15 to 17 ASCII digits, as the contract's
- * isImei), else undefined. Checked on the bytes, and the string of a 15-digit one (below 2^53, so its
- * value is exact) comes from a cache instead of a new allocation per row.
+ * The device id in bytes [start, end) when it is an IMEI (the contract's isImei: IMEI_MIN_DIGITS to
+ * IMEI_MAX_DIGITS ASCII digits), else undefined. Checked on the bytes, and the string of a 15-digit
+ * one comes from a cache instead of a new allocation per row.
  */
 function imeiAt(bytes: Buffer, start: number, end: number): string | undefined {
   const length = end - start;
-  if (length < 15 || length > 17) return undefined;
+  if (length < IMEI_MIN_DIGITS || length > IMEI_MAX_DIGITS) return undefined;
   let value = 0;
   for (let i = start; i < end; i++) {
     const digit = (bytes[i] as number) - Char.Zero;
     if (digit < 0 || digit > 9) return undefined;
     value = value * 10 + digit;
   }
-  if (length !== 15) return bytes.toString('latin1', start, end);
+  if (length !== CACHED_IMEI_DIGITS) return bytes.toString('latin1', start, end);
   let imei = imeis.get(value);
   if (imei === undefined) {
     if (imeis.size >= IMEI_CACHE_LIMIT) imeis.clear();

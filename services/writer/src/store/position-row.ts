@@ -53,28 +53,17 @@ export function positionAttributes(position: Position): string {
   return JSON.stringify(attributes);
 }
 
+/** What is wrong with a device id, or undefined when it is an IMEI (the fast decoder checks its bytes instead). */
+function deviceIdProblem(deviceId: string): InvalidPositionError | undefined {
+  if (isImei(deviceId)) return undefined;
+  return new InvalidPositionError('invalid_device_id', `device id ${JSON.stringify(deviceId.slice(0, 40))} is not an IMEI`);
+}
+
 /**
  * What is wrong with a position's values, or undefined when it can be stored: values PostgreSQL
  * would reject or that cannot be a real position. `nowMs` bounds timestamps the producer did not
  * stamp. Shared by both decoders, so they accept exactly the same positions.
  */
-export function positionProblem(
-  deviceId: string,
-  recordedAtMs: number,
-  receivedAtMs: number | null,
-  lat: number,
-  lon: number,
-  headingDeg: number,
-  satellites: number,
-  nowMs: number,
-): InvalidPositionError | undefined {
-  if (!isImei(deviceId)) {
-    return new InvalidPositionError('invalid_device_id', `device id ${JSON.stringify(deviceId.slice(0, 40))} is not an IMEI`);
-  }
-  return valueProblem(recordedAtMs, receivedAtMs, lat, lon, headingDeg, satellites, nowMs);
-}
-
-/** positionProblem without the device id (the fast decoder checks that on the bytes). */
 export function valueProblem(
   recordedAtMs: number,
   receivedAtMs: number | null,
@@ -108,18 +97,11 @@ export function valueProblem(
   return undefined;
 }
 
-/** Throws InvalidPositionError (with the dead-letter reason) when a row cannot be stored (see positionProblem). */
+/** Throws InvalidPositionError (with the dead-letter reason) when a row cannot be stored (see valueProblem). */
 export function checkPositionRow(row: PositionRow, nowMs: number): void {
-  const problem = positionProblem(
-    row.deviceId,
-    row.recordedAtMs,
-    row.receivedAtMs,
-    row.lat,
-    row.lon,
-    row.headingDeg,
-    row.satellites,
-    nowMs,
-  );
+  const problem =
+    deviceIdProblem(row.deviceId) ??
+    valueProblem(row.recordedAtMs, row.receivedAtMs, row.lat, row.lon, row.headingDeg, row.satellites, nowMs);
   if (problem) throw problem;
 }
 
