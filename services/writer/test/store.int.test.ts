@@ -130,9 +130,13 @@ describe('schema and store against a real PostgreSQL', () => {
     const backlog = [0, 1, 2].map((i) => ({ ...row!, deviceId: imei(902 + i), recordedAtMs: old + i }));
     await store.write(backlog, 'copy');
     expect((await partitionsOf(databaseUrl)).get(old)).toBe('positions_default');
+    // Just after midnight UTC the rows earlier tests wrote an hour back are in the default partition
+    // too (the partitions were made from the new day on): every row there must move, not only these.
+    const inDefault = await rowCount(databaseUrl, 'positions_default');
+    expect(inDefault).toBeGreaterThanOrEqual(3);
     const result = await new PartitionMaintainer(pool, partitionConfig, logger).maintain();
     expect(result.created).toContain(oldPartition);
-    expect(result.movedRows).toBe(3);
+    expect(result.movedRows).toBe(inDefault);
     expect(result.defaultPartitionRows).toBe(0);
     const partitions = await partitionsOf(databaseUrl);
     expect([0, 1, 2].map((i) => partitions.get(old + i))).toEqual([oldPartition, oldPartition, oldPartition]);
