@@ -15,8 +15,13 @@ import { createPool, poolService } from './postgres.js';
 import { PartitionMaintainer } from './schema/partitions.js';
 import { SchemaService } from './schema/schema-service.js';
 import { PositionStore } from './store/position-store.js';
+import { GroupConsumer } from './stream/group-consumer.js';
 import { ProcessorGroup } from './stream/processor-group.js';
+import { RespConnection } from './stream/resp-connection.js';
 import { Writer } from './writer.js';
+
+/** A reply may take this long beyond what its command blocks before the connection is taken for dead. */
+const REDIS_REPLY_TIMEOUT_MS = 10_000;
 
 export interface WriterParts {
   /** In start order: PostgreSQL pool, Redis clients, schema, writer loop (closed in reverse). */
@@ -45,19 +50,33 @@ export function createWriter(config: WriterConfig, deps: { logger: Logger; regis
   const pipelineCount = Math.min(config.WRITER_PIPELINES, keys.length);
   const groupOptions = {
     consumer: config.INSTANCE_ID,
-    count: config.WRITER_BATCH_SIZE,
-    blockMs: config.WRITER_BLOCK_MS,
     deadLetterKey: deadLetterKey(config.STREAM_KEY),
     deadLetterMaxLen: config.WRITER_DEAD_LETTER_MAXLEN,
   };
-  // Each pipeline blocks on its own connection; the shared one serves acks, claims and statistics.
-  const readers = Array.from({ length: pipelineCount }, (_, i) =>
-    createRedisClient(config.REDIS_URL, { ...redisOptions, name: `writer:${config.INSTANCE_ID}:read${i}` }),
-  );
-  const pipelineGroups = readers.map(
-    (reader, i) => new ProcessorGroup(reader, commands, { ...groupOptions, keys: keys.filter((_, shard) => shard % pipelineCount === i) }),
-  );
-  const statsGroup = new ProcessorGroup(commands, commands, { ...groupOptions, keys });
+  // Each pipeline reads on a connection of its own (nothing queues behind its BLOCK) and acknowledges
+  // and claims on another; both hand back raw replies. The shared ioredis client serves the rest.
+  const connection = (i: number, role: string) =>
+    new RespConnection({
+      url: config.REDIS_URL,
+      name: `writer:${config.INSTANCE_ID}:${role}${i}`,
+      logger,
+      replyTimeoutMs: REDIS_REPLY_TIMEOUT_MS,
+    });
+  const readers = Array.from({ length: pipelineCount }, (_, i) => connection(i, 'read'));
+  const ackers = Array.from({ length: pipelineCount }, (_, i) => connection(i, 'ack'));
+  const pipelines = readers.map((reader, i) => {
+    const pipelineKeys = keys.filter((_, shard) => shard % pipelineCount === i);
+    return {
+      group: new ProcessorGroup(commands, { ...groupOptions, keys: pipelineKeys }),
+      consumer: new GroupConsumer(reader, ackers[i] as RespConnection, {
+        keys: pipelineKeys,
+        consumer: config.INSTANCE_ID,
+        count: config.WRITER_BATCH_SIZE,
+        blockMs: config.WRITER_BLOCK_MS,
+      }),
+    };
+  });
+  const statsGroup = new ProcessorGroup(commands, { ...groupOptions, keys });
   const store = new PositionStore(pool, { onCommit: (kind, seconds) => metrics.commitSeconds.observe({ path: kind }, seconds) });
   const schema = new SchemaService({
     databaseUrl: config.DATABASE_URL,
@@ -70,7 +89,7 @@ export function createWriter(config: WriterConfig, deps: { logger: Logger; regis
     retryMaxMs: config.WRITER_RETRY_MAX_MS,
   });
   const writer = new Writer({
-    pipelineGroups,
+    pipelines,
     statsGroup,
     store,
     pool,
@@ -90,7 +109,8 @@ export function createWriter(config: WriterConfig, deps: { logger: Logger; regis
   });
 
   health.addReadinessCheck('redis', redisReadiness(commands));
-  readers.forEach((reader, i) => health.addReadinessCheck(`redis-reader-${i}`, redisReadiness(reader)));
+  // The read connection is used at least every WRITER_BLOCK_MS, so its state is always fresh.
+  readers.forEach((reader, i) => health.addReadinessCheck(`redis-reader-${i}`, () => reader.readinessProblem()));
   health.addReadinessCheck('schema', () => schema.readinessProblem());
   health.addReadinessCheck('writer', () => writer.readinessProblem());
 
@@ -98,7 +118,8 @@ export function createWriter(config: WriterConfig, deps: { logger: Logger; regis
     name: 'redis',
     start: () => Promise.resolve(),
     close: async () => {
-      await Promise.all([...readers, commands].map((client) => closeRedisClient(client)));
+      await Promise.all([...readers, ...ackers].map((connection) => connection.close()));
+      await closeRedisClient(commands);
     },
   };
   return { services: [poolService(pool), redis, schema, writer], writer, metrics, pool };

@@ -1,18 +1,22 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { StreamEntryError, type RawStreamBatch, type RawStreamEntry } from '@pitwall/contract';
+import { StreamEntryError } from '@pitwall/contract';
 import type { Logger } from '@pitwall/platform';
 import { BatchAbandonedError } from './batch-abandoned-error.js';
 import type { EntrySource, WriterMetrics } from './metrics.js';
 import { InvalidPositionError } from './store/invalid-position-error.js';
 import { describePgError } from './store/pg-errors.js';
 import { CopyBatchBuilder, rowFromTuple, type BatchRow, type EncodedBatch } from './store/copy-batch.js';
-import { addEntry } from './store/entry-row.js';
+import { addStreamEntry } from './store/entry-row.js';
 import type { PositionRow } from './store/position-row.js';
 import type { PositionStore, WritePath } from './store/position-store.js';
-import { countEntries, type DeadLetter, type ProcessorGroup } from './stream/processor-group.js';
+import { countEntries, type GroupConsumer } from './stream/group-consumer.js';
+import type { DeadLetter, ProcessorGroup } from './stream/processor-group.js';
+import type { StreamEntries } from './stream/stream-entries.js';
 
 export interface PipelineOptions {
-  /** The shards this pipeline owns (consumer group `processor`, consumer INSTANCE_ID). */
+  /** The shards this pipeline owns (consumer group `processor`, consumer INSTANCE_ID): reads, claims, acks. */
+  consumer: GroupConsumer;
+  /** The same shards' group: creating it, dead letters, removing idle consumers. */
   group: ProcessorGroup;
   store: PositionStore;
   metrics: WriterMetrics;
@@ -71,12 +75,12 @@ function materialize(rows: Iterable<LatestRow>): PositionRow[] {
 interface PreparedBatch {
   source: EntrySource;
   /** What was read, per shard (acknowledged together). */
-  batches: RawStreamBatch[];
+  batches: StreamEntries[];
   size: number;
   encoded: EncodedBatch | undefined;
-  /** Shard and entry of each row, by row index. */
-  rowKeys: string[];
-  rowEntries: RawStreamEntry[];
+  /** Read batch and entry index of each row, by row index. */
+  rowBatches: Uint16Array;
+  rowEntries: Int32Array;
   letters: DeadLetter[];
   /** Pending entries whose stream entry was deleted (nil fields). */
   trimmed: number;
@@ -116,7 +120,7 @@ export class ShardPipeline {
   /** Newest committed row per device not yet in positions_latest (its tuple stays in its batch's buffer). */
   private readonly latest = new Map<string, LatestRow>();
   /** Entries whose rows are committed, waiting for positions_latest before their XACK. */
-  private held: RawStreamBatch[] = [];
+  private held: StreamEntries[] = [];
   private heldCount = 0;
   private lastLatestAt = Date.now();
   /** A read of new entries failed since the pending list was last re-read. */
@@ -183,8 +187,8 @@ export class ShardPipeline {
   }
 
   /** A read came back short of COUNT on every shard (or empty): the pipeline has caught up with the stream. */
-  private caughtUp(read: readonly RawStreamBatch[]): boolean {
-    return read.every(({ entries }) => entries.length < this.options.group.options.count);
+  private caughtUp(read: readonly StreamEntries[]): boolean {
+    return read.every((entries) => entries.length < this.options.consumer.options.count);
   }
 
   /** Waits `ms` (if positive), or less when the writer stops. */
@@ -193,11 +197,11 @@ export class ShardPipeline {
   }
 
   /** Never rejects: Redis failures are retried; at shutdown it returns nothing. */
-  private async readNew(): Promise<RawStreamBatch[]> {
+  private async readNew(): Promise<StreamEntries[]> {
     try {
       return await this.withRetry('redis', async () => {
         try {
-          return await this.options.group.readNew();
+          return await this.options.consumer.readNew();
         } catch (err) {
           this.readReplyMayBeLost = true;
           throw err;
@@ -211,13 +215,13 @@ export class ShardPipeline {
 
   /** Re-processes what this consumer had read but not acknowledged before it last stopped. */
   private async recoverPending(): Promise<void> {
-    const { group, logger } = this.options;
-    const cursors = new Map(group.options.keys.map((key) => [key, '0']));
+    const { consumer, logger } = this.options;
+    const cursors = new Map(consumer.options.keys.map((key) => [key, '0']));
     let recovered = 0;
     while (cursors.size > 0 && !this.stopping) {
-      const { batches, exhausted } = await this.withRetry('redis', () => group.readPending(cursors));
+      const { batches, exhausted } = await this.withRetry('redis', () => consumer.readPending(cursors));
       for (const key of exhausted) cursors.delete(key);
-      for (const { key, entries } of batches) cursors.set(key, (entries.at(-1) as RawStreamEntry).id);
+      for (const batch of batches) cursors.set(batch.key, batch.lastId());
       const prepared = await this.prepare(batches, 'pending');
       await this.write(prepared);
       recovered += prepared.size;
@@ -227,18 +231,18 @@ export class ShardPipeline {
 
   /** Takes over entries idle beyond the visibility timeout (their consumer died), then removes long-idle consumers. */
   private async claimRound(): Promise<void> {
-    const { group, logger, metrics, claimIdleMs } = this.options;
-    for (const key of group.options.keys) {
+    const { consumer, logger, metrics, claimIdleMs } = this.options;
+    for (const key of consumer.options.keys) {
       let cursor = '0-0';
       do {
         const from = cursor;
-        const claimed = await this.withRetry('redis', () => group.claim(key, from, claimIdleMs));
+        const claimed = await this.withRetry('redis', () => consumer.claim(key, from, claimIdleMs));
         if (claimed.deleted.length > 0) {
           metrics.trimmed.inc(claimed.deleted.length);
           logger.warn({ shard: key, entries: claimed.deleted.length }, 'pending entries were trimmed from the stream before being written');
         }
-        if (claimed.batch.entries.length > 0) {
-          logger.info({ shard: key, entries: claimed.batch.entries.length }, 'claimed entries idle beyond the visibility timeout');
+        if (claimed.batch.length > 0) {
+          logger.info({ shard: key, entries: claimed.batch.length }, 'claimed entries idle beyond the visibility timeout');
           await this.write(await this.prepare([claimed.batch], 'claimed'));
         }
         cursor = claimed.next;
@@ -268,29 +272,33 @@ export class ShardPipeline {
    * so it yields to the event loop every few hundred entries: a long synchronous stretch would stall
    * that transaction's COPY data and replies on the socket and serialise what should overlap.
    */
-  private async prepare(batches: RawStreamBatch[], source: EntrySource, readStartedAtMs = 0): Promise<PreparedBatch> {
+  private async prepare(batches: StreamEntries[], source: EntrySource, readStartedAtMs = 0): Promise<PreparedBatch> {
     const size = countEntries(batches);
     const builder = new CopyBatchBuilder(size * 320);
-    const rowKeys: string[] = [];
-    const rowEntries: RawStreamEntry[] = [];
+    const rowBatches = new Uint16Array(size);
+    const rowEntries = new Int32Array(size);
     const letters: DeadLetter[] = [];
     let trimmed = 0;
     let done = 0;
     const now = Date.now();
-    for (const { key, entries } of batches) {
-      for (const entry of entries) {
+    for (let b = 0; b < batches.length; b++) {
+      const entries = batches[b] as StreamEntries;
+      for (let i = 0; i < entries.length; i++) {
         if (++done % PREPARE_SLICE === 0) await yieldToEventLoop();
-        if (entry.fields.length === 0) {
+        if (!entries.exists(i)) {
           trimmed++;
           continue;
         }
         try {
-          addEntry(builder, entry.fields, now);
-          rowKeys.push(key);
-          rowEntries.push(entry);
+          const row = builder.length;
+          addStreamEntry(builder, entries, i, now);
+          rowBatches[row] = b;
+          rowEntries[row] = i;
         } catch (err) {
-          if (err instanceof InvalidPositionError) letters.push({ key, entry, reason: err.reason, error: err.message });
-          else if (err instanceof StreamEntryError) letters.push({ key, entry, reason: 'undecodable', error: err.message });
+          const { key } = entries;
+          if (err instanceof InvalidPositionError) letters.push({ key, entry: entries.entry(i), reason: err.reason, error: err.message });
+          else if (err instanceof StreamEntryError)
+            letters.push({ key, entry: entries.entry(i), reason: 'undecodable', error: err.message });
           else throw err;
         }
       }
@@ -300,7 +308,7 @@ export class ShardPipeline {
       batches,
       size,
       encoded: builder.length > 0 ? builder.finish() : undefined,
-      rowKeys,
+      rowBatches,
       rowEntries,
       letters,
       trimmed,
@@ -310,7 +318,7 @@ export class ShardPipeline {
 
   /** Dead letters, then the transaction, then one XACK per shard. */
   private async write(batch: PreparedBatch): Promise<void> {
-    const { source, batches, size, encoded, rowKeys, rowEntries, letters, trimmed } = batch;
+    const { source, batches, size, encoded, rowBatches, rowEntries, letters, trimmed } = batch;
     if (size === 0) return;
     const { group, store, metrics, logger } = this.options;
     metrics.entriesRead.inc({ source }, size);
@@ -328,12 +336,10 @@ export class ShardPipeline {
       if (result.duplicates > 0) metrics.rows.inc({ result: 'duplicate' }, result.duplicates);
       let stored: readonly BatchRow[] = encoded.rows;
       if (result.rejected.length > 0) {
-        const rejected = result.rejected.map(({ index, error }) => ({
-          key: rowKeys[index] as string,
-          entry: rowEntries[index] as RawStreamEntry,
-          reason: 'rejected_by_database',
-          error,
-        }));
+        const rejected = result.rejected.map(({ index, error }) => {
+          const entries = batches[rowBatches[index] as number] as StreamEntries;
+          return { key: entries.key, entry: entries.entry(rowEntries[index] as number), reason: 'rejected_by_database', error };
+        });
         await this.withRetry('redis', () => group.deadLetter(rejected));
         letters.push(...rejected);
         const rejectedIndexes = new Set(result.rejected.map((r) => r.index));
@@ -375,7 +381,7 @@ export class ShardPipeline {
     const interval = this.options.latestIntervalMs ?? 0;
     return (
       this.stopping ||
-      incoming < this.options.group.options.count ||
+      incoming < this.options.consumer.options.count ||
       Date.now() - this.lastLatestAt >= interval ||
       this.heldCount + incoming >= (this.options.maxHeldEntries ?? Number.POSITIVE_INFINITY)
     );
@@ -396,7 +402,7 @@ export class ShardPipeline {
     if (this.held.length === 0) return;
     const batches = this.held;
     const count = this.heldCount;
-    await this.withRetry('redis', () => this.options.group.ack(batches));
+    await this.withRetry('redis', () => this.options.consumer.ack(batches));
     this.held = [];
     this.heldCount = 0;
     this.options.metrics.entriesAcked.inc(count);

@@ -2,11 +2,12 @@ import { idempotent, type Service } from '@pitwall/platform';
 import type pg from 'pg';
 import { ShardPipeline, type PipelineOptions } from './pipeline.js';
 import { describePgError } from './store/pg-errors.js';
+import type { GroupConsumer } from './stream/group-consumer.js';
 import type { ProcessorGroup } from './stream/processor-group.js';
 
-export interface WriterOptions extends Omit<PipelineOptions, 'group' | 'stop'> {
-  /** One group per pipeline, each over its own shards and with its own reading connection. */
-  pipelineGroups: ProcessorGroup[];
+export interface WriterOptions extends Omit<PipelineOptions, 'group' | 'consumer' | 'stop'> {
+  /** Per pipeline: its shards' group, and its consumer on connections of its own. */
+  pipelines: { group: ProcessorGroup; consumer: GroupConsumer }[];
   /** The group over every shard, for the gauges. */
   statsGroup: ProcessorGroup;
   /** Pool of the store, probed for the readiness check while nothing is written. */
@@ -34,7 +35,9 @@ export class Writer implements Service {
 
   constructor(private readonly options: WriterOptions) {
     this.shardLabels = new Map(options.statsGroup.options.keys.map((key, shard) => [key, String(shard)]));
-    this.pipelines = options.pipelineGroups.map((group) => new ShardPipeline({ ...options, group, stop: this.stop.signal }));
+    this.pipelines = options.pipelines.map(
+      ({ group, consumer }) => new ShardPipeline({ ...options, group, consumer, stop: this.stop.signal }),
+    );
   }
 
   /** Readiness: undefined when ready, else why not. */

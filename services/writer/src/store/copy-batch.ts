@@ -245,12 +245,12 @@ export class CopyBatchBuilder {
   /**
    * Decodes the protobuf bytes of a Position straight into a tuple. False, with nothing written, when
    * the bytes or values are anything but plain: then decode with the contract's decoder and addRow.
+   * The Position is bytes[start, end) (by default all of them): read in place, e.g. in a stream reply.
    */
-  addPositionBytes(bytes: Buffer, nowMs: number): boolean {
+  addPositionBytes(bytes: Buffer, nowMs: number, start = 0, end = bytes.length): boolean {
     src = bytes;
-    pos = 0;
+    pos = start;
     ioCount = 0;
-    const end = bytes.length;
     let idStart = 0;
     let idEnd = 0;
     let recordedAtMs = 0;
@@ -342,7 +342,7 @@ export class CopyBatchBuilder {
 
     // A valid IMEI is ASCII digits: its byte length is its string length.
     this.ensure(FIXED_TUPLE_BYTES + (idEnd - idStart) + ATTRIBUTES_BASE_BYTES + ioCount * IO_ELEMENT_MAX_BYTES + 2 * nxBytes);
-    const start = this.o;
+    const tupleStart = this.o;
     idFrom = idStart;
     this.writeFixedColumns(idEnd - idStart, recordedAtMs, received, lat, lon, altitudeM, speedKmh, headingDeg, satellites);
     const lengthAt = this.o;
@@ -397,7 +397,7 @@ export class CopyBatchBuilder {
     }
     this.buf[this.o++] = Char.Close;
     this.buf.writeInt32BE(this.o - lengthAt - 4, lengthAt);
-    this.rows.push({ deviceId, recordedAtMs, start, end: this.o });
+    this.rows.push({ deviceId, recordedAtMs, start: tupleStart, end: this.o });
     return true;
   }
 

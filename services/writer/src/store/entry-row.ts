@@ -1,4 +1,5 @@
 import { decodeEntryFields, isPositionField } from '@pitwall/contract';
+import type { StreamEntries } from '../stream/stream-entries.js';
 import type { CopyBatchBuilder } from './copy-batch.js';
 import { toPositionRow } from './position-row.js';
 
@@ -14,4 +15,11 @@ export function addEntry(builder: CopyBatchBuilder, fields: readonly Buffer[], n
     break;
   }
   builder.addRow(toPositionRow(decodeEntryFields(fields), nowMs));
+}
+
+/** Adds entry `i` of a stream reply to a batch, decoding its Position in place (addEntry's rules). */
+export function addStreamEntry(builder: CopyBatchBuilder, entries: StreamEntries, i: number, nowMs: number): void {
+  const start = entries.positionStart(i);
+  if (start >= 0 && builder.addPositionBytes(entries.reply, nowMs, start, entries.positionEnd(i))) return;
+  builder.addRow(toPositionRow(decodeEntryFields(entries.fields(i)), nowMs));
 }

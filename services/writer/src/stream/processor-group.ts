@@ -1,4 +1,4 @@
-import { parseAutoClaimReply, parseReadReply, PROCESSOR_GROUP, type RawStreamBatch, type RawStreamEntry } from '@pitwall/contract';
+import { PROCESSOR_GROUP, type RawStreamEntry } from '@pitwall/contract';
 import type { Redis } from 'ioredis';
 
 /** An entry to park in the dead-letter stream, with why. */
@@ -8,13 +8,6 @@ export interface DeadLetter {
   entry: RawStreamEntry;
   reason: string;
   error: string;
-}
-
-/** Entries of several reads, per shard (what one XACK per shard acknowledges). */
-export function countEntries(batches: readonly RawStreamBatch[]): number {
-  let n = 0;
-  for (const batch of batches) n += batch.entries.length;
-  return n;
 }
 
 export interface GroupStats {
@@ -34,10 +27,8 @@ export interface ConsumerInfo {
 export interface ProcessorGroupOptions {
   /** Shard keys, in shard order. */
   keys: readonly string[];
+  /** This writer's consumer name (INSTANCE_ID), recorded with its dead letters. */
   consumer: string;
-  /** COUNT per shard of every read and claim. */
-  count: number;
-  blockMs: number;
   deadLetterKey: string;
   deadLetterMaxLen: number;
 }
@@ -71,13 +62,12 @@ function checkPipeline(results: [Error | null, unknown][] | null): unknown[] {
 }
 
 /**
- * The writer's side of consumer group `processor` on every shard. `reader` serves the blocking reads
- * (nothing else queues behind a BLOCK); `commands` serves acknowledgements, claims, dead letters
- * and statistics.
+ * Consumer group `processor` on every shard, for what is not on a pipeline's hot path: creating the
+ * group, dead letters, statistics and removing idle consumers (ioredis). Reads, claims and
+ * acknowledgements go through GroupConsumer.
  */
 export class ProcessorGroup {
   constructor(
-    private readonly reader: Redis,
     private readonly commands: Redis,
     readonly options: ProcessorGroupOptions,
   ) {}
@@ -91,82 +81,6 @@ export class ProcessorGroup {
         if (!(err instanceof Error && err.message.startsWith('BUSYGROUP'))) throw err;
       }
     }
-  }
-
-  /**
-   * Entries never delivered before, up to COUNT per shard, waiting at most BLOCK ms for the first.
-   * Empty when none arrived in time.
-   */
-  async readNew(): Promise<RawStreamBatch[]> {
-    const { keys, consumer, count, blockMs } = this.options;
-    const reply = await this.reader.callBuffer('XREADGROUP', [
-      'GROUP',
-      PROCESSOR_GROUP,
-      consumer,
-      'COUNT',
-      count,
-      'BLOCK',
-      blockMs,
-      'STREAMS',
-      ...keys,
-      ...keys.map(() => '>'),
-    ]);
-    return parseReadReply(reply).filter((batch) => batch.entries.length > 0);
-  }
-
-  /**
-   * This consumer's own pending entries after the given ids (per shard): what it had read but not
-   * acknowledged when it last stopped. Entries deleted from the stream meanwhile come back without
-   * fields. Returns the entries and the shards that have nothing more.
-   */
-  async readPending(after: ReadonlyMap<string, string>): Promise<{ batches: RawStreamBatch[]; exhausted: string[] }> {
-    const keys = [...after.keys()];
-    const reply = await this.reader.callBuffer('XREADGROUP', [
-      'GROUP',
-      PROCESSOR_GROUP,
-      this.options.consumer,
-      'COUNT',
-      this.options.count,
-      'STREAMS',
-      ...keys,
-      ...keys.map((k) => after.get(k) ?? '0'),
-    ]);
-    const batches = parseReadReply(reply).filter((batch) => batch.entries.length > 0);
-    const withEntries = new Set(batches.map((b) => b.key));
-    return { batches, exhausted: keys.filter((k) => !withEntries.has(k)) };
-  }
-
-  /**
-   * Takes over entries of one shard pending longer than `minIdleMs` on any consumer (XAUTOCLAIM),
-   * from `cursor`. Returns the entries, the cursor to continue from ('0-0' when the scan is complete)
-   * and the ids that no longer exist in the stream (Redis drops those from the pending list).
-   */
-  async claim(key: string, cursor: string, minIdleMs: number): Promise<{ batch: RawStreamBatch; next: string; deleted: string[] }> {
-    const reply = await this.commands.callBuffer('XAUTOCLAIM', [
-      key,
-      PROCESSOR_GROUP,
-      this.options.consumer,
-      minIdleMs,
-      cursor,
-      'COUNT',
-      this.options.count,
-    ]);
-    const parsed = parseAutoClaimReply(reply);
-    return { batch: { key, entries: parsed.entries }, next: parsed.next, deleted: parsed.deleted };
-  }
-
-  /** Acknowledges entries: one XACK per shard, in one round trip. */
-  async ack(batches: readonly RawStreamBatch[]): Promise<number> {
-    const idsByKey = new Map<string, string[]>();
-    for (const { key, entries } of batches) {
-      let ids = idsByKey.get(key);
-      if (!ids) idsByKey.set(key, (ids = []));
-      for (const entry of entries) ids.push(entry.id);
-    }
-    if (idsByKey.size === 0) return 0;
-    const pipeline = this.commands.pipeline();
-    for (const [key, ids] of idsByKey) pipeline.call('XACK', [key, PROCESSOR_GROUP, ...ids]);
-    return checkPipeline(await pipeline.exec()).reduce<number>((sum, n) => sum + (asNumber(n) ?? 0), 0);
   }
 
   /**

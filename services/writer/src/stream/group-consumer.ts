@@ -1,0 +1,111 @@
+import { PROCESSOR_GROUP } from '@pitwall/contract';
+import type { RespConnection } from './resp-connection.js';
+import { encodeCommand, RespCursor } from './resp.js';
+import { encodeAck, parseAutoClaim, parseStreamRead, type StreamEntries } from './stream-entries.js';
+
+export interface GroupConsumerOptions {
+  /** Shard keys this consumer reads, in shard order. */
+  keys: readonly string[];
+  /** Consumer name in group `processor` (INSTANCE_ID). */
+  consumer: string;
+  /** COUNT per shard of every read and claim. */
+  count: number;
+  blockMs: number;
+}
+
+/** Entries of several reads (what one XACK per shard acknowledges). */
+export function countEntries(batches: readonly StreamEntries[]): number {
+  let n = 0;
+  for (const batch of batches) n += batch.length;
+  return n;
+}
+
+/**
+ * One pipeline's side of consumer group `processor`: reads, claims and acknowledgements, on two
+ * connections of its own that hand back raw replies (see resp.ts). `reads` serves the blocking reads
+ * (nothing else queues behind a BLOCK); `acks` serves acknowledgements and claims.
+ */
+export class GroupConsumer {
+  private readonly readNewCommand: Buffer;
+
+  constructor(
+    private readonly reads: RespConnection,
+    private readonly acks: RespConnection,
+    readonly options: GroupConsumerOptions,
+  ) {
+    const { keys, consumer, count, blockMs } = options;
+    // The same command every time: encoded once.
+    this.readNewCommand = encodeCommand([
+      'XREADGROUP',
+      'GROUP',
+      PROCESSOR_GROUP,
+      consumer,
+      'COUNT',
+      count,
+      'BLOCK',
+      blockMs,
+      'STREAMS',
+      ...keys,
+      ...keys.map(() => '>'),
+    ]);
+  }
+
+  /**
+   * Entries never delivered before, up to COUNT per shard, waiting at most BLOCK ms for the first.
+   * Empty when none arrived in time.
+   */
+  async readNew(): Promise<StreamEntries[]> {
+    return parseStreamRead(await this.reads.send(this.readNewCommand, this.options.blockMs));
+  }
+
+  /**
+   * This consumer's own pending entries after the given ids (per shard): what it had read but not
+   * acknowledged when it last stopped. Entries deleted from the stream meanwhile come back without
+   * fields. Returns the entries and the shards that have nothing more.
+   */
+  async readPending(after: ReadonlyMap<string, string>): Promise<{ batches: StreamEntries[]; exhausted: string[] }> {
+    const keys = [...after.keys()];
+    const command = encodeCommand([
+      'XREADGROUP',
+      'GROUP',
+      PROCESSOR_GROUP,
+      this.options.consumer,
+      'COUNT',
+      this.options.count,
+      'STREAMS',
+      ...keys,
+      ...keys.map((k) => after.get(k) ?? '0'),
+    ]);
+    const batches = parseStreamRead(await this.reads.send(command));
+    const withEntries = new Set(batches.map((b) => b.key));
+    return { batches, exhausted: keys.filter((k) => !withEntries.has(k)) };
+  }
+
+  /**
+   * Takes over entries of one shard pending longer than `minIdleMs` on any consumer (XAUTOCLAIM),
+   * from `cursor`. Returns the entries, the cursor to continue from ('0-0' when the scan is complete)
+   * and the ids that no longer exist in the stream (Redis drops those from the pending list).
+   */
+  async claim(key: string, cursor: string, minIdleMs: number): Promise<{ batch: StreamEntries; next: string; deleted: string[] }> {
+    const reply = await this.acks.send(
+      encodeCommand(['XAUTOCLAIM', key, PROCESSOR_GROUP, this.options.consumer, minIdleMs, cursor, 'COUNT', this.options.count]),
+    );
+    const parsed = parseAutoClaim(reply, key);
+    return { batch: parsed.entries, next: parsed.next, deleted: parsed.deleted };
+  }
+
+  /** Acknowledges entries: one XACK per shard, sent together. Returns how many Redis acknowledged. */
+  async ack(batches: readonly StreamEntries[]): Promise<number> {
+    const byKey = new Map<string, StreamEntries[]>();
+    for (const batch of batches) {
+      if (batch.length === 0) continue;
+      const list = byKey.get(batch.key);
+      if (list) list.push(batch);
+      else byKey.set(batch.key, [batch]);
+    }
+    const replies = await Promise.all([...byKey].map(([key, list]) => this.acks.send(encodeAck(key, PROCESSOR_GROUP, list))));
+    let acked = 0;
+    for (const reply of replies) acked += new RespCursor(reply).integer('XACK reply');
+    return acked;
+  }
+}

@@ -1,0 +1,9 @@
+/**
+ * Redis answered a command of the writer's own stream connections with an error (`-NOGROUP ...`,
+ * `-WRONGTYPE ...`: the message starts with Redis' error code), or with bytes that are not the reply
+ * expected. Code `REDIS_REPLY_ERROR`.
+ */
+export class RedisReplyError extends Error {
+  readonly code = 'REDIS_REPLY_ERROR';
+  override readonly name = 'RedisReplyError';
+}
