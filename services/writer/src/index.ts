@@ -21,4 +21,13 @@ export { PartitionMaintainer, type MaintenanceResult } from './schema/partitions
 export * from './schema/partition-ranges.js';
 export { addEntry, addStreamEntry } from './store/entry-row.js';
 export { checkPositionRow, valueProblem } from './store/position-row.js';
-export { CopyBatchBuilder, encodeBatch, rowFromTuple, subBatch, type BatchRow, type EncodedBatch } from './store/copy-batch.js';
+export {
+  batchRow,
+  batchRows,
+  CopyBatchBuilder,
+  encodeBatch,
+  rowFromTuple,
+  subBatch,
+  type BatchRow,
+  type EncodedBatch,
+} from './store/copy-batch.js';

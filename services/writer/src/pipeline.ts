@@ -5,7 +5,7 @@ import { BatchAbandonedError } from './batch-abandoned-error.js';
 import type { EntrySource, WriterMetrics } from './metrics.js';
 import { InvalidPositionError } from './store/invalid-position-error.js';
 import { describePgError } from './store/pg-errors.js';
-import { CopyBatchBuilder, rowFromTuple, type BatchRow, type EncodedBatch } from './store/copy-batch.js';
+import { batchRow, CopyBatchBuilder, rowFromTuple, type BatchRow, type EncodedBatch } from './store/copy-batch.js';
 import { addStreamEntry } from './store/entry-row.js';
 import type { PositionRow } from './store/position-row.js';
 import type { PositionStore, WritePath } from './store/position-store.js';
@@ -55,14 +55,18 @@ interface LatestRow extends BatchRow {
 }
 
 /**
- * Folds a batch's rows into the newest row per device (in place). Backwards: rows of a device mostly
- * arrive in time order, so its newest comes first and the others are skipped without allocating.
+ * Folds a batch's rows (but `skip`) into the newest row per device (in place). Backwards: rows of a
+ * device mostly arrive in time order, so its newest comes first and the others are skipped without
+ * allocating.
  */
-function mergeLatest(into: Map<string, LatestRow>, batch: EncodedBatch, rows: readonly BatchRow[] = batch.rows): Map<string, LatestRow> {
-  for (let i = rows.length - 1; i >= 0; i--) {
-    const row = rows[i] as BatchRow;
-    const seen = into.get(row.deviceId);
-    if (seen === undefined || seen.recordedAtMs < row.recordedAtMs) into.set(row.deviceId, { ...row, copyData: batch.copyData });
+function mergeLatest(into: Map<string, LatestRow>, batch: EncodedBatch, skip?: ReadonlySet<number>): Map<string, LatestRow> {
+  const { deviceIds, recordedAtMs, copyData } = batch;
+  for (let i = batch.length - 1; i >= 0; i--) {
+    if (skip?.has(i) === true) continue;
+    const deviceId = deviceIds[i] as string;
+    const recorded = recordedAtMs[i] as number;
+    const seen = into.get(deviceId);
+    if (seen === undefined || seen.recordedAtMs < recorded) into.set(deviceId, { ...batchRow(batch, i), copyData });
   }
   return into;
 }
@@ -274,7 +278,7 @@ export class ShardPipeline {
    */
   private async prepare(batches: StreamEntries[], source: EntrySource, readStartedAtMs = 0): Promise<PreparedBatch> {
     const size = countEntries(batches);
-    const builder = new CopyBatchBuilder(size * 320);
+    const builder = new CopyBatchBuilder(size * 320, size);
     const rowBatches = new Uint16Array(size);
     const rowEntries = new Int32Array(size);
     const letters: DeadLetter[] = [];
@@ -334,7 +338,7 @@ export class ShardPipeline {
       const result = await this.withRetry('postgres', (attempt) => store.write(encoded, attempt === 0 ? firstPath : 'staging', latestRows));
       metrics.rows.inc({ result: 'inserted' }, result.inserted);
       if (result.duplicates > 0) metrics.rows.inc({ result: 'duplicate' }, result.duplicates);
-      let stored: readonly BatchRow[] = encoded.rows;
+      let rejectedRows: Set<number> | undefined;
       if (result.rejected.length > 0) {
         const rejected = result.rejected.map(({ index, error }) => {
           const entries = batches[rowBatches[index] as number] as StreamEntries;
@@ -342,14 +346,13 @@ export class ShardPipeline {
         });
         await this.withRetry('redis', () => group.deadLetter(rejected));
         letters.push(...rejected);
-        const rejectedIndexes = new Set(result.rejected.map((r) => r.index));
-        stored = encoded.rows.filter((_, i) => !rejectedIndexes.has(i));
+        rejectedRows = new Set(result.rejected.map((r) => r.index));
       }
       if (result.latestWritten) {
         this.latest.clear();
         latestWritten = true;
       } else {
-        mergeLatest(this.latest, encoded, stored);
+        mergeLatest(this.latest, encoded, rejectedRows);
       }
     }
     this.held.push(...batches);

@@ -11,7 +11,16 @@ import {
   type Position,
   type PositionInit,
 } from '@pitwall/contract';
-import { addEntry, CopyBatchBuilder, InvalidPositionError, rowFromTuple, subBatch, toPositionRow, type PositionRow } from '@pitwall/writer';
+import {
+  addEntry,
+  batchRows,
+  CopyBatchBuilder,
+  InvalidPositionError,
+  rowFromTuple,
+  subBatch,
+  toPositionRow,
+  type PositionRow,
+} from '@pitwall/writer';
 
 const NOW = Date.UTC(2026, 10, 27, 12);
 
@@ -63,9 +72,10 @@ function viaTuple(add: (builder: CopyBatchBuilder) => boolean): PositionRow | un
   const builder = new CopyBatchBuilder(16);
   if (!add(builder)) return undefined;
   const batch = builder.finish();
-  expect(batch.rows).toHaveLength(1);
-  const row = rowFromTuple(batch.copyData, batch.rows[0]!);
-  expect(batch.rows[0]).toMatchObject({ deviceId: row.deviceId, recordedAtMs: row.recordedAtMs });
+  expect(batch.length).toBe(1);
+  const [only] = batchRows(batch);
+  const row = rowFromTuple(batch.copyData, only!);
+  expect(only).toMatchObject({ deviceId: row.deviceId, recordedAtMs: row.recordedAtMs });
   return row;
 }
 
@@ -150,21 +160,32 @@ describe('CopyBatchBuilder.addPositionBytes (fast path)', () => {
     expect(() => addEntry(builder, [Buffer.from('x'), Buffer.from('y')], NOW)).toThrow(/no field "p"/);
     const bytes = Buffer.from(encodePosition(createPosition({ deviceId: 'x', recordedAtMs: BigInt(NOW) })));
     expect(() => addEntry(builder, [Buffer.from('p'), bytes], NOW)).toThrow(InvalidPositionError);
-    expect(builder.finish()).toEqual({
-      rows: [],
-      copyData: Buffer.concat([Buffer.from('PGCOPY\n\xff\r\n\0', 'latin1'), Buffer.alloc(8), Buffer.from([0xff, 0xff])]),
-    });
+    const batch = builder.finish();
+    expect(batch.length).toBe(0);
+    expect(batch.copyData).toEqual(
+      Buffer.concat([Buffer.from('PGCOPY\n\xff\r\n\0', 'latin1'), Buffer.alloc(8), Buffer.from([0xff, 0xff])]),
+    );
   });
 
   it('cuts a batch into sub-batches that hold the same tuples', () => {
     const next = random(3);
-    const builder = new CopyBatchBuilder(16);
+    // Room for 4 rows at first: the row columns grow as the batch does.
+    const builder = new CopyBatchBuilder(16, 4);
     const positions = Array.from({ length: 20 }, () => randomPosition(next));
     for (const p of positions) addEntry(builder, [Buffer.from('p'), Buffer.from(encodePosition(p))], NOW);
     const batch = builder.finish();
+    expect(batchRows(batch).map((r) => comparable(rowFromTuple(batch.copyData, r)))).toEqual(
+      positions.map((p) => comparable(canonical(encodePosition(p)) as PositionRow)),
+    );
     const part = subBatch(batch, 5, 12);
-    expect(part.rows.map((r) => rowFromTuple(part.copyData, r))).toEqual(
-      batch.rows.slice(5, 12).map((r) => rowFromTuple(batch.copyData, r)),
+    expect(part.length).toBe(7);
+    expect(batchRows(part).map((r) => rowFromTuple(part.copyData, r))).toEqual(
+      batchRows(batch)
+        .slice(5, 12)
+        .map((r) => rowFromTuple(batch.copyData, r)),
+    );
+    expect(batchRows(part).map((r) => [r.deviceId, r.recordedAtMs])).toEqual(
+      positions.slice(5, 12).map((p) => [p.deviceId, Number(p.recordedAtMs)]),
     );
     expect(part.copyData.subarray(-2)).toEqual(Buffer.from([0xff, 0xff]));
   });

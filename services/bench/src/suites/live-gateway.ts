@@ -9,6 +9,7 @@ import { freePort, ManagedProcess, PostgresServer, RedisServer, REPO_ROOT, start
 import { Redis } from 'ioredis';
 import { decodeJwt, SignJWT } from 'jose';
 import WebSocket from 'ws';
+import { cpuSecondsOf } from '../proc-stat.js';
 import type { BenchContext, BenchResult, BenchSuite } from '../suite.js';
 import type { BenchDevice } from './live-gateway/feed.js';
 import { percentileMs, type ViewerCommand, type ViewerKind, type ViewerReply, type ViewerReport } from './live-gateway/protocol.js';
@@ -94,13 +95,6 @@ class ViewerProcess {
     await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 2_000))]);
     this.child.kill('SIGKILL');
   }
-}
-
-function cpuSecondsOf(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  // utime and stime are fields 14 and 15 of the whole line (11 and 12 after the command), in ticks of 1/100 s.
-  return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
 function rssBytesOf(pid: number): number {

@@ -7,6 +7,7 @@ import { createPool, encodeBinaryCopy, PartitionMaintainer, POSITION_COLUMNS, ru
 import { Redis } from 'ioredis';
 import pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
+import { cpuSecondsOf, treeCpuSecondsOf } from '../proc-stat.js';
 import type { BenchContext, BenchResult, BenchSuite } from '../suite.js';
 
 // Writer: positions per second made durable by the built writer process (stream read, rows committed
@@ -104,11 +105,25 @@ async function createSchema(url: string): Promise<void> {
   }
 }
 
-/** Raw binary COPY of every row into `table` in one transaction; rows/s. */
-async function copyCeiling(url: string, table: string, data: Buffer, rows: number): Promise<number> {
+/** CPU microseconds per row of each part of a run. */
+interface RowCpu {
+  writer: number;
+  redis: number;
+  postgres: number;
+}
+
+/** Raw binary COPY of every row into `table` in one transaction: rows/s, and PostgreSQL's CPU per row. */
+async function copyCeiling(
+  url: string,
+  postgresPid: number,
+  table: string,
+  data: Buffer,
+  rows: number,
+): Promise<{ rate: number; postgresCpu: number }> {
   const client = new pg.Client({ connectionString: url });
   await client.connect();
   try {
+    const cpuBefore = treeCpuSecondsOf(postgresPid);
     const started = performance.now();
     await client.query('BEGIN');
     const stream = client.query(copyFrom(`COPY ${table} (${POSITION_COLUMNS.join(', ')}) FROM STDIN (FORMAT binary)`));
@@ -119,8 +134,9 @@ async function copyCeiling(url: string, table: string, data: Buffer, rows: numbe
     });
     await client.query('COMMIT');
     const seconds = (performance.now() - started) / 1000;
+    const postgresCpu = ((treeCpuSecondsOf(postgresPid) - cpuBefore) * 1e6) / rows;
     if (stream.rowCount !== rows) throw new Error(`COPY stored ${stream.rowCount} of ${rows} rows`);
-    return rows / seconds;
+    return { rate: rows / seconds, postgresCpu };
   } finally {
     await client.end();
   }
@@ -205,14 +221,14 @@ function applyLayout(servers: Servers, layout: Layout): void {
   pin(process.pid, layout === 'dedicated' ? CLIENT_CPU : ALL_CPUS);
 }
 
-/** The writer process drains a stream filled beforehand; rows/s. */
+/** The writer process drains a stream filled beforehand: rows/s, and the CPU per row of each part. */
 async function writerRun(
   servers: Servers,
   layout: Layout | undefined,
   all: readonly Position[],
   env: Record<string, string>,
   log: BenchContext['log'],
-) {
+): Promise<{ rate: number; cpu: RowCpu }> {
   const streamKey = `bench:${servers.databases}`;
   const databaseUrl = await freshDatabase(servers);
   await fillStream(servers.client, streamKey, all);
@@ -238,12 +254,23 @@ async function writerRun(
     // CPU): the first delivery shows in Redis, the last commit in PostgreSQL's commit timestamps.
     // Acknowledgements follow (held for positions_latest up to WRITER_LATEST_INTERVAL_MS, and the last
     // ones after a read finds the stream empty): checked, and reported apart, not in the rate.
+    // CPU time from /proc: of the writer, Redis and PostgreSQL (postmaster and backends), from the
+    // first delivery until everything is acknowledged.
+    const cpuNow = () => ({
+      writer: cpuSecondsOf(writer.proc.pid),
+      redis: cpuSecondsOf(servers.redisPid),
+      postgres: treeCpuSecondsOf(servers.postgres.pid),
+    });
     let startedAtMs = 0;
+    let cpuBefore = cpuNow();
     while (startedAtMs === 0) {
       if (!writer.proc.running) throw new Error(`writer exited:\n${writer.proc.output()}`);
       const now = Date.now();
       if ((await backlog(servers.client, streamKey)).undelivered < all.length) startedAtMs = now;
-      else await new Promise((r) => setTimeout(r, 5));
+      else {
+        cpuBefore = cpuNow();
+        await new Promise((r) => setTimeout(r, 5));
+      }
     }
     await waitFor(
       'every entry acknowledged',
@@ -255,15 +282,19 @@ async function writerRun(
       { timeoutMs: 120_000, intervalMs: 50 },
     );
     const ackedAtMs = Date.now();
+    const cpuAfter = cpuNow();
+    const perRow = (part: keyof RowCpu) => ((cpuAfter[part] - cpuBefore[part]) * 1e6) / all.length;
+    const cpu = { writer: perRow('writer'), redis: perRow('redis'), postgres: perRow('postgres') };
     const inserted = await scrapeMetric(writer.metricsUrl, 'pitwall_writer_rows_total', { result: 'inserted' });
     if (inserted !== all.length) throw new Error(`writer inserted ${inserted} of ${all.length} rows`);
     const committedAtMs = await lastCommitMs(databaseUrl, all.length);
     const batches = await scrapeMetric(writer.metricsUrl, 'pitwall_writer_batch_size_entries_count');
     const rate = all.length / ((committedAtMs - startedAtMs) / 1000);
     log(
-      `  ${Math.round(rate).toLocaleString('en-US')} rows/s (${batches} batches; every XACK seen ${Math.round(ackedAtMs - committedAtMs)} ms after the last commit)`,
+      `  ${Math.round(rate).toLocaleString('en-US')} rows/s (${batches} batches; every XACK seen ${Math.round(ackedAtMs - committedAtMs)} ms after the last commit); ` +
+        `CPU per row: writer ${cpu.writer.toFixed(1)} µs, Redis ${cpu.redis.toFixed(1)} µs, PostgreSQL ${cpu.postgres.toFixed(1)} µs`,
     );
-    return rate;
+    return { rate, cpu };
   } finally {
     await writer.proc.stop();
   }
@@ -288,6 +319,8 @@ export const writerSuite: BenchSuite = {
     const record = (name: string, value: number) => best.set(name, Math.max(best.get(name) ?? 0, value));
     const paired = new Map<string, number[]>();
     const pair = (name: string, ratio: number) => paired.set(name, (paired.get(name) ?? []).concat(ratio));
+    const cpuSamples = new Map<string, RowCpu[]>();
+    const sampleCpu = (name: string, cpu: RowCpu) => cpuSamples.set(name, (cpuSamples.get(name) ?? []).concat(cpu));
     try {
       for (let round = 0; round < rounds; round++) {
         for (const layout of layouts) {
@@ -296,12 +329,16 @@ export const writerSuite: BenchSuite = {
           log(`round ${round + 1}, ${tag}:`);
           const ceilingUrl = await freshDatabase(servers);
           await settle(servers);
-          const ceiling = await copyCeiling(ceilingUrl, 'positions', data, rows);
-          log(`  raw COPY into positions: ${Math.round(ceiling).toLocaleString('en-US')} rows/s`);
+          const { rate: ceiling, postgresCpu } = await copyCeiling(ceilingUrl, postgres.pid, 'positions', data, rows);
+          log(
+            `  raw COPY into positions: ${Math.round(ceiling).toLocaleString('en-US')} rows/s; PostgreSQL CPU per row ${postgresCpu.toFixed(1)} µs`,
+          );
           record(`${tag}:ceiling`, ceiling);
+          sampleCpu(`${tag}:ceiling`, { writer: 0, redis: 0, postgres: postgresCpu });
           const copy = await writerRun(servers, layout, all, {}, log);
-          record(`${tag}:copy`, copy);
-          pair(`${tag}:copy`, copy / ceiling);
+          record(`${tag}:copy`, copy.rate);
+          pair(`${tag}:copy`, copy.rate / ceiling);
+          sampleCpu(`${tag}:copy`, copy.cpu);
           if (layout !== 'dedicated') {
             const rawUrl = await freshDatabase(servers);
             const raw = new pg.Client({ connectionString: rawUrl });
@@ -309,10 +346,10 @@ export const writerSuite: BenchSuite = {
             await raw.query('CREATE TABLE positions_raw (LIKE positions INCLUDING DEFAULTS)');
             await raw.end();
             await settle(servers);
-            record(`${tag}:unindexed`, await copyCeiling(rawUrl, 'positions_raw', data, rows));
+            record(`${tag}:unindexed`, (await copyCeiling(rawUrl, postgres.pid, 'positions_raw', data, rows)).rate);
             const staging = await writerRun(servers, layout, all, { WRITER_WRITE_PATH: 'staging' }, log);
-            record(`${tag}:staging`, staging);
-            pair(`${tag}:staging`, staging / ceiling);
+            record(`${tag}:staging`, staging.rate);
+            pair(`${tag}:staging`, staging.rate / ceiling);
           }
         }
       }
@@ -331,6 +368,11 @@ export const writerSuite: BenchSuite = {
       const f = (r: number) => r.toFixed(2);
       return `${f(ratios[0] ?? 0)}-${f(ratios.at(-1) ?? 0)} (median ${f(ratios[Math.floor(ratios.length / 2)] ?? 0)})`;
     };
+    // Median CPU per row over the rounds: "writer 4.1 µs, Redis 1.2 µs, PostgreSQL 6.0 µs".
+    const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] ?? 0;
+    const cpuOf = (name: string, part: keyof RowCpu) => median((cpuSamples.get(name) ?? []).map((c) => c[part])).toFixed(1);
+    const cpuNote = (name: string) =>
+      `CPU per row (median of rounds): writer ${cpuOf(name, 'writer')} µs, Redis ${cpuOf(name, 'redis')} µs, PostgreSQL ${cpuOf(name, 'postgres')} µs; raw COPY: PostgreSQL ${cpuOf(name.replace(/:.*/, ':ceiling'), 'postgres')} µs`;
     const setup = `${rows.toLocaleString('en-US')} positions of ${DEVICES} devices over ${SHARDS} shards, default writer settings, PostgreSQL fsync=on synchronous_commit=on, best of ${rounds}`;
     const results: BenchResult[] = [
       {
@@ -341,7 +383,7 @@ export const writerSuite: BenchSuite = {
         baseline: { name: 'raw binary COPY into identical positions', value: value(`${main}:ceiling`) },
         higherIsBetter: true,
         targetRatio: 0.7,
-        notes: `${setup}; ${cpus().length} CPUs shared by PostgreSQL, Redis and the writer; raw COPY into an unindexed table: ${Math.round(value(`${main}:unindexed`)).toLocaleString('en-US')} rows/s; ratio of each round: ${spread(`${main}:copy`)}`,
+        notes: `${setup}; ${cpus().length} CPUs shared by PostgreSQL, Redis and the writer; raw COPY into an unindexed table: ${Math.round(value(`${main}:unindexed`)).toLocaleString('en-US')} rows/s; ratio of each round: ${spread(`${main}:copy`)}; ${cpuNote(`${main}:copy`)}`,
       },
       {
         suite: 'writer',
@@ -361,7 +403,7 @@ export const writerSuite: BenchSuite = {
         value: value('dedicated:copy'),
         baseline: { name: 'raw binary COPY into identical positions', value: value('dedicated:ceiling') },
         higherIsBetter: true,
-        notes: `capacity of one writer CPU; it shares CPU 1 with this measuring process; ratio of each round: ${spread('dedicated:copy')}`,
+        notes: `capacity of one writer CPU; it shares CPU 1 with this measuring process; ratio of each round: ${spread('dedicated:copy')}; ${cpuNote('dedicated:copy')}`,
       });
     }
     return results;

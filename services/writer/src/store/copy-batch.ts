@@ -21,10 +21,35 @@ export interface BatchRow {
   end: number;
 }
 
-/** A batch ready for COPY ... FROM STDIN (FORMAT binary): header, one tuple per row, trailer. */
+/**
+ * A batch ready for COPY ... FROM STDIN (FORMAT binary): header, one tuple per row, trailer. What the
+ * writer knows of each row is kept by column, not as an object per row: a batch lives through its
+ * transaction and its acknowledgement, and thousands of small objects per batch made every young
+ * generation collection copy them.
+ */
 export interface EncodedBatch {
-  readonly rows: readonly BatchRow[];
+  readonly length: number;
   readonly copyData: Buffer;
+  /** Per row: its device id, recorded_at in ms, and its tuple's bytes in copyData [start, end). */
+  readonly deviceIds: readonly string[];
+  readonly recordedAtMs: Float64Array;
+  readonly starts: Int32Array;
+  readonly ends: Int32Array;
+}
+
+/** Row `i` of a batch. */
+export function batchRow(batch: EncodedBatch, i: number): BatchRow {
+  return {
+    deviceId: batch.deviceIds[i] as string,
+    recordedAtMs: batch.recordedAtMs[i] as number,
+    start: batch.starts[i] as number,
+    end: batch.ends[i] as number,
+  };
+}
+
+/** Every row of a batch (tests and rare paths). */
+export function batchRows(batch: EncodedBatch): BatchRow[] {
+  return Array.from({ length: batch.length }, (_, i) => batchRow(batch, i));
 }
 
 const HEADER = Buffer.concat([Buffer.from('PGCOPY\n\xff\r\n\0', 'latin1'), Buffer.alloc(8)]); // signature, flags, extension length
@@ -231,15 +256,24 @@ function int64(): number {
 export class CopyBatchBuilder {
   private buf: Buffer;
   private o: number;
-  private readonly rows: BatchRow[] = [];
+  private rows = 0;
+  private readonly deviceIds: string[] = [];
+  private recordedAtMs: Float64Array;
+  private starts: Int32Array;
+  private ends: Int32Array;
 
-  constructor(capacity = 64 * 1024) {
+  /** `capacity`: bytes to start with; `expectedRows`: rows to make room for at once (both grow). */
+  constructor(capacity = 64 * 1024, expectedRows = 256) {
     this.buf = Buffer.allocUnsafe(Math.max(capacity, HEADER.length + TRAILER.length));
     this.o = HEADER.copy(this.buf, 0);
+    const rows = Math.max(expectedRows, 1);
+    this.recordedAtMs = new Float64Array(rows);
+    this.starts = new Int32Array(rows);
+    this.ends = new Int32Array(rows);
   }
 
   get length(): number {
-    return this.rows.length;
+    return this.rows;
   }
 
   /**
@@ -397,7 +431,7 @@ export class CopyBatchBuilder {
     }
     this.buf[this.o++] = Char.Close;
     this.buf.writeInt32BE(this.o - lengthAt - 4, lengthAt);
-    this.rows.push({ deviceId, recordedAtMs, start: tupleStart, end: this.o });
+    this.pushRow(deviceId, recordedAtMs, tupleStart);
     return true;
   }
 
@@ -421,13 +455,40 @@ export class CopyBatchBuilder {
     this.o = this.buf.writeInt32BE(attributeBytes + 1, this.o);
     this.buf[this.o++] = JSONB_VERSION;
     this.o += this.buf.write(row.attributes, this.o, 'utf8');
-    this.rows.push({ deviceId: row.deviceId, recordedAtMs: row.recordedAtMs, start, end: this.o });
+    this.pushRow(row.deviceId, row.recordedAtMs, start);
   }
 
   finish(): EncodedBatch {
     this.ensure(TRAILER.length);
     this.o += TRAILER.copy(this.buf, this.o);
-    return { rows: this.rows, copyData: this.buf.subarray(0, this.o) };
+    const n = this.rows;
+    return {
+      length: n,
+      copyData: this.buf.subarray(0, this.o),
+      deviceIds: this.deviceIds,
+      recordedAtMs: this.recordedAtMs.subarray(0, n),
+      starts: this.starts.subarray(0, n),
+      ends: this.ends.subarray(0, n),
+    };
+  }
+
+  /** Records the row whose tuple was just written from `start` to the current offset. */
+  private pushRow(deviceId: string, recordedAtMs: number, start: number): void {
+    const i = this.rows++;
+    if (i === this.starts.length) {
+      const grow = <T extends Float64Array | Int32Array>(a: T, make: (n: number) => T): T => {
+        const next = make(a.length * 2);
+        next.set(a);
+        return next;
+      };
+      this.recordedAtMs = grow(this.recordedAtMs, (n) => new Float64Array(n));
+      this.starts = grow(this.starts, (n) => new Int32Array(n));
+      this.ends = grow(this.ends, (n) => new Int32Array(n));
+    }
+    this.deviceIds.push(deviceId);
+    this.recordedAtMs[i] = recordedAtMs;
+    this.starts[i] = start;
+    this.ends[i] = this.o;
   }
 
   private ensure(bytes: number): void {
@@ -553,16 +614,28 @@ export function encodeBatch(rows: readonly PositionRow[]): EncodedBatch {
 
 /** Rows [from, to) of a batch as a batch of their own (to isolate a row PostgreSQL rejects). */
 export function subBatch(batch: EncodedBatch, from: number, to: number): EncodedBatch {
-  const rows: BatchRow[] = [];
+  const n = Math.max(0, Math.min(to, batch.length) - from);
+  const starts = new Int32Array(n);
+  const ends = new Int32Array(n);
   const parts: Buffer[] = [HEADER];
   let offset = HEADER.length;
-  for (const row of batch.rows.slice(from, to)) {
-    parts.push(batch.copyData.subarray(row.start, row.end));
-    rows.push({ deviceId: row.deviceId, recordedAtMs: row.recordedAtMs, start: offset, end: offset + row.end - row.start });
-    offset += row.end - row.start;
+  for (let i = 0; i < n; i++) {
+    const start = batch.starts[from + i] as number;
+    const end = batch.ends[from + i] as number;
+    parts.push(batch.copyData.subarray(start, end));
+    starts[i] = offset;
+    offset += end - start;
+    ends[i] = offset;
   }
   parts.push(TRAILER);
-  return { rows, copyData: Buffer.concat(parts, offset + TRAILER.length) };
+  return {
+    length: n,
+    copyData: Buffer.concat(parts, offset + TRAILER.length),
+    deviceIds: batch.deviceIds.slice(from, from + n),
+    recordedAtMs: batch.recordedAtMs.slice(from, from + n),
+    starts,
+    ends,
+  };
 }
 
 /** Reads a row back from its tuple (for positions_latest, and tests). */

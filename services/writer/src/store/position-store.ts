@@ -109,11 +109,11 @@ export class PositionStore {
     const latestParams = latest === undefined ? undefined : latestParameters(latest);
     try {
       result.inserted = await this.writeOnce(encoded, path, latestParams);
-      result.duplicates = encoded.rows.length - result.inserted;
+      result.duplicates = encoded.length - result.inserted;
       result.latestWritten = latestParams !== undefined;
     } catch (err) {
       if (classifyPgError(err) !== 'data') throw err;
-      await this.bisect(encoded, 0, encoded.rows.length, path, result);
+      await this.bisect(encoded, 0, encoded.length, path, result);
     }
     return result;
   }
@@ -132,14 +132,14 @@ export class PositionStore {
     try {
       const inserted = await this.writeOnce(slice, path, undefined);
       result.inserted += inserted;
-      result.duplicates += slice.rows.length - inserted;
+      result.duplicates += slice.length - inserted;
     } catch (err) {
       if (classifyPgError(err) !== 'data') throw err;
-      if (slice.rows.length === 1) {
+      if (slice.length === 1) {
         result.rejected.push({ index: start, error: describePgError(err) });
         return;
       }
-      const middle = start + Math.ceil(slice.rows.length / 2);
+      const middle = start + Math.ceil(slice.length / 2);
       await this.bisect(batch, start, middle, path, result);
       await this.bisect(batch, middle, end, path, result);
     }
