@@ -153,7 +153,11 @@ export class ShardPipeline {
           await this.pause(previous.readStartedAtMs + (this.options.batchWaitMs ?? 0) - Date.now());
         }
         const readStartedAtMs = Date.now();
-        return this.prepare(this.stopping ? [] : await this.readNew(), 'new', readStartedAtMs);
+        // After a full read, more is likely waiting: read without BLOCK, so that when the backlog ends
+        // exactly there, the empty reply (which flushes positions_latest and the held acks) comes at
+        // once instead of after WRITER_BLOCK_MS.
+        const block = previous === undefined || this.caughtUp(previous.batches);
+        return this.prepare(this.stopping ? [] : await this.readNew(block), 'new', readStartedAtMs);
       };
       const fillAhead = () => {
         while (ahead.length < READ_AHEAD && !this.stopping) {
@@ -201,11 +205,11 @@ export class ShardPipeline {
   }
 
   /** Never rejects: Redis failures are retried; at shutdown it returns nothing. */
-  private async readNew(): Promise<StreamEntries[]> {
+  private async readNew(block: boolean): Promise<StreamEntries[]> {
     try {
       return await this.withRetry('redis', async () => {
         try {
-          return await this.options.consumer.readNew();
+          return await this.options.consumer.readNew(block);
         } catch (err) {
           this.readReplyMayBeLost = true;
           throw err;
@@ -334,7 +338,7 @@ export class ShardPipeline {
     if (encoded !== undefined) {
       // Entries read for the first time take the COPY path; redeliveries and retries expect duplicates.
       const firstPath = source === 'new' ? (this.options.newEntryPath ?? 'copy') : 'staging';
-      const latestRows = this.latestDue(size) ? materialize(mergeLatest(new Map(this.latest), encoded).values()) : undefined;
+      const latestRows = this.latestDue(batch) ? materialize(mergeLatest(new Map(this.latest), encoded).values()) : undefined;
       const result = await this.withRetry('postgres', (attempt) => store.write(encoded, attempt === 0 ? firstPath : 'staging', latestRows));
       metrics.rows.inc({ result: 'inserted' }, result.inserted);
       if (result.duplicates > 0) metrics.rows.inc({ result: 'duplicate' }, result.duplicates);
@@ -377,16 +381,16 @@ export class ShardPipeline {
 
   /**
    * Whether the batch about to be written should carry positions_latest: the interval has passed,
-   * too many acknowledgements are held, or the batch is not full (the pipeline has caught up with
-   * the stream: deferring only pays while a backlog drains).
+   * too many acknowledgements are held, or its read came back short on every shard (the pipeline has
+   * caught up with the stream: deferring only pays while a backlog drains).
    */
-  private latestDue(incoming: number): boolean {
+  private latestDue(batch: PreparedBatch): boolean {
     const interval = this.options.latestIntervalMs ?? 0;
     return (
       this.stopping ||
-      incoming < this.options.consumer.options.count ||
+      this.caughtUp(batch.batches) ||
       Date.now() - this.lastLatestAt >= interval ||
-      this.heldCount + incoming >= (this.options.maxHeldEntries ?? Number.POSITIVE_INFINITY)
+      this.heldCount + batch.size >= (this.options.maxHeldEntries ?? Number.POSITIVE_INFINITY)
     );
   }
 

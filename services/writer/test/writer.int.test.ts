@@ -264,6 +264,25 @@ describe('writer process', () => {
     expect(batches).toBeLessThanOrEqual(3);
   });
 
+  it('acknowledges a backlog that ends on a full batch at once, not after WRITER_BLOCK_MS', async () => {
+    const databaseUrl = await createTestDatabase('writer_backlog_end');
+    const streamKey = uniqueName('positions');
+    // Exactly three full batches, waiting before the writer starts. Its acks wait for positions_latest,
+    // which is due once a read comes back short: here the read after the third batch, which must not
+    // block for the minute of WRITER_BLOCK_MS.
+    const positions = makePositions(300, { devices: 30 });
+    await produce(redis, streamKey, 1, positions);
+    await startWriter(databaseUrl, streamKey, {
+      STREAM_SHARDS: '1',
+      WRITER_BATCH_SIZE: '100',
+      WRITER_BLOCK_MS: '60000',
+      WRITER_LATEST_INTERVAL_MS: '60000',
+    });
+    await waitAllAcked(redis, streamKey, 1, 20_000);
+    expect(await storedKeys(databaseUrl)).toEqual(keysOf(positions));
+    await expectLatestConsistent(databaseUrl);
+  });
+
   it('on SIGTERM commits and acknowledges what it has read, then exits 0', async () => {
     const databaseUrl = await createTestDatabase('writer_term');
     const streamKey = uniqueName('positions');

@@ -26,7 +26,9 @@ export function countEntries(batches: readonly StreamEntries[]): number {
  * (nothing else queues behind a BLOCK); `acks` serves acknowledgements and claims.
  */
 export class GroupConsumer {
-  private readonly readNewCommand: Buffer;
+  /** The same two commands every time, encoded once: with BLOCK, and without (returns at once). */
+  private readonly readNewBlocking: Buffer;
+  private readonly readNewNow: Buffer;
 
   constructor(
     private readonly reads: RespConnection,
@@ -34,28 +36,30 @@ export class GroupConsumer {
     readonly options: GroupConsumerOptions,
   ) {
     const { keys, consumer, count, blockMs } = options;
-    // The same command every time: encoded once.
-    this.readNewCommand = encodeCommand([
-      'XREADGROUP',
-      'GROUP',
-      PROCESSOR_GROUP,
-      consumer,
-      'COUNT',
-      count,
-      'BLOCK',
-      blockMs,
-      'STREAMS',
-      ...keys,
-      ...keys.map(() => '>'),
-    ]);
+    const read = (block: (string | number)[]) =>
+      encodeCommand([
+        'XREADGROUP',
+        'GROUP',
+        PROCESSOR_GROUP,
+        consumer,
+        'COUNT',
+        count,
+        ...block,
+        'STREAMS',
+        ...keys,
+        ...keys.map(() => '>'),
+      ]);
+    this.readNewBlocking = read(['BLOCK', blockMs]);
+    this.readNewNow = read([]);
   }
 
   /**
-   * Entries never delivered before, up to COUNT per shard, waiting at most BLOCK ms for the first.
-   * Empty when none arrived in time.
+   * Entries never delivered before, up to COUNT per shard, waiting at most BLOCK ms for the first
+   * (or not at all when `block` is false). Empty when none arrived in time.
    */
-  async readNew(): Promise<StreamEntries[]> {
-    return parseStreamRead(await this.reads.send(this.readNewCommand, this.options.blockMs));
+  async readNew(block = true): Promise<StreamEntries[]> {
+    const reply = block ? await this.reads.send(this.readNewBlocking, this.options.blockMs) : await this.reads.send(this.readNewNow);
+    return parseStreamRead(reply);
   }
 
   /**
