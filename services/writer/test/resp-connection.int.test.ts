@@ -1,6 +1,6 @@
 import net from 'node:net';
 import { createLogger } from '@pitwall/platform';
-import { RedisServer } from '@pitwall/testkit';
+import { RedisServer, waitFor } from '@pitwall/testkit';
 import {
   encodeCommand,
   parseStreamRead,
@@ -36,6 +36,12 @@ function connect(url = server.url, replyTimeoutMs = 5_000): RespConnection {
 
 const integer = async (connection: RespConnection, args: (string | number)[]) =>
   new RespCursor(await connection.send(encodeCommand(args))).integer('reply');
+
+/** Connections Redis has open now (CLIENT LIST), this test's own ioredis client included. */
+const openConnections = async () =>
+  String(await redis.call('CLIENT', 'LIST'))
+    .trim()
+    .split('\n').length;
 
 describe('RespConnection', () => {
   it('reads a reply of thousands of entries arriving in many chunks exactly as Redis stored them', async () => {
@@ -89,11 +95,43 @@ describe('RespConnection', () => {
     } finally {
       await connection.close();
     }
+    // A refused password fails the command, and the socket it was tried on is closed, not leaked.
+    const before = await openConnections();
     const wrong = connect(`redis://pitwall-writer:wrong@127.0.0.1:${server.port}`);
     await expect(wrong.send(encodeCommand(['PING']))).rejects.toThrow(/WRONGPASS/);
-    await expect(wrong.send(encodeCommand(['PING']))).rejects.toBeInstanceOf(RedisReplyError);
+    for (let i = 0; i < 5; i++) await expect(wrong.send(encodeCommand(['PING']))).rejects.toBeInstanceOf(RedisReplyError);
     expect(wrong.readinessProblem()).toBe('redis down');
+    await waitFor('failed connections closed', async () => (await openConnections()) === before, { timeoutMs: 5_000 });
     await wrong.close();
+  });
+
+  it('works for a user whose ACL forbids CLIENT SETNAME (the name is only for operators)', async () => {
+    await redis.call('ACL', 'SETUSER', 'stream-only', 'on', '>s3cret', '~*', '&*', '+@all', '-client');
+    const connection = connect(`redis://stream-only:s3cret@127.0.0.1:${server.port}`);
+    try {
+      expect((await connection.send(encodeCommand(['PING']))).toString()).toBe('+PONG\r\n');
+      expect(connection.readinessProblem()).toBeUndefined();
+      expect(String(await redis.call('CLIENT', 'LIST'))).toMatch(/name= .*user=stream-only/);
+    } finally {
+      await connection.close();
+    }
+  });
+
+  it('lets a command pipelined behind a blocking read wait for it beyond its own reply timeout', async () => {
+    const connection = connect(server.url, 300);
+    try {
+      await redis.xgroup('CREATE', 'blocked-behind', 'processor', '$', 'MKSTREAM');
+      const read = connection.send(
+        encodeCommand(['XREADGROUP', 'GROUP', 'processor', 'c1', 'BLOCK', 1_000, 'STREAMS', 'blocked-behind', '>']),
+        1_000,
+      );
+      const ping = connection.send(encodeCommand(['PING']));
+      expect(parseStreamRead(await read)).toEqual([]);
+      expect((await ping).toString()).toBe('+PONG\r\n');
+      expect(connection.readinessProblem()).toBeUndefined();
+    } finally {
+      await connection.close();
+    }
   });
 
   it('fails a blocked read when Redis dies, fails while it is down, and reconnects by itself when it is back', async () => {
@@ -125,7 +163,8 @@ describe('RespConnection', () => {
   });
 
   it('fails a command that gets no reply within its deadline (a half-open connection)', async () => {
-    const silent = net.createServer(() => undefined);
+    // Answers the connection's CLIENT SETNAME, then nothing more.
+    const silent = net.createServer((socket) => socket.once('data', () => socket.write('+OK\r\n')));
     await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
     const { port } = silent.address() as net.AddressInfo;
     const connection = connect(`redis://127.0.0.1:${port}`, 300);

@@ -119,6 +119,12 @@ describe('parseStreamRead', () => {
     expect(b.lastId()).toBe('1700000000003-12');
   });
 
+  it('reads a stream key as the UTF-8 it was sent as, so XACK names the same key', () => {
+    const [batch] = parseStreamRead(resp([['posições:0', [['5-0', ['p', 'v']]]]])) as [StreamEntries];
+    expect(batch.key).toBe('posições:0');
+    expect(encodeAck(batch.key, 'processor', [batch])).toEqual(encodeCommand(['XACK', 'posições:0', 'processor', '5-0']));
+  });
+
   it('returns nothing for a timed-out read (nil) and leaves out shards without entries', () => {
     expect(parseStreamRead(resp(null))).toEqual([]);
     expect(parseStreamRead(resp([['positions:0', []]]))).toEqual([]);

@@ -89,7 +89,8 @@ const enum Char {
 }
 
 // Fast-path decoder state, module-level so the hot loop allocates nothing per field.
-let src: Buffer = Buffer.alloc(0);
+const NO_BYTES = Buffer.alloc(0);
+let src: Buffer = NO_BYTES;
 let pos = 0;
 let lo = 0;
 let hi = 0;
@@ -459,6 +460,8 @@ export class CopyBatchBuilder {
   }
 
   finish(): EncodedBatch {
+    // The decoder's source may be a whole stream reply: not kept alive by this module once encoded.
+    src = NO_BYTES;
     this.ensure(TRAILER.length);
     this.o += TRAILER.copy(this.buf, this.o);
     const n = this.rows;

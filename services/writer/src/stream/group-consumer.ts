@@ -23,7 +23,7 @@ export function countEntries(batches: readonly StreamEntries[]): number {
 /**
  * One pipeline's side of consumer group `processor`: reads, claims and acknowledgements, on two
  * connections of its own that hand back raw replies (see resp.ts). `reads` serves the blocking reads
- * (nothing else queues behind a BLOCK); `acks` serves acknowledgements and claims.
+ * (nothing else queues behind a BLOCK); `acks` serves acknowledgements, claims and re-reads of pending entries.
  */
 export class GroupConsumer {
   /** The same two commands every time, encoded once: with BLOCK, and without (returns at once). */
@@ -80,7 +80,8 @@ export class GroupConsumer {
       ...keys,
       ...keys.map((k) => after.get(k) ?? '0'),
     ]);
-    const batches = parseStreamRead(await this.reads.send(command));
+    // Not on `reads`: behind a read-ahead's BLOCK it would wait for that read to time out.
+    const batches = parseStreamRead(await this.acks.send(command));
     const withEntries = new Set(batches.map((b) => b.key));
     return { batches, exhausted: keys.filter((k) => !withEntries.has(k)) };
   }

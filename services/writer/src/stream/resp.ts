@@ -181,10 +181,10 @@ export class RespCursor {
     return true;
   }
 
-  /** A bulk string as latin1 text (ids, keys); throws on nil. */
-  string(what: string): string {
+  /** A bulk string as text (ids are ASCII: latin1 is the cheapest decoding); throws on nil. */
+  string(what: string, encoding: 'latin1' | 'utf8' = 'latin1'): string {
     if (!this.bulk(what)) throw new RedisReplyError(`malformed reply: ${what} is nil`);
-    return this.buf.toString('latin1', this.start, this.end);
+    return this.buf.toString(encoding, this.start, this.end);
   }
 
   /** An integer reply. */

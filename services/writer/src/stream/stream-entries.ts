@@ -146,7 +146,8 @@ export function parseStreamRead(reply: Buffer): StreamEntries[] {
   const batches: StreamEntries[] = [];
   for (let s = 0; s < streams; s++) {
     if (cursor.array('stream') !== 2) throw new RedisReplyError('malformed XREADGROUP reply: stream is not [key, entries]');
-    const key = cursor.string('stream key');
+    // UTF-8, as the key was sent: XACK and the pending cursors name it again.
+    const key = cursor.string('stream key', 'utf8');
     const entries = readEntries(cursor, key, false);
     if (entries.length > 0) batches.push(entries);
   }
