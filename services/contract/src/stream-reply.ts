@@ -43,14 +43,3 @@ export function parseReadReply(reply: unknown): RawStreamBatch[] {
     return { key: asString(stream[0], 'stream key'), entries: parseEntries(stream[1]) };
   });
 }
-
-/** An XAUTOCLAIM reply: the cursor to continue from, the claimed entries, and ids that no longer exist. */
-export function parseAutoClaimReply(reply: unknown): { next: string; entries: RawStreamEntry[]; deleted: string[] } {
-  if (!Array.isArray(reply) || reply.length < 2) throw new StreamEntryError('malformed XAUTOCLAIM reply');
-  const deleted: unknown = reply[2];
-  return {
-    next: asString(reply[0], 'cursor'),
-    entries: parseEntries(reply[1]).filter((e) => e.fields.length > 0),
-    deleted: Array.isArray(deleted) ? deleted.map((id) => asString(id, 'deleted id')) : [],
-  };
-}

@@ -44,21 +44,25 @@ export function boolVar(defaultValue: boolean) {
 }
 
 /** A URL with one of the given protocols (without the colon). */
-export function urlVar(protocols: readonly string[], defaultValue?: string) {
+export function urlVar(protocols: readonly string[], defaultValue?: string, path?: { pattern: RegExp; message: string }) {
+  const parse = (value: string) => {
+    try {
+      return new URL(value);
+    } catch {
+      return undefined;
+    }
+  };
   const schema = z
     .string()
     .trim()
     .refine(
       (value) => {
-        try {
-          const url = new URL(value);
-          return protocols.includes(url.protocol.slice(0, -1)) && url.host.length > 0;
-        } catch {
-          return false;
-        }
+        const url = parse(value);
+        return url !== undefined && protocols.includes(url.protocol.slice(0, -1)) && url.host.length > 0;
       },
       { message: `must be a ${protocols.map((p) => `${p}://`).join(' or ')} URL` },
-    );
+    )
+    .refine((value) => path === undefined || path.pattern.test(parse(value)?.pathname ?? ''), { message: path?.message ?? '' });
   return defaultValue === undefined ? schema : schema.default(defaultValue);
 }
 
@@ -77,7 +81,11 @@ export function listVar() {
 
 /** Variables every service reads (CONTRACT.md). */
 export const commonEnv = {
-  REDIS_URL: urlVar(['redis', 'rediss'], 'redis://127.0.0.1:6379'),
+  // The path is the database number (redis://host:6379/2); anything else would fail every connection.
+  REDIS_URL: urlVar(['redis', 'rediss'], 'redis://127.0.0.1:6379', {
+    pattern: /^(\/\d*)?$/,
+    message: 'its path must be a database number, like /0',
+  }),
   STREAM_KEY: z
     .string()
     .trim()

@@ -33,6 +33,9 @@ describe('parseConfig', () => {
     expect(configError.code).toBe('CONFIG_INVALID');
     expect(configError.variables.sort()).toEqual(['LOG_LEVEL', 'METRICS_PORT', 'REDIS_URL', 'STREAM_SHARDS']);
     expect(configError.message).toMatch(/REDIS_URL: must be a redis:\/\/ or rediss:\/\/ URL/);
+    expect(() => parseConfig(commonEnv, { REDIS_URL: 'redis://cache:6379/positions' })).toThrow(
+      /REDIS_URL: its path must be a database number, like \/0/,
+    );
   });
 
   it('reports a required variable as required', () => {

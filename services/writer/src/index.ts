@@ -19,15 +19,6 @@ export { BatchAbandonedError } from './batch-abandoned-error.js';
 export { runMigrations, MIGRATIONS_DIR, MIGRATIONS_TABLE } from './schema/migrations.js';
 export { PartitionMaintainer, type MaintenanceResult } from './schema/partitions.js';
 export * from './schema/partition-ranges.js';
-export { addEntry, addStreamEntry } from './store/entry-row.js';
+export { addStreamEntry } from './store/entry-row.js';
 export { checkPositionRow, valueProblem } from './store/position-row.js';
-export {
-  batchRow,
-  batchRows,
-  CopyBatchBuilder,
-  encodeBatch,
-  rowFromTuple,
-  subBatch,
-  type BatchRow,
-  type EncodedBatch,
-} from './store/copy-batch.js';
+export { batchRows, CopyBatchBuilder, encodeBatch, rowFromTuple, subBatch, type BatchRow, type EncodedBatch } from './store/copy-batch.js';

@@ -5,7 +5,7 @@ import { BatchAbandonedError } from './batch-abandoned-error.js';
 import type { EntrySource, WriterMetrics } from './metrics.js';
 import { InvalidPositionError } from './store/invalid-position-error.js';
 import { describePgError } from './store/pg-errors.js';
-import { batchRow, CopyBatchBuilder, rowFromTuple, type BatchRow, type EncodedBatch } from './store/copy-batch.js';
+import { CopyBatchBuilder, rowFromTuple, type BatchRow, type EncodedBatch } from './store/copy-batch.js';
 import { addStreamEntry } from './store/entry-row.js';
 import type { PositionRow } from './store/position-row.js';
 import type { PositionStore, WritePath } from './store/position-store.js';
@@ -66,7 +66,9 @@ function mergeLatest(into: Map<string, LatestRow>, batch: EncodedBatch, skip?: R
     const deviceId = deviceIds[i] as string;
     const recorded = recordedAtMs[i] as number;
     const seen = into.get(deviceId);
-    if (seen === undefined || seen.recordedAtMs < recorded) into.set(deviceId, { ...batchRow(batch, i), copyData });
+    if (seen === undefined || seen.recordedAtMs < recorded) {
+      into.set(deviceId, { deviceId, recordedAtMs: recorded, start: batch.starts[i] as number, end: batch.ends[i] as number, copyData });
+    }
   }
   return into;
 }
@@ -249,9 +251,9 @@ export class ShardPipeline {
           metrics.trimmed.inc(claimed.deleted.length);
           logger.warn({ shard: key, entries: claimed.deleted.length }, 'pending entries were trimmed from the stream before being written');
         }
-        if (claimed.batch.length > 0) {
-          logger.info({ shard: key, entries: claimed.batch.length }, 'claimed entries idle beyond the visibility timeout');
-          await this.write(await this.prepare([claimed.batch], 'claimed'));
+        if (claimed.entries.length > 0) {
+          logger.info({ shard: key, entries: claimed.entries.length }, 'claimed entries idle beyond the visibility timeout');
+          await this.write(await this.prepare([claimed.entries], 'claimed'));
         }
         cursor = claimed.next;
       } while (cursor !== '0-0' && !this.stopping);

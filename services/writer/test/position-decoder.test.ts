@@ -12,10 +12,12 @@ import {
   type PositionInit,
 } from '@pitwall/contract';
 import {
-  addEntry,
+  addStreamEntry,
   batchRows,
   CopyBatchBuilder,
+  encodeCommand,
   InvalidPositionError,
+  parseStreamRead,
   rowFromTuple,
   subBatch,
   toPositionRow,
@@ -23,6 +25,15 @@ import {
 } from '@pitwall/writer';
 
 const NOW = Date.UTC(2026, 10, 27, 12);
+
+/** Adds one stream entry with these fields to a batch, as the writer does with what it read. */
+function addEntry(builder: CopyBatchBuilder, fields: Buffer[], nowMs: number): void {
+  // An XREADGROUP reply of one stream and one entry: its fields list is a RESP array of bulk strings,
+  // which is what encodeCommand writes.
+  const reply = Buffer.concat([Buffer.from('*1\r\n*2\r\n$1\r\nk\r\n*1\r\n*2\r\n$3\r\n1-0\r\n'), encodeCommand(fields)]);
+  const [entries] = parseStreamRead(reply);
+  addStreamEntry(builder, entries!, 0, nowMs);
+}
 
 /** A deterministic pseudo-random generator (mulberry32), so failures reproduce. */
 function random(seed: number): () => number {

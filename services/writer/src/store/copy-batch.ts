@@ -37,19 +37,21 @@ export interface EncodedBatch {
   readonly ends: Int32Array;
 }
 
-/** Row `i` of a batch. */
-export function batchRow(batch: EncodedBatch, i: number): BatchRow {
-  return {
+/** Every row of a batch as objects (tests). */
+export function batchRows(batch: EncodedBatch): BatchRow[] {
+  return Array.from({ length: batch.length }, (_, i) => ({
     deviceId: batch.deviceIds[i] as string,
     recordedAtMs: batch.recordedAtMs[i] as number,
     start: batch.starts[i] as number,
     end: batch.ends[i] as number,
-  };
+  }));
 }
 
-/** Every row of a batch (tests and rare paths). */
-export function batchRows(batch: EncodedBatch): BatchRow[] {
-  return Array.from({ length: batch.length }, (_, i) => batchRow(batch, i));
+/** A typed array twice as long holding the same values first. */
+function doubled<T extends Float64Array | Uint32Array | Int32Array>(a: T, make: (n: number) => T): T {
+  const next = make(a.length * 2);
+  next.set(a);
+  return next;
 }
 
 const HEADER = Buffer.concat([Buffer.from('PGCOPY\n\xff\r\n\0', 'latin1'), Buffer.alloc(8)]); // signature, flags, extension length
@@ -197,17 +199,12 @@ function readLength(end: number): number {
 }
 
 function growIoArrays(): void {
-  const grow = <T extends Uint32Array | Int32Array>(a: T, make: (n: number) => T): T => {
-    const next = make(a.length * 2);
-    next.set(a);
-    return next;
-  };
-  ioId = grow(ioId, (n) => new Uint32Array(n));
-  ioWidth = grow(ioWidth, (n) => new Uint32Array(n));
-  ioLo = grow(ioLo, (n) => new Uint32Array(n));
-  ioHi = grow(ioHi, (n) => new Uint32Array(n));
-  ioRawStart = grow(ioRawStart, (n) => new Int32Array(n));
-  ioRawEnd = grow(ioRawEnd, (n) => new Int32Array(n));
+  ioId = doubled(ioId, (n) => new Uint32Array(n));
+  ioWidth = doubled(ioWidth, (n) => new Uint32Array(n));
+  ioLo = doubled(ioLo, (n) => new Uint32Array(n));
+  ioHi = doubled(ioHi, (n) => new Uint32Array(n));
+  ioRawStart = doubled(ioRawStart, (n) => new Int32Array(n));
+  ioRawEnd = doubled(ioRawEnd, (n) => new Int32Array(n));
 }
 
 /** One IoElement in [pos, stop) into the io arrays; false when unexpected. */
@@ -479,14 +476,9 @@ export class CopyBatchBuilder {
   private pushRow(deviceId: string, recordedAtMs: number, start: number): void {
     const i = this.rows++;
     if (i === this.starts.length) {
-      const grow = <T extends Float64Array | Int32Array>(a: T, make: (n: number) => T): T => {
-        const next = make(a.length * 2);
-        next.set(a);
-        return next;
-      };
-      this.recordedAtMs = grow(this.recordedAtMs, (n) => new Float64Array(n));
-      this.starts = grow(this.starts, (n) => new Int32Array(n));
-      this.ends = grow(this.ends, (n) => new Int32Array(n));
+      this.recordedAtMs = doubled(this.recordedAtMs, (n) => new Float64Array(n));
+      this.starts = doubled(this.starts, (n) => new Int32Array(n));
+      this.ends = doubled(this.ends, (n) => new Int32Array(n));
     }
     this.deviceIds.push(deviceId);
     this.recordedAtMs[i] = recordedAtMs;

@@ -91,12 +91,11 @@ export class GroupConsumer {
    * from `cursor`. Returns the entries, the cursor to continue from ('0-0' when the scan is complete)
    * and the ids that no longer exist in the stream (Redis drops those from the pending list).
    */
-  async claim(key: string, cursor: string, minIdleMs: number): Promise<{ batch: StreamEntries; next: string; deleted: string[] }> {
+  async claim(key: string, cursor: string, minIdleMs: number): Promise<{ entries: StreamEntries; next: string; deleted: string[] }> {
     const reply = await this.acks.send(
       encodeCommand(['XAUTOCLAIM', key, PROCESSOR_GROUP, this.options.consumer, minIdleMs, cursor, 'COUNT', this.options.count]),
     );
-    const parsed = parseAutoClaim(reply, key);
-    return { batch: parsed.entries, next: parsed.next, deleted: parsed.deleted };
+    return parseAutoClaim(reply, key);
   }
 
   /** Acknowledges entries: one XACK per shard, sent together. Returns how many Redis acknowledged. */

@@ -25,15 +25,27 @@ export type RespType = (typeof RespType)[keyof typeof RespType];
 export function encodeCommand(args: readonly (string | number | Buffer)[]): Buffer {
   const parts = args.map((arg) => (Buffer.isBuffer(arg) ? arg : Buffer.from(String(arg), 'utf8')));
   let size = headerLength(parts.length);
-  for (const part of parts) size += headerLength(part.length) + part.length + CRLF_BYTES;
+  for (const part of parts) size += bulkLength(part.length);
   const out = Buffer.allocUnsafe(size);
   let o = writeHeader(out, 0, RespType.Array, parts.length);
-  for (const part of parts) {
-    o = writeHeader(out, o, RespType.Bulk, part.length);
-    o += part.copy(out, o);
-    o = writeCrlf(out, o);
-  }
+  for (const part of parts) o = writeBulk(out, o, part, 0, part.length);
   return out;
+}
+
+/** Bytes of a bulk string of `n` bytes: header, bytes, CRLF. */
+export function bulkLength(n: number): number {
+  return headerLength(n) + n + CRLF_BYTES;
+}
+
+/**
+ * Writes bytes[start, end) as a bulk string at `o`; returns the offset after it. Short ones byte by
+ * byte: for an entry id (3 to 41 bytes) a Buffer.copy call costs more than the copy.
+ */
+export function writeBulk(out: Buffer, o: number, bytes: Buffer, start: number, end: number): number {
+  o = writeHeader(out, o, RespType.Bulk, end - start);
+  if (end - start > 64) o += bytes.copy(out, o, start, end);
+  else for (let b = start; b < end; b++) out[o++] = bytes[b] as number;
+  return writeCrlf(out, o);
 }
 
 /** Decimal digits of a non-negative integer. */
@@ -162,10 +174,6 @@ export class RespCursor {
 
   constructor(readonly buf: Buffer) {}
 
-  get done(): boolean {
-    return this.pos >= this.buf.length;
-  }
-
   /** An array's element count, or -1 for a nil array. An error reply throws it. */
   array(what: string): number {
     return this.header(RespType.Array, what);
@@ -190,16 +198,6 @@ export class RespCursor {
   /** An integer reply. */
   integer(what: string): number {
     return this.header(RespType.Integer, what);
-  }
-
-  /** Skips one element, however nested. */
-  skip(): void {
-    const type = this.buf[this.pos];
-    const lineEnd = this.lineEnd();
-    const n = type === RespType.Bulk || type === RespType.Array ? parseInteger(this.buf, this.pos + 1, lineEnd) : 0;
-    this.pos = lineEnd + CRLF_BYTES;
-    if (type === RespType.Bulk && n >= 0) this.pos += n + CRLF_BYTES;
-    if (type === RespType.Array) for (let i = 0; i < n; i++) this.skip();
   }
 
   private header(expected: RespType, what: string): number {
