@@ -4,7 +4,7 @@ SHELL := /bin/bash
 .PHONY: help install system-packages build typecheck lint test test-unit up bench generate clean
 
 NPM_STAMP := node_modules/.pitwall-install-stamp
-WORKSPACE_MANIFESTS := $(wildcard services/*/package.json) load-tests/package.json
+WORKSPACE_MANIFESTS := $(wildcard services/*/package.json services/business-plane/extensions/*/package.json) load-tests/package.json
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 18

@@ -13,7 +13,13 @@ export default tseslint.config(
     languageOptions: {
       parserOptions: {
         // Sources through their package's tsconfig; tests, benches and configs through tsconfig.tests.json.
-        project: ['./services/*/tsconfig.json', './load-tests/tsconfig.json', './load-tests/k6/tsconfig.json', './tsconfig.tests.json'],
+        project: [
+          './services/*/tsconfig.json',
+          './services/business-plane/extensions/*/tsconfig.json',
+          './load-tests/tsconfig.json',
+          './load-tests/k6/tsconfig.json',
+          './tsconfig.tests.json',
+        ],
         tsconfigRootDir: import.meta.dirname,
       },
     },

@@ -1,4 +1,5 @@
 export * from './directus/auth.js';
+export * from './directus/extensions.js';
 export * from './directus/install.js';
 export { DirectusRest } from './directus/rest.js';
 export * from './directus/server.js';

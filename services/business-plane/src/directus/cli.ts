@@ -20,6 +20,7 @@ export function runDirectusCli(
 ): Promise<string> {
   mkdirSync(target.dataDir, { recursive: true });
   const env = directusEnv({
+    installationDir: installation.directusDir,
     databaseUrl: target.databaseUrl,
     port: 0,
     host: '127.0.0.1',

@@ -1,6 +1,8 @@
 import { join } from 'node:path';
 
 export interface DirectusEnvOptions {
+  /** Folder of the Directus installation (its package.json: where Directus looks for npm-installed extensions). */
+  installationDir: string;
   databaseUrl: string;
   port: number;
   host: string;
@@ -12,6 +14,11 @@ export interface DirectusEnvOptions {
   adminEmail?: string;
   adminPassword?: string;
   extra?: Record<string, string>;
+}
+
+/** EXTENSIONS_PATH of a Directus whose uploads and extensions live in `dataDir`. */
+export function directusExtensionsPath(dataDir: string): string {
+  return join(dataDir, 'extensions');
 }
 
 /**
@@ -47,8 +54,14 @@ export function directusEnv(options: DirectusEnvOptions): Record<string, string>
     LOG_STYLE: 'raw',
     STORAGE_LOCATIONS: 'local',
     STORAGE_LOCAL_ROOT: join(options.dataDir, 'uploads'),
-    EXTENSIONS_PATH: join(options.dataDir, 'extensions'),
+    EXTENSIONS_PATH: directusExtensionsPath(options.dataDir),
     EXTENSIONS_AUTO_RELOAD: 'false',
+    // Directus reads this package.json's dependencies for npm-installed extensions; the default (the
+    // working directory, the data folder here) has none, which EXTENSIONS_MUST_LOAD turns into a failure.
+    PACKAGE_FILE_LOCATION: options.installationDir,
+    // An extension that does not load (a bad PITWALL_EVENTS_CLAIM_* value) stops Directus at start
+    // instead of leaving it running without the claim.
+    EXTENSIONS_MUST_LOAD: 'true',
     ...(options.adminEmail ? { ADMIN_EMAIL: options.adminEmail } : {}),
     ...(options.adminPassword ? { ADMIN_PASSWORD: options.adminPassword } : {}),
     ...options.extra,

@@ -5,7 +5,8 @@ import { join } from 'node:path';
 import pg from 'pg';
 import { freePort, ManagedProcess, uniqueName, waitFor } from '@pitwall/testkit';
 import { DirectusStartError } from '../errors/directus-start-error.js';
-import { directusEnv } from './env.js';
+import { directusEnv, directusExtensionsPath } from './env.js';
+import { eventsClaimExtensionFiles, installEventsClaimExtension } from './extensions.js';
 import { ensureDirectusInstalled, type DirectusInstallation } from './install.js';
 import {
   assertDatabaseName,
@@ -52,8 +53,13 @@ export interface StartDirectusOptions {
   host?: string;
   /** Uploads and extensions folder. Default: a temporary folder removed by destroy(). */
   dataDir?: string;
-  /** Further Directus environment variables. */
+  /** Further Directus environment variables (PITWALL_EVENTS_CLAIM_* configure the extension). */
   env?: Record<string, string>;
+  /**
+   * Load the business plane's extension (access tokens carry `pitwall_events`). Default true; false
+   * runs Directus without it (the baseline of the login-cost bench).
+   */
+  eventsClaim?: boolean;
   /** Progress lines of the one-time install (it takes minutes). */
   onInstallLog?: (line: string) => void;
   /** Time allowed to become healthy. Default 90 s (a loaded 2-core machine). */
@@ -88,6 +94,15 @@ class DirectusServer implements DirectusInstance {
   /** Recent output, for error messages. */
   output(lines = 60): string {
     return this.proc?.output(lines) ?? '';
+  }
+
+  get pid(): number | undefined {
+    return this.proc?.running ? this.proc.pid : undefined;
+  }
+
+  waitForLine(pattern: RegExp, timeoutMs?: number): Promise<string> {
+    if (!this.proc) return Promise.reject(new DirectusStartError(`Directus on port ${this.port} was never started`));
+    return this.proc.waitForLine(pattern, timeoutMs);
   }
 
   async restart(): Promise<void> {
@@ -152,6 +167,10 @@ export type StartedDirectus = DirectusInstance & {
   database: string;
   /** Its recent output, for assertion messages. */
   output(lines?: number): string;
+  /** Resolves with the first output line (kept or to come) matching `pattern`. */
+  waitForLine(pattern: RegExp, timeoutMs?: number): Promise<string>;
+  /** Its process id while it runs (CPU accounting in benchmarks). */
+  readonly pid: number | undefined;
 };
 
 /**
@@ -160,6 +179,8 @@ export type StartedDirectus = DirectusInstance & {
  * Directus first when the machine has never had it.
  */
 export async function startDirectus(options: StartDirectusOptions): Promise<StartedDirectus> {
+  // Before anything is created: a missing build is the caller's to fix.
+  if (options.eventsClaim ?? true) eventsClaimExtensionFiles();
   const installation = await ensureDirectusInstalled({ onLog: options.onInstallLog });
   const template = await ensureTemplateDatabase(installation, options.postgresAdminUrl);
   const database = options.database ?? uniqueName('directus').toLowerCase();
@@ -190,7 +211,16 @@ export async function launchDirectus(
   const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), 'pitwall-directus-'));
   mkdirSync(dataDir, { recursive: true });
   const secret = options.secret ?? randomBytes(32).toString('hex');
+  const extensionsPath = directusExtensionsPath(dataDir);
+  mkdirSync(extensionsPath, { recursive: true });
+  try {
+    if (options.eventsClaim ?? true) installEventsClaimExtension(extensionsPath);
+  } catch (err) {
+    if (ownsDataDir) rmSync(dataDir, { recursive: true, force: true });
+    throw err;
+  }
   const env = directusEnv({
+    installationDir: installation.directusDir,
     databaseUrl: databaseUrl(options.postgresAdminUrl, options.database),
     port,
     host,
