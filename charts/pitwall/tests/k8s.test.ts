@@ -2,6 +2,7 @@ import { readdirSync, readFileSync, realpathSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
+import { EVENTS_CLAIM_EXTENSION_DIR, EVENTS_CLAIM_EXTENSION_NAME, eventsClaimExtensionFiles } from '@pitwall/business-plane';
 import {
   DEV_DEPS_CHART_DIR,
   find,
@@ -13,7 +14,7 @@ import {
   type KubeObject,
 } from './support/chart.js';
 import { Secret, Service, StatefulSet, validateObject } from './support/models.js';
-import { allPodSpecs, deployment, deployments, podSpec } from './support/objects.js';
+import { allPodSpecs, configMapData, deployment, deployments, podSpec } from './support/objects.js';
 
 /** k8s/: the dev cluster's dependencies (a small chart) and the cluster-level objects. */
 
@@ -83,6 +84,27 @@ describe('k8s/dev (dependencies of the dev cluster)', () => {
     expect(snapshot.collections?.map((c) => c.collection)).toEqual(expect.arrayContaining(['events', 'devices', 'entries']));
     const init = podSpec(deployment(deps, 'directus')).initContainers?.map((c) => c.command?.slice(2, 4).join(' '));
     expect(init).toEqual(['bootstrap', 'schema apply']);
+  });
+
+  it('mounts the business plane’s events-claim extension into EXTENSIONS_PATH: the files startDirectus loads, byte for byte', () => {
+    expect(realpathSync(join(DEV_DEPS_CHART_DIR, 'files/directus-extension'))).toBe(realpathSync(EVENTS_CLAIM_EXTENSION_DIR));
+    const spec = podSpec(deployment(deps, 'directus'));
+    const server = spec.containers.find((c) => c.name === 'directus');
+    const env = new Map(server?.env?.map((e) => [e.name, e.value]));
+    expect(env.get('EXTENSIONS_MUST_LOAD')).toBe('true');
+    expect(env.get('PITWALL_EVENTS_CLAIM_MAX')).toBe('100');
+    const mount = server?.volumeMounts?.find((m) => m.name === 'events-claim');
+    expect(mount?.mountPath).toBe(`${env.get('EXTENSIONS_PATH') ?? '?'}/${EVENTS_CLAIM_EXTENSION_NAME}`);
+
+    // The folder the volume makes: each ConfigMap key at its item path.
+    const data = configMapData(deps, 'directus-extension-events-claim');
+    const items = spec.volumes?.find((v) => v.name === 'events-claim')?.configMap?.items ?? [];
+    const mounted = new Map(items.map((item) => [item.path, data[item.key]]));
+    const files = eventsClaimExtensionFiles();
+    expect([...mounted.keys()].sort()).toEqual([...files].sort());
+    for (const file of files) expect(mounted.get(file), file).toBe(readFileSync(join(EVENTS_CLAIM_EXTENSION_DIR, file), 'utf8'));
+    const manifest = JSON.parse(mounted.get('package.json') ?? '{}') as Record<string, { path?: string }>;
+    expect(mounted.has(manifest['directus:extension']?.path ?? '?')).toBe(true);
   });
 
   it('runs every dependency as a non-root user', () => {

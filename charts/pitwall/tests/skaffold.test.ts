@@ -21,7 +21,7 @@ interface SkaffoldConfig {
   kind: string;
   metadata: { name: string };
   build: { local?: { push?: boolean }; artifacts: { image: string; context?: string; docker?: { dockerfile?: string } }[] };
-  deploy: { helm: { releases: HelmRelease[] } };
+  deploy: { helm: { releases: HelmRelease[]; hooks?: { before?: { host?: { command?: string[] } }[] } } };
   portForward?: { resourceType: string; resourceName: string; namespace?: string; port: number; localPort?: number }[];
   profiles?: { name: string; patches?: { op: 'add' | 'remove' | 'replace'; path: string; value?: unknown }[] }[];
 }
@@ -127,6 +127,19 @@ describe('skaffold.yaml', () => {
     expect(existsSync(join(CHART_DIR, 'Chart.yaml'))).toBe(true);
     expect(pitwall?.valuesFiles).toEqual(['charts/pitwall/values-dev.yaml']);
     expect(deps?.namespace).toBe(pitwall?.namespace);
+  });
+
+  it('builds the Directus extension k8s/dev mounts before helm renders it, and only where k8s/dev is deployed', () => {
+    const manifest = JSON.parse(readFileSync(join(REPO_ROOT, 'services/business-plane/extensions/events-claim/package.json'), 'utf8')) as {
+      name: string;
+    };
+    const commands = (config.deploy.helm.hooks?.before ?? []).map((hook) => hook.host?.command?.join(' '));
+    expect(commands).toEqual([`npm run build -w ${manifest.name}`]);
+    for (const profile of config.profiles ?? []) {
+      const patched = applyPatches(config, profile.patches ?? []);
+      expect(patched.deploy.helm.releases.some((r) => r.chartPath === 'k8s/dev')).toBe(false);
+      expect(patched.deploy.helm.hooks, profile.name).toBeUndefined();
+    }
   });
 
   it('sets each component image to the image skaffold built for it', async () => {

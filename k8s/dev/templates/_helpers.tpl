@@ -20,4 +20,16 @@ env:
     value: "true"
   - name: TELEMETRY
     value: "false"
+  # The server container mounts the business plane's events-claim extension into EXTENSIONS_PATH; an
+  # extension that fails to load stops Directus instead of leaving it running without the claim.
+  - name: EXTENSIONS_PATH
+    value: /directus/extensions
+  - name: EXTENSIONS_MUST_LOAD
+    value: "true"
+  - name: PITWALL_EVENTS_CLAIM_LEAD
+    value: {{ .Values.directus.eventsClaim.lead | quote }}
+  - name: PITWALL_EVENTS_CLAIM_GRACE
+    value: {{ .Values.directus.eventsClaim.grace | quote }}
+  - name: PITWALL_EVENTS_CLAIM_MAX
+    value: {{ .Values.directus.eventsClaim.max | quote }}
 {{- end -}}

@@ -3,6 +3,7 @@ import { ingestionSuite } from './suites/ingestion.js';
 import { writerSuite } from './suites/writer.js';
 import { liveGatewaySuite } from './suites/live-gateway.js';
 import { raceStartSuite } from './suites/race-start.js';
+import { directusLoginSuite } from './suites/directus-login.js';
 
 // Every benchmark of `make bench`, in the order they run. Register a suite with one line here.
-export const suites: BenchSuite[] = [ingestionSuite, writerSuite, liveGatewaySuite, raceStartSuite];
+export const suites: BenchSuite[] = [ingestionSuite, writerSuite, liveGatewaySuite, directusLoginSuite, raceStartSuite];

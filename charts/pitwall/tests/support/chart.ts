@@ -1,5 +1,5 @@
 import { execFile, execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -28,9 +28,31 @@ export function valuesFile(environment: Environment): string {
 
 let helmPath: string | undefined;
 
+/** The business plane's Directus extension, which the dev chart mounts from its build (k8s/dev/files/directus-extension). */
+const EVENTS_CLAIM_EXTENSION = join(REPO_ROOT, 'services/business-plane/extensions/events-claim');
+
+/**
+ * Builds the extension when it never was (the unit tests run without `npm run build`), so that k8s/dev
+ * renders; one worker at a time (flock), the others find it built.
+ */
+function ensureDevChartInputs(): void {
+  if (existsSync(join(EVENTS_CLAIM_EXTENSION, 'dist/hook.js'))) return;
+  execFileSync(
+    'flock',
+    [join(tmpdir(), 'pitwall-events-claim-build.lock'), join(REPO_ROOT, 'node_modules/.bin/tsc'), '--build', EVENTS_CLAIM_EXTENSION],
+    {
+      cwd: REPO_ROOT,
+      stdio: 'inherit',
+    },
+  );
+}
+
 /** Path of the helm binary; the first call installs it into the cache outside the clone if needed. */
 export function helmBinary(): string {
-  helmPath ??= execFileSync(join(REPO_ROOT, 'charts/scripts/ensure-helm.sh'), { encoding: 'utf8' }).trim();
+  if (helmPath === undefined) {
+    helmPath = execFileSync(join(REPO_ROOT, 'charts/scripts/ensure-helm.sh'), { encoding: 'utf8' }).trim();
+    ensureDevChartInputs();
+  }
   return helmPath;
 }
 
