@@ -1,0 +1,38 @@
+import type { ClientAction } from './disconnects.js';
+
+/**
+ * Every `code` an `error` message carries, with what a client does about it. `then` is the next step;
+ * `closes` says whether the gateway closes the connection after it (with the close code given there).
+ */
+export const ERRORS = {
+  /** The token is missing, malformed, forged or refused by Directus. */
+  unauthenticated: { then: 'refresh_token', retryable: false, closes: 4401 },
+  /** The token expired: send a fresh one with `auth` within the grace period, or the connection closes. */
+  token_expired: { then: 'refresh_token', retryable: false, closes: 4401 },
+  /** Directus refused this user this event. */
+  forbidden: { then: 'stop', retryable: false, closes: undefined },
+  /** No such event (or one the user may not know of). */
+  not_found: { then: 'stop', retryable: false, closes: undefined },
+  /** The message broke the protocol; after too many of them the connection closes with 4400. */
+  bad_request: { then: 'stop', retryable: false, closes: undefined },
+  /** The gateway could not ask Directus now (busy, rate-limited, down): send the same request again later. */
+  authorization_unavailable: { then: 'retry', retryable: true, closes: undefined },
+  /** Too many requests on this connection: send the same request again after `retry_after_ms`. */
+  rate_limited: { then: 'retry', retryable: true, closes: undefined },
+  /** A bug in the gateway: report it rather than repeat the request. */
+  internal: { then: 'stop', retryable: false, closes: undefined },
+} as const satisfies Record<string, { then: ClientAction | 'retry'; retryable: boolean; closes: number | undefined }>;
+
+export type ErrorCode = keyof typeof ERRORS;
+
+export const ERROR_CODES = Object.keys(ERRORS) as ErrorCode[];
+
+/** Error codes that ask the client to send the same request again a little later. */
+export const RETRYABLE_ERROR_CODES: readonly ErrorCode[] = ERROR_CODES.filter((code) => ERRORS[code].retryable);
+
+/** Error codes about the token (a fresh token is the way out; the connection closes with 4401 otherwise). */
+export const TOKEN_ERROR_CODES: readonly ErrorCode[] = ERROR_CODES.filter((code) => ERRORS[code].then === 'refresh_token');
+
+export function isErrorCode(value: unknown): value is ErrorCode {
+  return typeof value === 'string' && Object.prototype.hasOwnProperty.call(ERRORS, value);
+}
