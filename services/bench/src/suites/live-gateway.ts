@@ -1,14 +1,23 @@
 import { fork, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { login, seedDirectus, startDirectus, type DirectusInstance, type Seeded } from '@pitwall/business-plane';
 import { createPosition, decodePosition, deviceShardKey, encodePosition, POSITION_FIELD } from '@pitwall/contract';
-import { freePort, ManagedProcess, PostgresServer, RedisServer, REPO_ROOT, startService, uniqueName } from '@pitwall/testkit';
+import {
+  collectGarbage,
+  freePort,
+  ManagedProcess,
+  PostgresServer,
+  RedisServer,
+  REPO_ROOT,
+  rssBytesOf,
+  startService,
+  uniqueName,
+} from '@pitwall/testkit';
 import { Redis } from 'ioredis';
 import { decodeJwt, SignJWT } from 'jose';
-import WebSocket from 'ws';
 import { cpuSecondsOf } from '../proc-stat.js';
 import type { BenchContext, BenchResult, BenchSuite } from '../suite.js';
 import type { BenchDevice } from './live-gateway/feed.js';
@@ -95,11 +104,6 @@ class ViewerProcess {
     await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 2_000))]);
     this.child.kill('SIGKILL');
   }
-}
-
-function rssBytesOf(pid: number): number {
-  const match = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return Number(match?.[1] ?? 0) * 1024;
 }
 
 const pct = (cpu: number, seconds: number) => `${((cpu / seconds) * 100).toFixed(0)}%`;
@@ -255,6 +259,8 @@ async function startSystem(system: SystemName, env: Environment, streamKey: stri
       DIRECTUS_URL: env.directus.url,
       DIRECTUS_SECRET: env.directus.secret,
       DIRECTUS_SERVICE_TOKEN: env.seed.serviceToken,
+      // Every viewer process connects from this machine's address.
+      GATEWAY_MAX_CONNECTIONS_PER_ADDRESS: '1000000',
       LOG_LEVEL: 'warn',
     });
     return {
@@ -374,21 +380,6 @@ async function measure(
 }
 
 /** RSS growth of a server process per idle (connected, subscribed, no traffic) viewer. */
-/** Runs a full garbage collection in a process started with --inspect, through the DevTools protocol. */
-async function collectGarbage(inspectPort: number): Promise<void> {
-  const targets = (await (await fetch(`http://127.0.0.1:${inspectPort}/json/list`)).json()) as { webSocketDebuggerUrl: string }[];
-  const url = targets[0]?.webSocketDebuggerUrl;
-  if (url === undefined) throw new Error('no inspector target');
-  const ws = new WebSocket(url);
-  await new Promise<void>((resolve, reject) => {
-    ws.once('open', () => ws.send(JSON.stringify({ id: 1, method: 'HeapProfiler.collectGarbage' })));
-    ws.once('message', () => resolve());
-    ws.once('error', reject);
-  });
-  ws.close();
-  await sleep(300);
-}
-
 async function idleMemory(system: SystemName, env: Environment, viewers: number, context: BenchContext): Promise<number> {
   // RSS after a full GC before and after: what the connections retain, not the garbage their
   // subscribes left behind (the snapshot frames), which a GC would take anyway.
@@ -397,10 +388,12 @@ async function idleMemory(system: SystemName, env: Environment, viewers: number,
   try {
     await sleep(1_000);
     await collectGarbage(inspectPort);
+    await sleep(300);
     const before = rssBytesOf(server.pid);
     const { processes, failed } = await connectViewers(server, env, viewers);
     await sleep(1_000);
     await collectGarbage(inspectPort);
+    await sleep(300);
     const after = rssBytesOf(server.pid);
     await Promise.all(processes.map((p) => p.close()));
     const perConnection = (after - before) / (viewers - failed);
