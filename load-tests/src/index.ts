@@ -10,7 +10,6 @@ export * from './viewers/plan.js';
 export * from './viewers/viewer-fleet.js';
 export * from './viewers/viewer-session.js';
 export * from './directus/viewer-accounts.js';
-export * from './local/directus-call-counter.js';
 export * from './local/local-race.js';
 export * from './local/stored-positions.js';
 export * from './profiling/cpu-profile-summary.js';

@@ -1,8 +1,8 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { callsBetween } from '@pitwall/business-plane';
 import { REPO_ROOT, sharedRedisUrl, waitFor } from '@pitwall/testkit';
-import { callsBetween } from '../src/local/directus-call-counter.js';
 import { startLocalRace, type LocalRace } from '../src/local/local-race.js';
 import { runScenario } from '../src/run-scenario.js';
 import { METRIC, SMOKE_RACE_START, SMOKE_RECONNECT_STORM, SMOKE_TOKEN_REFRESH_SOAK } from '../src/scenarios.js';

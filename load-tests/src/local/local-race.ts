@@ -2,7 +2,15 @@ import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { DirectusRest, login, seedDirectus, startDirectus, type Seeded, type StartedDirectus } from '@pitwall/business-plane';
+import {
+  DirectusCallCounter,
+  DirectusRest,
+  login,
+  seedDirectus,
+  startDirectus,
+  type Seeded,
+  type StartedDirectus,
+} from '@pitwall/business-plane';
 import { startPipeline, type ExistingDirectus, type Pipeline, type PipelineOptions } from '@pitwall/devstack';
 import { simulatorImei, startSimulation, type Simulation } from '@pitwall/simulator';
 import { PostgresServer, uniqueName } from '@pitwall/testkit';
@@ -11,7 +19,6 @@ import { createViewerAccounts, loginAccounts } from '../directus/viewer-accounts
 import type { HarnessTarget } from '../run-scenario.js';
 import type { RaceShape } from '../scenarios.js';
 import { cpuBetween, findProcess, sampleCpu } from '../profiling/process-cpu.js';
-import { DirectusCallCounter } from './directus-call-counter.js';
 import { waitUntilStored, type StoredCheck } from './stored-positions.js';
 
 // The whole stack on this machine for a load run: PostgreSQL, Directus (seeded with the race's events,

@@ -15,4 +15,5 @@ export {
   type DirectusAdmin,
 } from './seed/access.js';
 export * from './seed/seed.js';
+export * from './testing/directus-call-counter.js';
 export * from './testing/shared-directus.js';

@@ -1,9 +1,9 @@
 import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { dirname, join, relative } from 'node:path';
+import { callsBetween } from '@pitwall/business-plane';
 import {
   LOCAL_RACE_START,
-  callsBetween,
   cpuBetween,
   probeDirectusAuthorization,
   readCpuProfile,

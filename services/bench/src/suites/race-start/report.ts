@@ -1,8 +1,8 @@
 import { cpus, totalmem } from 'node:os';
+import type { DirectusCalls } from '@pitwall/business-plane';
 import type {
   AuthorizationCapacity,
   CpuUse,
-  DirectusCalls,
   LoginCost,
   ProfileSummary,
   RaceShape,

@@ -1,8 +1,9 @@
 import { createServer, request, Agent, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 
-// A counting reverse proxy in front of Directus: the gateway is pointed at it (DIRECTUS_URL), so
-// every call the gateway makes is counted at the wire, whatever the gateway's own metrics say.
+// A counting reverse proxy in front of Directus: a service is pointed at it (DIRECTUS_URL), so every
+// call it makes is counted at the wire, whatever its own metrics say, and so is how many it had in
+// flight at once.
 
 /** Calls by what they are for. */
 export interface DirectusCalls {
@@ -23,9 +24,16 @@ function classify(path: string): keyof Omit<DirectusCalls, 'total'> {
   return 'other';
 }
 
+/** Calls being answered now, and the most at once. */
+interface Concurrency {
+  now: number;
+  peak: number;
+}
+
 export class DirectusCallCounter {
   private constructor(
     private readonly calls: DirectusCalls,
+    private readonly concurrency: Concurrency,
     private readonly server: Server,
     private readonly agent: Agent,
     readonly url: string,
@@ -36,9 +44,13 @@ export class DirectusCallCounter {
     const upstream = new URL(directusUrl);
     const agent = new Agent({ keepAlive: true, maxSockets: 256 });
     const calls: DirectusCalls = { authorize: 0, verify: 0, entries: 0, other: 0, total: 0 };
+    const concurrency: Concurrency = { now: 0, peak: 0 };
     const server = createServer((req, res) => {
       calls[classify(req.url ?? '/')]++;
       calls.total++;
+      concurrency.now++;
+      concurrency.peak = Math.max(concurrency.peak, concurrency.now);
+      res.once('close', () => concurrency.now--);
       const forward = request(
         {
           host: upstream.hostname,
@@ -62,7 +74,16 @@ export class DirectusCallCounter {
     server.keepAliveTimeout = 30_000;
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     const { port } = server.address() as AddressInfo;
-    return new DirectusCallCounter(calls, server, agent, `http://127.0.0.1:${port}`);
+    return new DirectusCallCounter(calls, concurrency, server, agent, `http://127.0.0.1:${port}`);
+  }
+
+  /** Most calls in flight at once since the start (or the last resetPeak). */
+  get maxInFlight(): number {
+    return this.concurrency.peak;
+  }
+
+  resetPeak(): void {
+    this.concurrency.peak = this.concurrency.now;
   }
 
   /** The counts so far (a copy: subtract two snapshots for a window). */
