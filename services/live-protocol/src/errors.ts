@@ -2,7 +2,8 @@ import type { ClientAction } from './disconnects.js';
 
 /**
  * Every `code` an `error` message carries, with what a client does about it. `then` is the next step;
- * `closes` says whether the gateway closes the connection after it (with the close code given there).
+ * `closes` is the close code that follows it when it answers an `auth` (a request sent before
+ * authenticating is answered `unauthenticated` without a close).
  */
 export const ERRORS = {
   /** The token is missing, malformed, forged or refused by Directus. */
