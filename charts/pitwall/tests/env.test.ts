@@ -28,7 +28,7 @@ const isOtelVariable = (name: string) => name.startsWith('OTEL_');
 const CLUSTER_VALUES: Record<string, string> = {
   REDIS_URL: 'redis://:password@redis.data:6379/0',
   DATABASE_URL: 'postgres://pitwall:password@postgres.data:5432/pitwall',
-  DIRECTUS_SECRET: 'directus-signing-secret',
+  DIRECTUS_SECRET: 'directus-signing-secret-of-at-least-32-bytes',
   DIRECTUS_SERVICE_TOKEN: 'directus-static-token',
   INSTANCE_ID: 'pitwall-live-gateway-6f7c9d8b5-x2x7q',
 };

@@ -1,4 +1,5 @@
-import { commonEnv, instanceIdEnv, intVar, portVar, urlVar, z, type Env, parseConfig } from '@pitwall/platform';
+import { commonEnv, instanceIdEnv, intVar, listVar, portVar, urlVar, z, type Env, parseConfig } from '@pitwall/platform';
+import { MIN_SECRET_BYTES } from './auth/token-verifier.js';
 
 /**
  * Environment of the live gateway. The contract's variables first (CONTRACT.md), then this service's
@@ -10,7 +11,12 @@ export const liveGatewayEnv = {
   GATEWAY_PORT: portVar(8080),
   DIRECTUS_URL: urlVar(['http', 'https'], 'http://127.0.0.1:8055'),
   /** Directus's SECRET: when set, access tokens are verified locally (HS256); unset, by /users/me. */
-  DIRECTUS_SECRET: z.string().min(1).optional(),
+  DIRECTUS_SECRET: z
+    .string()
+    .refine((value) => new TextEncoder().encode(value).byteLength >= MIN_SECRET_BYTES, {
+      message: `must be at least ${MIN_SECRET_BYTES} bytes (an HS256 key shorter than its hash is weak; Directus's own default is 32 random bytes)`,
+    })
+    .optional(),
   /** Static token that may read every event's entries (device IMEI and label). */
   DIRECTUS_SERVICE_TOKEN: z.string().trim().min(1, 'must not be empty'),
 
@@ -21,14 +27,41 @@ export const liveGatewayEnv = {
   GATEWAY_LATEST_CACHE_DEVICES: intVar(200_000, 1, 10_000_000),
   /** Entries read per shard from the stream tail at start to warm the snapshot cache. */
   GATEWAY_WARM_TAIL_ENTRIES: intVar(10_000, 0, 1_000_000),
+  /**
+   * An event shows positions whose device time is within starts_at - margin .. ends_at + margin (cars
+   * drive to the start before it, and back after the end). Trackers are reused from one event to the next.
+   */
+  GATEWAY_EVENT_WINDOW_MARGIN_MS: intVar(30 * 60_000, 0, 7 * 86_400_000),
 
-  // Connections and protocol
-  /** Largest client message accepted; bigger ones get bad_request and close 4400. */
-  GATEWAY_MAX_MESSAGE_BYTES: intVar(4096, 256, 1_048_576),
+  // Connections and protocol (the largest message is the protocol's own limit, 4096 bytes)
   GATEWAY_MAX_SUBSCRIPTIONS_PER_CONNECTION: intVar(20, 1, 10_000),
   /** Subscribe requests per second per connection (token bucket, burst = 2x). */
   GATEWAY_SUBSCRIBE_RATE_PER_SECOND: intVar(5, 1, 10_000),
+  /** `auth` messages (and query tokens) per minute per connection (token bucket, burst 3); beyond: rate_limited. */
+  GATEWAY_AUTH_RATE_PER_MINUTE: intVar(6, 1, 6_000),
   GATEWAY_MAX_CONNECTIONS: intVar(20_000, 1, 1_000_000),
+  /** Connections not yet authenticated at once; beyond, the oldest of them is closed (4408) to make room. */
+  GATEWAY_MAX_UNAUTHENTICATED_CONNECTIONS: intVar(2_000, 1, 1_000_000),
+  /** Connections from one client address; beyond: HTTP 429 on upgrade. */
+  GATEWAY_MAX_CONNECTIONS_PER_ADDRESS: intVar(1_000, 1, 1_000_000),
+  /**
+   * Request header holding the client's address when a proxy in front sets it (for example x-real-ip
+   * behind ingress-nginx; x-forwarded-for: its last entry). Unset: the TCP peer. Set it only when every
+   * connection comes through a proxy that overwrites the header.
+   */
+  GATEWAY_CLIENT_ADDRESS_HEADER: z
+    .string()
+    .trim()
+    .toLowerCase()
+    .regex(/^[a-z0-9-]+$/, 'must be a header name')
+    .optional(),
+  /** Origins (scheme://host[:port]) whose pages may connect; empty: any. Requests without Origin (not browsers) pass. */
+  GATEWAY_ALLOWED_ORIGINS: listVar(),
+  /**
+   * Unread bytes (queued for a client that is not reading) at which a client that sends a request is
+   * dropped: replies to a client that does not read would otherwise pile up.
+   */
+  GATEWAY_MAX_UNREAD_BYTES: intVar(512 * 1024, 4096, 64 * 1024 * 1024),
   /** Protocol errors (bad JSON, unknown type) tolerated on one connection before close 4400. */
   GATEWAY_MAX_PROTOCOL_ERRORS: intVar(10, 1, 10_000),
   /** Seconds without traffic before uWS closes a socket; it sends pings well before that. */
@@ -45,8 +78,12 @@ export const liveGatewayEnv = {
   GATEWAY_PERMISSION_CACHE_TTL_MS: intVar(15_000, 0, 3_600_000),
   /** Every live subscription is re-authorized this often; a revoked one ends with `forbidden`. */
   GATEWAY_REVALIDATE_INTERVAL_MS: intVar(60_000, 500, 86_400_000),
-  /** Concurrent Directus authorization calls at most (subscribe and re-validation together). */
+  /** Concurrent Directus calls at most (token verification, authorization, re-validation, entries together). */
   GATEWAY_DIRECTUS_CONCURRENCY: intVar(32, 1, 1_000),
+  /** Longest wait for a free Directus call slot; beyond: authorization_unavailable. */
+  GATEWAY_DIRECTUS_MAX_WAIT_MS: intVar(10_000, 100, 600_000),
+  /** How long a token Directus refused (/users/me 401/403) is refused again without asking. */
+  GATEWAY_REFUSED_TOKEN_CACHE_MS: intVar(30_000, 0, 3_600_000),
   /** Entries of watched events are re-read this often. */
   GATEWAY_ENTRIES_REFRESH_INTERVAL_MS: intVar(30_000, 500, 86_400_000),
 
@@ -54,7 +91,7 @@ export const liveGatewayEnv = {
   /** Buffered bytes beyond which a client stops getting topic frames and is conflated. */
   GATEWAY_CONFLATE_BUFFER_BYTES: intVar(256 * 1024, 1024, 256 * 1024 * 1024),
   /** uWS maxBackpressure: frames beyond this are dropped by uWS (conflation covers them). */
-  GATEWAY_MAX_BACKPRESSURE_BYTES: intVar(4 * 1024 * 1024, 4096, 1024 * 1024 * 1024),
+  GATEWAY_MAX_BACKPRESSURE_BYTES: intVar(1024 * 1024, 4096, 1024 * 1024 * 1024),
   /** A conflated client that has not drained within this is closed. */
   GATEWAY_SLOW_CLIENT_TIMEOUT_MS: intVar(30_000, 100, 3_600_000),
   /** How often buffered amounts are checked (one sweep over connections, not per frame). */

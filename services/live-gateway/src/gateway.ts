@@ -15,7 +15,8 @@ import uWS from 'uWebSockets.js';
 import { DirectusTokenVerifier } from './auth/directus-token-verifier.js';
 import { LocalTokenVerifier } from './auth/local-token-verifier.js';
 import type { TokenVerifier } from './auth/token-verifier.js';
-import { EventAuthorizer } from './authz/event-authorizer.js';
+import { Authorizer } from './authz/authorization.js';
+import { DirectusAuthorizer } from './authz/directus-authorizer.js';
 import type { LiveGatewayConfig } from './config.js';
 import { DirectusClient } from './directus/directus-client.js';
 import { EventDirectory } from './events/event-directory.js';
@@ -23,6 +24,7 @@ import { LatestPositions } from './fanout/latest-positions.js';
 import { LiveHub } from './fanout/live-hub.js';
 import { createGatewayMetrics, type GatewayMetrics } from './metrics.js';
 import { GatewayServer } from './server/gateway-server.js';
+import { assertNativeUws } from './server/native-uws.js';
 import { BroadcastConsumer } from './stream/broadcast-consumer.js';
 import { GroupCollector } from './stream/group-collector.js';
 import { ConcurrencyLimiter } from './util/limiter.js';
@@ -37,7 +39,8 @@ export interface LiveGateway {
   consumer: BroadcastConsumer;
   collector: GroupCollector;
   hub: LiveHub;
-  authorizer: EventAuthorizer;
+  /** The Directus source of the authorizer (its cache can be cleared). */
+  directusAuthorizer: DirectusAuthorizer;
   directory: EventDirectory;
   /** First step of a shutdown: readiness fails and no new connection is accepted. */
   beginDrain(): void;
@@ -52,8 +55,12 @@ export interface LiveGatewayOptions {
   tracer?: Tracer;
 }
 
-/** Builds every part of the live gateway from its configuration. Nothing runs until started. */
+/**
+ * Builds every part of the live gateway from its configuration. Nothing runs until started. Throws
+ * UwsNotNativeError when uWebSockets.js fell back to its JavaScript implementation.
+ */
 export function createLiveGateway(config: LiveGatewayConfig, options: LiveGatewayOptions): LiveGateway {
+  assertNativeUws();
   const { logger } = options;
   const registry = createMetricsRegistry();
   const metrics = createGatewayMetrics(registry);
@@ -61,12 +68,23 @@ export function createLiveGateway(config: LiveGatewayConfig, options: LiveGatewa
   const tracer = options.tracer ?? tracing.tracer;
   const health = new HealthServer(registry, config.METRICS_PORT);
 
-  const directus = new DirectusClient(config.DIRECTUS_URL, config.GATEWAY_DIRECTUS_TIMEOUT_MS);
+  // One limiter for every Directus call: token verification, authorization and entries.
+  const limiter = new ConcurrencyLimiter(config.GATEWAY_DIRECTUS_CONCURRENCY, 100_000, config.GATEWAY_DIRECTUS_MAX_WAIT_MS);
+  const directus = new DirectusClient(config.DIRECTUS_URL, config.GATEWAY_DIRECTUS_TIMEOUT_MS, limiter, metrics, logger);
   const verifier: TokenVerifier =
-    config.DIRECTUS_SECRET !== undefined ? new LocalTokenVerifier(config.DIRECTUS_SECRET) : new DirectusTokenVerifier(directus, metrics);
-  const limiter = new ConcurrencyLimiter(config.GATEWAY_DIRECTUS_CONCURRENCY);
-  const authorizer = new EventAuthorizer(directus, limiter, metrics, config.GATEWAY_PERMISSION_CACHE_TTL_MS);
-  const directory = new EventDirectory(directus, config.DIRECTUS_SERVICE_TOKEN, metrics, config.GATEWAY_ENTRIES_REFRESH_INTERVAL_MS);
+    config.DIRECTUS_SECRET !== undefined
+      ? new LocalTokenVerifier(config.DIRECTUS_SECRET)
+      : new DirectusTokenVerifier(directus, metrics, { refusedTtlMs: config.GATEWAY_REFUSED_TOKEN_CACHE_MS });
+  const directusAuthorizer = new DirectusAuthorizer(directus, metrics, config.GATEWAY_PERMISSION_CACHE_TTL_MS);
+  // Sources in order; the first with an opinion decides (a token-claim source goes before Directus).
+  const authorizer = new Authorizer([directusAuthorizer]);
+  const directory = new EventDirectory(
+    directus,
+    config.DIRECTUS_SERVICE_TOKEN,
+    metrics,
+    config.GATEWAY_ENTRIES_REFRESH_INTERVAL_MS,
+    config.GATEWAY_EVENT_WINDOW_MARGIN_MS,
+  );
   const latest = new LatestPositions(config.GATEWAY_LATEST_CACHE_DEVICES);
 
   const app = uWS.App();
@@ -74,26 +92,48 @@ export function createLiveGateway(config: LiveGatewayConfig, options: LiveGatewa
     batchWindowMs: config.GATEWAY_BATCH_WINDOW_MS,
     conflateBufferBytes: config.GATEWAY_CONFLATE_BUFFER_BYTES,
     slowClientTimeoutMs: config.GATEWAY_SLOW_CLIENT_TIMEOUT_MS,
-    revalidateIntervalMs: config.GATEWAY_REVALIDATE_INTERVAL_MS,
   });
   const server = new GatewayServer(
     {
       port: config.GATEWAY_PORT,
       host: options.host ?? '0.0.0.0',
-      maxMessageBytes: config.GATEWAY_MAX_MESSAGE_BYTES,
-      maxSubscriptionsPerConnection: config.GATEWAY_MAX_SUBSCRIPTIONS_PER_CONNECTION,
-      subscribeRatePerSecond: config.GATEWAY_SUBSCRIBE_RATE_PER_SECOND,
       maxConnections: config.GATEWAY_MAX_CONNECTIONS,
-      maxProtocolErrors: config.GATEWAY_MAX_PROTOCOL_ERRORS,
+      maxUnauthenticated: config.GATEWAY_MAX_UNAUTHENTICATED_CONNECTIONS,
+      maxPerAddress: config.GATEWAY_MAX_CONNECTIONS_PER_ADDRESS,
+      allowedOrigins: config.GATEWAY_ALLOWED_ORIGINS,
+      clientAddressHeader: config.GATEWAY_CLIENT_ADDRESS_HEADER,
       idleTimeoutSeconds: config.GATEWAY_IDLE_TIMEOUT_SECONDS,
-      authTimeoutMs: config.GATEWAY_AUTH_TIMEOUT_MS,
-      tokenExpiryGraceMs: config.GATEWAY_TOKEN_EXPIRY_GRACE_MS,
       maxBackpressureBytes: config.GATEWAY_MAX_BACKPRESSURE_BYTES,
       revalidateIntervalMs: config.GATEWAY_REVALIDATE_INTERVAL_MS,
       entriesRefreshIntervalMs: config.GATEWAY_ENTRIES_REFRESH_INTERVAL_MS,
       slowClientCheckMs: config.GATEWAY_SLOW_CLIENT_CHECK_MS,
     },
-    { app, verifier, authorizer, directory, hub, metrics, logger, tracer },
+    {
+      app,
+      session: {
+        limits: {
+          maxSubscriptions: config.GATEWAY_MAX_SUBSCRIPTIONS_PER_CONNECTION,
+          subscribeRatePerSecond: config.GATEWAY_SUBSCRIBE_RATE_PER_SECOND,
+          authRatePerMinute: config.GATEWAY_AUTH_RATE_PER_MINUTE,
+          maxProtocolErrors: config.GATEWAY_MAX_PROTOCOL_ERRORS,
+          authTimeoutMs: config.GATEWAY_AUTH_TIMEOUT_MS,
+          tokenExpiryGraceMs: config.GATEWAY_TOKEN_EXPIRY_GRACE_MS,
+          maxUnreadBytes: config.GATEWAY_MAX_UNREAD_BYTES,
+          revalidateIntervalMs: config.GATEWAY_REVALIDATE_INTERVAL_MS,
+        },
+        verifier,
+        authorizer,
+        directory,
+        hub,
+        metrics,
+        logger,
+        tracer,
+      },
+      directory,
+      hub,
+      metrics,
+      logger,
+    },
   );
 
   const commands = createRedisClient(config.REDIS_URL, { name: `live-gateway:${config.INSTANCE_ID}:commands`, logger });
@@ -164,7 +204,7 @@ export function createLiveGateway(config: LiveGatewayConfig, options: LiveGatewa
     consumer,
     collector,
     hub,
-    authorizer,
+    directusAuthorizer,
     directory,
     beginDrain,
   };

@@ -6,21 +6,26 @@ export function createGatewayMetrics(registry: Registry) {
   const registers = [registry];
   return {
     connections: new Gauge({ name: `${p}connections`, help: 'Open WebSocket connections', registers }),
+    unauthenticatedConnections: new Gauge({
+      name: `${p}unauthenticated_connections`,
+      help: 'Open WebSocket connections that have not authenticated yet',
+      registers,
+    }),
     connectionsOpened: new Counter({
       name: `${p}connections_opened_total`,
-      help: 'Upgrade requests by outcome (accepted, rejected_full, rejected_draining)',
+      help: 'Upgrade requests by outcome (accepted, rejected_full, rejected_address, rejected_origin, rejected_draining)',
       labelNames: ['result'] as const,
       registers,
     }),
     connectionsClosed: new Counter({
       name: `${p}connections_closed_total`,
-      help: 'Closed connections by reason (client, auth_timeout, unauthenticated, token_expired, protocol, slow, shutdown)',
+      help: 'Closed connections by reason (client, or the label of the disconnect in @pitwall/live-protocol DISCONNECTS)',
       labelNames: ['reason'] as const,
       registers,
     }),
     authentications: new Counter({
       name: `${p}authentications_total`,
-      help: 'Token verifications by result (ok, invalid, expired, unavailable)',
+      help: 'Token verifications by result (ok, invalid, expired, unavailable, rate_limited)',
       labelNames: ['result'] as const,
       registers,
     }),
@@ -40,7 +45,7 @@ export function createGatewayMetrics(registry: Registry) {
     }),
     messagesRejected: new Counter({
       name: `${p}messages_rejected_total`,
-      help: 'Client messages refused (bad_request, oversized, binary, unauthenticated)',
+      help: 'Client messages refused (bad_request, binary, unauthenticated)',
       labelNames: ['reason'] as const,
       registers,
     }),
@@ -63,9 +68,17 @@ export function createGatewayMetrics(registry: Registry) {
       labelNames: ['result'] as const,
       registers,
     }),
+    directusCalls: new Counter({
+      name: `${p}directus_calls_total`,
+      help:
+        'Calls to Directus by purpose (verify, authorize, entries) and result (200, 401, 403, 404, 429, 5xx, other, unreachable, ' +
+        "limited: refused by the gateway's own limiter)",
+      labelNames: ['call', 'result'] as const,
+      registers,
+    }),
     cacheHits: new Counter({
       name: `${p}cache_hits_total`,
-      help: 'Cache hits by cache (permission, token, entries)',
+      help: 'Cache hits by cache (permission, token, refused_token, entries)',
       labelNames: ['cache'] as const,
       registers,
     }),

@@ -3,14 +3,15 @@ import uWS from 'uWebSockets.js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createMetricsRegistry } from '@pitwall/platform';
 import { waitFor } from '@pitwall/testkit';
-import { Connection, type ConnectionData } from '../src/connection.js';
-import { DirectusClient } from '../src/directus/directus-client.js';
-import { EventDirectory, type EventDevice } from '../src/events/event-directory.js';
+import { EventDirectory, type EventDevice, type EventEntries } from '../src/events/event-directory.js';
+import type { HubClient } from '../src/fanout/hub-client.js';
 import { LatestPositions } from '../src/fanout/latest-positions.js';
 import { LiveHub, type LiveHubOptions } from '../src/fanout/live-hub.js';
 import { createGatewayMetrics } from '../src/metrics.js';
 import { positionPrefix, type LivePosition } from '../src/protocol/position-json.js';
+import { UwsTransport } from '../src/server/uws-transport.js';
 import { TestClient } from './support/client.js';
+import { testDirectusClient } from './support/directus-client.js';
 
 // The fan-out with real uWS sockets and real clients. The event devices are put into the
 // directory directly (what a Directus read yields), so no Directus is involved at all here;
@@ -29,11 +30,35 @@ function position(deviceId: string, ts: number): LivePosition {
   };
 }
 
-const EVENTS: Record<number, EventDevice[]> = {
-  1: [device('356307040000000', '#1 Lindqvist'), device('356307040000001', '#2 Moreau')],
-  2: [device('356307040000004', '#1 Okafor')],
-  3: Array.from({ length: 50 }, (_, i) => device(String(356307040100000 + i), `car ${i}`)),
+const ALWAYS = { fromMs: Number.NEGATIVE_INFINITY, toMs: Number.POSITIVE_INFINITY };
+const SHARED_TRACKER = '356307040000009';
+
+const EVENTS: Record<number, EventEntries> = {
+  1: { devices: [device('356307040000000', '#1 Lindqvist'), device('356307040000001', '#2 Moreau')], ...ALWAYS },
+  2: { devices: [device('356307040000004', '#1 Okafor')], ...ALWAYS },
+  3: { devices: Array.from({ length: 50 }, (_, i) => device(String(356307040100000 + i), `car ${i}`)), ...ALWAYS },
+  // One tracker entered in two events, one after the other (device times 1000-1999 and 2000-2999).
+  4: { devices: [device(SHARED_TRACKER, 'morning #9'), device('356307040000010', 'morning #10')], fromMs: 1_000, toMs: 1_999 },
+  5: { devices: [device(SHARED_TRACKER, 'afternoon #9'), device('356307040000011', 'afternoon #11')], fromMs: 2_000, toMs: 2_999 },
 };
+
+/** The hub's client in these tests: a uWS socket and nothing of the protocol. */
+class SocketClient implements HubClient {
+  transport: UwsTransport<SocketData> | undefined;
+  closedBy: string | undefined;
+  constructor(
+    readonly id: number,
+    readonly events: number[],
+  ) {}
+  disconnect(name: 'slow'): void {
+    this.closedBy = name;
+    this.transport?.terminate();
+  }
+}
+
+interface SocketData {
+  client: SocketClient;
+}
 
 interface HubServer {
   hub: LiveHub;
@@ -50,20 +75,19 @@ afterEach(() => {
 async function startHubServer(options: Partial<LiveHubOptions> & { maxBackpressure?: number } = {}): Promise<HubServer> {
   const app = uWS.App();
   const metrics = createGatewayMetrics(createMetricsRegistry());
-  const directory = new EventDirectory(new DirectusClient('http://127.0.0.1:9', 100), 'unused', metrics, 60_000);
+  const directory = new EventDirectory(testDirectusClient('http://127.0.0.1:9'), 'unused', metrics, 60_000, 0);
   const hub = new LiveHub(app, directory, new LatestPositions(10_000), metrics, {
     batchWindowMs: options.batchWindowMs ?? 0,
     conflateBufferBytes: options.conflateBufferBytes ?? 256 * 1024,
     slowClientTimeoutMs: options.slowClientTimeoutMs ?? 60_000,
-    revalidateIntervalMs: 60_000,
   });
   let nextId = 1;
-  app.ws<ConnectionData & { events: number[] }>('/live', {
+  app.ws<SocketData>('/live', {
     maxBackpressure: options.maxBackpressure ?? 4 * 1024 * 1024,
     upgrade: (res, req, context) => {
       const events = req.getQuery('events').split(',').map(Number);
-      res.upgrade(
-        { connection: new Connection(nextId++, 10, Date.now()), events },
+      res.upgrade<SocketData>(
+        { client: new SocketClient(nextId++, events) },
         req.getHeader('sec-websocket-key'),
         req.getHeader('sec-websocket-protocol'),
         req.getHeader('sec-websocket-extensions'),
@@ -71,15 +95,15 @@ async function startHubServer(options: Partial<LiveHubOptions> & { maxBackpressu
       );
     },
     open: (ws) => {
-      const { connection, events } = ws.getUserData();
-      connection.ws = ws;
-      for (const eventId of events) hub.subscribe(connection, eventId, EVENTS[eventId] ?? [], `sub-${eventId}`);
+      const { client } = ws.getUserData();
+      client.transport = new UwsTransport(ws);
+      for (const eventId of client.events) hub.join(client, eventId, EVENTS[eventId] ?? { devices: [], ...ALWAYS }, `sub-${eventId}`);
     },
-    drain: (ws) => hub.onDrain(ws.getUserData().connection),
+    drain: (ws) => hub.onDrain(ws.getUserData().client),
     close: (ws) => {
-      const { connection } = ws.getUserData();
-      connection.closed = true;
-      hub.removeConnection(connection);
+      const { client } = ws.getUserData();
+      client.transport = undefined;
+      hub.removeClient(client);
     },
   });
   const listenSocket = await new Promise<uWS.us_listen_socket>((resolve, reject) =>
@@ -156,7 +180,7 @@ describe('fan-out over uWS topics', () => {
     const slowSocket = (slow.socket as unknown as { _socket: Socket })._socket;
     slowSocket.pause();
 
-    const devices = EVENTS[3]!;
+    const devices = EVENTS[3]!.devices;
     let round = 0;
     const push = () => {
       round++;
@@ -211,14 +235,56 @@ describe('fan-out over uWS topics', () => {
     let round = 0;
     while ((await value(server.metrics.slowClientsClosed)) === 0 && round < 40_000) {
       round++;
-      server.hub.onPositions(EVENTS[3]!.map((d) => position(d.deviceId, round)));
+      server.hub.onPositions(EVENTS[3]!.devices.map((d) => position(d.deviceId, round)));
       await new Promise((resolve) => setImmediate(resolve));
     }
     expect(await value(server.metrics.slowClientsClosed)).toBe(1);
-    expect(server.hub.subscribers.size).toBe(1);
+    expect(server.hub.memberCount).toBe(1);
     socket.resume();
     expect((await stuck.closed).code).toBe(1006);
-    await waitFor('the other client got everything', () => other.positions(3).length === round * EVENTS[3]!.length, { timeoutMs: 20_000 });
+    await waitFor('the other client got everything', () => other.positions(3).length === round * EVENTS[3]!.devices.length, {
+      timeoutMs: 20_000,
+    });
     await other.close();
+  });
+
+  it('routes a tracker entered in two events by device time: each event gets (and snapshots) only positions inside its window', async () => {
+    const server = await startHubServer();
+    server.hub.onPositions([position(SHARED_TRACKER, 1_500)]);
+    const morning = await subscriber(server, [4]);
+    const afternoon = await subscriber(server, [5]);
+    expect(morning.messages.find((m) => m.type === 'subscribed')?.snapshot).toEqual([
+      expect.objectContaining({ ts: 1_500, label: 'morning #9' }),
+    ]);
+    expect(afternoon.messages.find((m) => m.type === 'subscribed')?.snapshot).toEqual([]);
+
+    // One read: the same frame per event carries every position of it, so what is in it is all it gets.
+    server.hub.onPositions([
+      position(SHARED_TRACKER, 1_999),
+      position(SHARED_TRACKER, 2_000),
+      position(SHARED_TRACKER, 2_500),
+      position('356307040000010', 1_700),
+      position('356307040000011', 2_700),
+    ]);
+    await waitFor(
+      'both have their frame',
+      () => morning.framesOf('positions').length === 1 && afternoon.framesOf('positions').length === 1,
+    );
+    expect(morning.positions(4).map((p) => [p.device_id, p.ts, p.label])).toEqual([
+      [SHARED_TRACKER, 1_999, 'morning #9'],
+      ['356307040000010', 1_700, 'morning #10'],
+    ]);
+    expect(afternoon.positions(5).map((p) => [p.device_id, p.ts, p.label])).toEqual([
+      [SHARED_TRACKER, 2_000, 'afternoon #9'],
+      [SHARED_TRACKER, 2_500, 'afternoon #9'],
+      ['356307040000011', 2_700, 'afternoon #11'],
+    ]);
+
+    // The snapshot of a new morning viewer keeps to the morning too (the tracker's newest position is the afternoon's).
+    const lateMorning = await subscriber(server, [4]);
+    expect(lateMorning.messages.find((m) => m.type === 'subscribed')?.snapshot).toEqual([
+      expect.objectContaining({ device_id: '356307040000010', ts: 1_700 }),
+    ]);
+    await Promise.all([morning, afternoon, lateMorning].map((c) => c.close()));
   });
 });

@@ -21,6 +21,8 @@ import { addPositions } from './support/stream.js';
 // The built gateway (node dist/main.js) against a real Directus, real Redis and real clients.
 
 const SHARDS = 2;
+/** Device times of the test positions: inside the seeded events' windows (they run from an hour ago). */
+const T0 = Date.now();
 
 interface Gateway {
   service: ServiceProcess;
@@ -76,8 +78,8 @@ describe('live gateway with the shared Directus', () => {
     const [one, two] = [imeisOf(seed, 1), imeisOf(seed, 2)];
     // Already in the stream before the gateway starts: the snapshot comes from the tail.
     await addPositions(redis, streamKey, SHARDS, [
-      { deviceId: one[0]!, ts: 1_000 },
-      { deviceId: two[0]!, ts: 1_000 },
+      { deviceId: one[0]!, ts: T0 + 1_000 },
+      { deviceId: two[0]!, ts: T0 + 1_000 },
     ]);
     const gateway = await startGateway({
       STREAM_KEY: streamKey,
@@ -97,7 +99,7 @@ describe('live gateway with the shared Directus', () => {
       {
         device_id: one[0],
         label: labelOf(seed, one[0]!),
-        ts: 1_000,
+        ts: T0 + 1_000,
         lat: 54.6872,
         lon: 25.2797,
         alt: 100,
@@ -118,7 +120,7 @@ describe('live gateway with the shared Directus', () => {
       redis,
       streamKey,
       SHARDS,
-      all.map((deviceId) => ({ deviceId, ts: 2_000 })),
+      all.map((deviceId) => ({ deviceId, ts: T0 + 2_000 })),
     );
     await waitFor('viewer one has event 1', () => viewerOne.positions().length === one.length);
     await waitFor('viewer all has event 2', () => viewerAll.positions().length === two.length);
@@ -127,7 +129,7 @@ describe('live gateway with the shared Directus', () => {
       redis,
       streamKey,
       SHARDS,
-      all.map((deviceId) => ({ deviceId, ts: 3_000 })),
+      all.map((deviceId) => ({ deviceId, ts: T0 + 3_000 })),
     );
     await waitFor('viewer one has event 1 again', () => viewerOne.positions().length === 2 * one.length);
     await waitFor('viewer all has event 2 again', () => viewerAll.positions().length === 2 * two.length);
@@ -164,7 +166,7 @@ describe('live gateway with the shared Directus', () => {
         redis,
         streamKey,
         SHARDS,
-        devices.map((deviceId) => ({ deviceId, ts: round })),
+        devices.map((deviceId) => ({ deviceId, ts: T0 + round })),
       );
     }
     await waitFor('every client has every position', () => clients.every((c) => c.positions(3).length === 10 * devices.length));
@@ -195,7 +197,7 @@ describe('live gateway with the shared Directus', () => {
       redis,
       streamKey,
       SHARDS,
-      devices.map((deviceId) => ({ deviceId, ts: 1 })),
+      devices.map((deviceId) => ({ deviceId, ts: T0 + 1 })),
     );
     await waitFor(
       'both receive while allowed',
@@ -209,7 +211,7 @@ describe('live gateway with the shared Directus', () => {
       redis,
       streamKey,
       SHARDS,
-      devices.map((deviceId) => ({ deviceId, ts: 2 })),
+      devices.map((deviceId) => ({ deviceId, ts: T0 + 2 })),
     );
     await waitFor('the witness gets the next positions', () => witness.positions().length === 2 * devices.length);
     expect(await revoked.request({ type: 'ping' })).toMatchObject({ type: 'pong' });
@@ -242,7 +244,7 @@ describe('live gateway with the shared Directus', () => {
         redis,
         streamKey,
         SHARDS,
-        devices.map((deviceId) => ({ deviceId, ts: round })),
+        devices.map((deviceId) => ({ deviceId, ts: T0 + round })),
       );
     }
     for (const [i, client] of clients.entries()) {
@@ -252,7 +254,7 @@ describe('live gateway with the shared Directus', () => {
           client
             .positions(1)
             .filter((p) => p.device_id === deviceId)
-            .map((p) => p.ts),
+            .map((p) => p.ts - T0),
         ).toEqual([1, 2, 3, 4, 5]);
       }
     }
@@ -265,7 +267,7 @@ describe('live gateway with the shared Directus', () => {
       redis,
       streamKey,
       SHARDS,
-      devices.map((deviceId) => ({ deviceId, ts: 6 })),
+      devices.map((deviceId) => ({ deviceId, ts: T0 + 6 })),
     );
     await waitFor('the other pod keeps delivering', () => clients[2]!.positions(1).length === 6 * devices.length);
     await Promise.all(clients.map((c) => c.close()));
@@ -359,7 +361,7 @@ describe('live gateway while Directus is down', () => {
         redis,
         streamKey,
         SHARDS,
-        devices.map((deviceId) => ({ deviceId, ts: 1 })),
+        devices.map((deviceId) => ({ deviceId, ts: T0 + 1 })),
       );
       await waitFor('positions with Directus down', () => client.positions(1).length === devices.length);
       expect(await subscribe(client, 2)).toMatchObject({ type: 'error', code: 'authorization_unavailable', event_id: 2 });
@@ -369,7 +371,7 @@ describe('live gateway while Directus is down', () => {
         redis,
         streamKey,
         SHARDS,
-        devices.map((deviceId) => ({ deviceId, ts: 2 })),
+        devices.map((deviceId) => ({ deviceId, ts: T0 + 2 })),
       );
       await waitFor('still receiving', () => client.positions(1).length === 2 * devices.length);
       await client.close();

@@ -2,7 +2,14 @@ import { describe, expect, it } from 'vitest';
 import { createMetricsRegistry } from '@pitwall/platform';
 import { parseConfig } from '@pitwall/platform';
 import { liveGatewayEnv } from '../src/config.js';
-import { parseEntries } from '../src/events/event-directory.js';
+import { inWindow, parseEntries } from '../src/events/event-directory.js';
+import { retryAfterMs } from '../src/directus/directus-client.js';
+import { Admission, clientAddress } from '../src/server/admission.js';
+import { assertNativeUws, isNativeUws } from '../src/server/native-uws.js';
+import { UwsNotNativeError } from '../src/server/uws-not-native-error.js';
+import { createRequire } from 'node:module';
+import { TokenBucket } from '../src/util/token-bucket.js';
+import { TtlCache } from '../src/util/ttl-cache.js';
 import { LatestPositions } from '../src/fanout/latest-positions.js';
 import { createGatewayMetrics } from '../src/metrics.js';
 import type { LivePosition } from '../src/protocol/position-json.js';
@@ -36,32 +43,50 @@ describe('latest-position cache', () => {
 });
 
 describe('event entries from Directus', () => {
-  it('reads device IMEI and label, skipping entries without a device and duplicates', () => {
-    const devices = parseEntries({
+  const event = { starts_at: '2026-06-01T08:00:00.000Z', ends_at: '2026-06-01T18:00:00.000Z' };
+
+  it('reads device IMEI and label, skipping entries without a device and duplicates, and the event window', () => {
+    const parsed = parseEntries({
       data: [
-        { label: '12', device: { imei: '352093086403655' } },
-        { label: 7, device: { imei: '352093086403656' } },
-        { label: null, device: { imei: '352093086403657' } },
-        { label: 'no device', device: null },
-        { label: 'dup', device: { imei: '352093086403655' } },
+        { label: '12', device: { imei: '352093086403655' }, event },
+        { label: 7, device: { imei: '352093086403656' }, event },
+        { label: null, device: { imei: '352093086403657' }, event },
+        { label: 'no device', device: null, event },
+        { label: 'dup', device: { imei: '352093086403655' }, event },
       ],
     });
-    expect(devices.map((d) => [d.deviceId, d.label])).toEqual([
+    expect(parsed.devices.map((d) => [d.deviceId, d.label])).toEqual([
       ['352093086403655', '12'],
       ['352093086403656', '7'],
       ['352093086403657', ''],
     ]);
-    expect(devices[0]?.prefix).toBe('{"device_id":"352093086403655","label":"12",');
+    expect(parsed.devices[0]?.prefix).toBe('{"device_id":"352093086403655","label":"12",');
+    expect(parsed.startsAtMs).toBe(Date.parse(event.starts_at));
+    expect(parsed.endsAtMs).toBe(Date.parse(event.ends_at));
   });
 
-  it('refuses an answer without a data list', () => {
+  it('leaves an unset start or end open', () => {
+    const parsed = parseEntries({ data: [{ label: '1', device: { imei: '1' }, event: { starts_at: null, ends_at: null } }] });
+    expect(parsed.startsAtMs).toBe(Number.NEGATIVE_INFINITY);
+    expect(parsed.endsAtMs).toBe(Number.POSITIVE_INFINITY);
+    expect(inWindow({ fromMs: parsed.startsAtMs, toMs: parsed.endsAtMs }, 0)).toBe(true);
+  });
+
+  it('refuses an answer without a data list, without the event window, or with an unreadable time', () => {
     expect(() => parseEntries({ errors: [] })).toThrow(/no data list/);
+    expect(() => parseEntries({ data: [{ label: '1', device: { imei: '1' }, event: 3 }] })).toThrow(/event window/);
+    expect(() => parseEntries({ data: [{ label: '1', device: { imei: '1' }, event: { starts_at: 'soon' } }] })).toThrow(/unreadable/);
+  });
+
+  it('puts a position inside a window by its device time, bounds included', () => {
+    const window = { fromMs: 100, toMs: 200 };
+    expect([99, 100, 150, 200, 201].map((ts) => inWindow(window, ts))).toEqual([false, true, true, true, false]);
   });
 });
 
 describe('concurrency limiter', () => {
   it('runs at most N at once and refuses beyond its queue', async () => {
-    const limiter = new ConcurrencyLimiter(2, 1);
+    const limiter = new ConcurrencyLimiter(2, 1, 60_000);
     let running = 0;
     let peak = 0;
     const releases: (() => void)[] = [];
@@ -74,11 +99,11 @@ describe('concurrency limiter', () => {
           resolve(1);
         });
       });
-    const full = () => new Error('full');
-    const a = limiter.run(task, full);
-    const b = limiter.run(task, full);
-    const c = limiter.run(task, full);
-    await expect(limiter.run(task, full)).rejects.toThrow('full');
+    const refuse = (reason: string) => new Error(reason);
+    const a = limiter.run(task, refuse);
+    const b = limiter.run(task, refuse);
+    const c = limiter.run(task, refuse);
+    await expect(limiter.run(task, refuse)).rejects.toThrow('full');
     await Promise.resolve();
     expect(running).toBe(2);
     releases.shift()?.();
@@ -89,6 +114,127 @@ describe('concurrency limiter', () => {
     releases.shift()?.();
     await expect(Promise.all([b, c])).resolves.toEqual([1, 1]);
     expect(peak).toBe(2);
+    expect(limiter.active).toBe(0);
+  });
+
+  it('refuses a waiter whose wait exceeded the limit when a slot frees, and hands the slot to the next', async () => {
+    let now = 0;
+    const limiter = new ConcurrencyLimiter(1, 10, 1_000, () => now);
+    let release = () => {};
+    const first = limiter.run(
+      () => new Promise<string>((resolve) => (release = () => resolve('first'))),
+      (r) => new Error(r),
+    );
+    const late = limiter.run(
+      () => Promise.resolve('late'),
+      (r) => new Error(r),
+    );
+    now = 500;
+    const onTime = limiter.run(
+      () => Promise.resolve('on time'),
+      (r) => new Error(r),
+    );
+    now = 1_200;
+    release();
+    await expect(first).resolves.toBe('first');
+    await expect(late).rejects.toThrow('waited');
+    await expect(onTime).resolves.toBe('on time');
+    expect(limiter.active).toBe(0);
+    expect(limiter.queued).toBe(0);
+  });
+});
+
+describe('token bucket', () => {
+  it('allows its burst, then its rate, and says how long until the next token', () => {
+    const bucket = new TokenBucket(2, 3, 0);
+    expect([bucket.take(0), bucket.take(0), bucket.take(0), bucket.take(0)]).toEqual([true, true, true, false]);
+    expect(bucket.waitMs(0)).toBe(500);
+    expect(bucket.take(499)).toBe(false);
+    expect(bucket.take(500)).toBe(true);
+    expect(bucket.take(10_000)).toBe(true);
+    expect(bucket.take(10_000)).toBe(true);
+    expect(bucket.take(10_000)).toBe(true);
+    expect(bucket.take(10_000)).toBe(false);
+  });
+});
+
+describe('TTL cache', () => {
+  it('forgets expired entries and stays within its size, dropping expired then oldest entries', () => {
+    let now = 0;
+    const cache = new TtlCache<string>(2, () => now);
+    cache.set('a', 'A', 100);
+    cache.set('b', 'B', 50);
+    expect(cache.get('a')).toBe('A');
+    now = 60;
+    expect(cache.get('b')).toBeUndefined();
+    cache.set('b', 'B', 200);
+    cache.set('c', 'C', 200);
+    expect(cache.size).toBe(2);
+    expect(cache.get('a')).toBeUndefined();
+    expect(cache.get('c')).toBe('C');
+    cache.set('d', 'D', now);
+    expect(cache.get('d')).toBeUndefined();
+  });
+});
+
+describe('Directus Retry-After', () => {
+  it('reads seconds and HTTP dates', () => {
+    expect(retryAfterMs('3')).toBe(3_000);
+    expect(retryAfterMs('0')).toBe(0);
+    expect(retryAfterMs(new Date(10_000).toUTCString(), 4_000)).toBe(6_000);
+    expect(retryAfterMs(null)).toBeUndefined();
+    expect(retryAfterMs('soon')).toBeUndefined();
+  });
+});
+
+describe('connection admission', () => {
+  const options = { maxConnections: 4, maxUnauthenticated: 2, maxPerAddress: 3, allowedOrigins: [] };
+
+  it('makes room by an unauthenticated connection at either cap, and refuses only when every connection is authenticated', () => {
+    const admission = new Admission(options);
+    admission.opened('a');
+    admission.opened('b');
+    expect(admission.refusal('c', '')).toBe('evict');
+    admission.authenticated();
+    expect(admission.refusal('c', '')).toBeUndefined();
+    admission.opened('c');
+    admission.authenticated();
+    admission.opened('d');
+    expect(admission.unauthenticated).toBe(2);
+    admission.closed('d', false);
+    admission.opened('d');
+    admission.authenticated();
+    expect(admission.connections).toBe(4);
+    expect(admission.refusal('e', '')).toBe('evict');
+    admission.authenticated();
+    expect(admission.refusal('e', '')).toBe('full');
+    admission.closed('a', true);
+    expect(admission.connections).toBe(3);
+    expect(admission.unauthenticated).toBe(0);
+  });
+
+  it('caps connections per address', () => {
+    const admission = new Admission({ ...options, maxUnauthenticated: 10, maxConnections: 10 });
+    for (let i = 0; i < 3; i++) admission.opened('a');
+    expect(admission.refusal('a', '')).toBe('address_full');
+    expect(admission.refusal('b', '')).toBeUndefined();
+    admission.closed('a', false);
+    expect(admission.refusal('a', '')).toBeUndefined();
+  });
+
+  it('admits only listed origins when a list is set, and requests without an Origin', () => {
+    const admission = new Admission({ ...options, allowedOrigins: ['https://map.pitwall.example'] });
+    expect(admission.refusal('a', 'https://evil.example')).toBe('origin');
+    expect(admission.refusal('a', 'https://MAP.pitwall.example')).toBeUndefined();
+    expect(admission.refusal('a', '')).toBeUndefined();
+    expect(new Admission(options).refusal('a', 'https://evil.example')).toBeUndefined();
+  });
+
+  it('reads the client address from the configured header, else the peer', () => {
+    expect(clientAddress('10.0.0.1', undefined)).toBe('10.0.0.1');
+    expect(clientAddress('10.0.0.1', '')).toBe('10.0.0.1');
+    expect(clientAddress('10.0.0.1', '203.0.113.7')).toBe('203.0.113.7');
+    expect(clientAddress('10.0.0.1', '198.51.100.1, 203.0.113.7')).toBe('203.0.113.7');
   });
 });
 
@@ -107,6 +253,28 @@ describe('configuration', () => {
       GATEWAY_REVALIDATE_INTERVAL_MS: 60_000,
     });
     expect(config.DIRECTUS_SECRET).toBeUndefined();
+    expect(config.GATEWAY_ALLOWED_ORIGINS).toEqual([]);
+    expect(config.GATEWAY_CLIENT_ADDRESS_HEADER).toBeUndefined();
+  });
+
+  it('refuses a DIRECTUS_SECRET shorter than 32 bytes (an HS256 key)', () => {
+    const base = { DIRECTUS_SERVICE_TOKEN: 'x' };
+    expect(() => parseConfig(liveGatewayEnv, { ...base, DIRECTUS_SECRET: 'k' })).toThrow(/DIRECTUS_SECRET.*32 bytes/);
+    expect(() => parseConfig(liveGatewayEnv, { ...base, DIRECTUS_SECRET: 'x'.repeat(31) })).toThrow(/DIRECTUS_SECRET/);
+    expect(parseConfig(liveGatewayEnv, { ...base, DIRECTUS_SECRET: 'x'.repeat(32) }).DIRECTUS_SECRET).toHaveLength(32);
+  });
+
+  it('reads the origin list and the client address header', () => {
+    const config = parseConfig(liveGatewayEnv, {
+      DIRECTUS_SERVICE_TOKEN: 'x',
+      GATEWAY_ALLOWED_ORIGINS: 'https://a.example, https://b.example',
+      GATEWAY_CLIENT_ADDRESS_HEADER: 'X-Real-IP',
+    });
+    expect(config.GATEWAY_ALLOWED_ORIGINS).toEqual(['https://a.example', 'https://b.example']);
+    expect(config.GATEWAY_CLIENT_ADDRESS_HEADER).toBe('x-real-ip');
+    expect(() => parseConfig(liveGatewayEnv, { DIRECTUS_SERVICE_TOKEN: 'x', GATEWAY_CLIENT_ADDRESS_HEADER: 'x real' })).toThrow(
+      /GATEWAY_CLIENT_ADDRESS_HEADER/,
+    );
   });
 
   it('names a malformed variable', () => {
@@ -122,5 +290,16 @@ describe('configuration', () => {
     const names = (await registry.getMetricsAsJSON()).map((m) => m.name).filter((n) => n.startsWith('pitwall_'));
     expect(names.length).toBeGreaterThan(20);
     expect(names.every((n) => n.startsWith('pitwall_live_gateway_'))).toBe(true);
+  });
+});
+
+describe('native uWebSockets.js', () => {
+  it('tells the native binding from the JavaScript fallback the npm build loads on an ABI it has no binary for', () => {
+    expect(isNativeUws()).toBe(true);
+    // The fallback module itself, as uws.js requires it when the binary does not load.
+    const fallback = createRequire(import.meta.url)('uWebSockets.js/dist/index.js') as object;
+    expect(isNativeUws(fallback)).toBe(false);
+    expect(() => assertNativeUws(fallback)).toThrow(UwsNotNativeError);
+    expect(() => assertNativeUws(fallback)).toThrow(/not its native build on Node/);
   });
 });

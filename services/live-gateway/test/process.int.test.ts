@@ -7,7 +7,15 @@ import { TestClient } from './support/client.js';
 import { directusLikeToken } from './support/tokens.js';
 
 // The built service as Kubernetes runs it (node dist/main.js, configured only by environment).
-const SECRET = 'process-int-secret';
+
+/** How the process ended, or 'still running' (then it is killed) when it runs longer than a refusing process would. */
+async function exitOf(proc: ManagedProcess): Promise<number | null | 'still running'> {
+  const ended = await Promise.race([proc.exited, new Promise<undefined>((resolve) => setTimeout(() => resolve(undefined), 20_000))]);
+  if (ended !== undefined) return ended.code;
+  await proc.kill();
+  return 'still running';
+}
+const SECRET = 'process-int-secret-of-at-least-32-bytes';
 
 describe('live-gateway process', () => {
   it('exits 78 naming REDIS_URL when it is malformed', async () => {
@@ -17,6 +25,33 @@ describe('live-gateway process', () => {
     });
     expect((await proc.exited).code).toBe(78);
     expect(proc.output()).toMatch(/REDIS_URL/);
+  });
+
+  it('exits 78 naming DIRECTUS_SECRET when it is shorter than an HS256 key should be (32 bytes)', async () => {
+    const proc = new ManagedProcess(process.execPath, [join(REPO_ROOT, 'services/live-gateway/dist/main.js')], {
+      name: 'live-gateway',
+      env: { PATH: process.env.PATH ?? '', DIRECTUS_SERVICE_TOKEN: 'x', DIRECTUS_SECRET: 's' },
+    });
+    expect(await exitOf(proc)).toBe(78);
+    expect(proc.output()).toMatch(/DIRECTUS_SECRET.*32 bytes/);
+  });
+
+  it('refuses to start, exit 69 with the reason, when uWebSockets.js fell back to its JavaScript implementation', async () => {
+    // What the npm build does by itself on a Node ABI it has no binary for (Node 22/24, musl); the
+    // variable makes it do the same here.
+    const proc = new ManagedProcess(process.execPath, [join(REPO_ROOT, 'services/live-gateway/dist/main.js')], {
+      name: 'live-gateway',
+      env: {
+        PATH: process.env.PATH ?? '',
+        UWS_USE_FALLBACK: '1',
+        REDIS_URL: sharedRedisUrl(),
+        GATEWAY_PORT: String(await freePort()),
+        METRICS_PORT: String(await freePort()),
+        DIRECTUS_SERVICE_TOKEN: 'x',
+      },
+    });
+    expect(await exitOf(proc)).toBe(69);
+    expect(proc.output()).toMatch(/uWebSockets\.js is not its native build/);
   });
 
   it('exits naming DIRECTUS_SERVICE_TOKEN when it is missing', async () => {

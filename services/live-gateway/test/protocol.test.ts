@@ -1,49 +1,7 @@
 import { createPosition } from '@pitwall/contract';
 import { describe, expect, it } from 'vitest';
-import { parseClientMessage } from '../src/protocol/client-message.js';
 import { positionPrefix, toLivePosition } from '../src/protocol/position-json.js';
 import { errorMessage, positionsMessage, subscribedMessage, unsubscribedMessage } from '../src/protocol/server-message.js';
-
-describe('client messages', () => {
-  it('accepts the four contract messages and keeps the uid', () => {
-    expect(parseClientMessage('{"type":"auth","access_token":"t","uid":"a"}')).toEqual({
-      ok: true,
-      message: { type: 'auth', accessToken: 't', uid: 'a' },
-    });
-    expect(parseClientMessage('{"type":"subscribe","event_id":42,"uid":7}')).toEqual({
-      ok: true,
-      message: { type: 'subscribe', eventId: 42, uid: 7 },
-    });
-    expect(parseClientMessage('{"type":"unsubscribe","event_id":42}')).toEqual({ ok: true, message: { type: 'unsubscribe', eventId: 42 } });
-    expect(parseClientMessage('{"type":"ping"}')).toEqual({ ok: true, message: { type: 'ping' } });
-  });
-
-  it('accepts an event id given as a decimal string, as Directus may serialise ids', () => {
-    expect(parseClientMessage('{"type":"subscribe","event_id":"42"}')).toEqual({ ok: true, message: { type: 'subscribe', eventId: 42 } });
-  });
-
-  it.each([
-    ['not JSON', '{"type":', /not valid JSON/],
-    ['an array', '[1,2]', /JSON object/],
-    ['null', 'null', /JSON object/],
-    ['no type', '{"event_id":1}', /no type/],
-    ['an unknown type', '{"type":"shutdown"}', /unknown message type "shutdown"/],
-    ['a non-numeric string event id', '{"type":"subscribe","event_id":"42x"}', /positive integer/],
-    ['a zero string event id', '{"type":"subscribe","event_id":"0"}', /positive integer/],
-    ['a negative event id', '{"type":"subscribe","event_id":-1}', /positive integer/],
-    ['a fractional event id', '{"type":"subscribe","event_id":1.5}', /positive integer/],
-    ['an empty token', '{"type":"auth","access_token":""}', /access_token/],
-    ['an object uid', '{"type":"ping","uid":{}}', /uid/],
-  ])('refuses %s with a reason', (_what, text, reason) => {
-    const result = parseClientMessage(text);
-    expect(result.ok).toBe(false);
-    if (!result.ok) expect(result.reason).toMatch(reason);
-  });
-
-  it('echoes the uid of a refused message when it could read it', () => {
-    expect(parseClientMessage('{"type":"nope","uid":"x1"}')).toMatchObject({ ok: false, uid: 'x1' });
-  });
-});
 
 describe('position JSON', () => {
   it('has exactly the contract fields, in degrees and milliseconds', () => {
@@ -91,11 +49,18 @@ describe('server messages', () => {
     expect(JSON.parse(subscribedMessage(1, []))).toEqual({ type: 'subscribed', event_id: 1, snapshot: [] });
     expect(JSON.parse(positionsMessage(3, [position]))).toEqual({ type: 'positions', event_id: 3, positions: [JSON.parse(position)] });
     expect(JSON.parse(unsubscribedMessage(3, 'forbidden'))).toEqual({ type: 'unsubscribed', event_id: 3, reason: 'forbidden' });
-    expect(JSON.parse(errorMessage('rate_limited', 'slow down', 9))).toEqual({
+    expect(JSON.parse(errorMessage('rate_limited', 'slow down', { uid: 9, retryAfterMs: 199.2 }))).toEqual({
       type: 'error',
       code: 'rate_limited',
       message: 'slow down',
+      retry_after_ms: 200,
       uid: 9,
+    });
+    expect(JSON.parse(errorMessage('forbidden', 'no', { eventId: 4 }))).toEqual({
+      type: 'error',
+      code: 'forbidden',
+      message: 'no',
+      event_id: 4,
     });
   });
 });

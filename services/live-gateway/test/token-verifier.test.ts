@@ -5,13 +5,13 @@ import { freePort } from '@pitwall/testkit';
 import { AuthenticationError } from '../src/auth/authentication-error.js';
 import { DirectusTokenVerifier } from '../src/auth/directus-token-verifier.js';
 import { LocalTokenVerifier } from '../src/auth/local-token-verifier.js';
-import { DirectusClient } from '../src/directus/directus-client.js';
 import { DirectusUnavailableError } from '../src/directus/directus-unavailable-error.js';
 import { createGatewayMetrics } from '../src/metrics.js';
+import { testDirectusClient } from './support/directus-client.js';
 
 // Tokens shaped like Directus's (HS256, issuer `directus`, claims id/role/app_access/admin_access),
 // signed here so every way of being wrong can be built.
-const SECRET = 'directus-secret-for-tests';
+const SECRET = 'directus-secret-for-tests-0123456789abcdef';
 const USER = '6a1f2c3d-0000-4000-8000-000000000001';
 
 function sign(
@@ -48,12 +48,21 @@ async function refusal(promise: Promise<unknown>): Promise<AuthenticationError> 
 describe('local verification (DIRECTUS_SECRET set)', () => {
   const verifier = new LocalTokenVerifier(SECRET);
 
-  it('accepts a Directus access token and reads the user and expiry', async () => {
-    const token = await sign();
+  it('accepts a Directus access token and reads the user, expiry and login session', async () => {
+    const token = await sign({ session: 'directus-session-1' });
     const principal = await verifier.verify(token);
     expect(principal.userId).toBe(USER);
     expect(principal.expiresAtMs).toBeGreaterThan(Date.now());
     expect(principal.expiresAtMs % 1000).toBe(0);
+    expect(principal.sessionKey).toBe('s:directus-session-1');
+    expect(principal.claims.session).toBe('directus-session-1');
+  });
+
+  it('keys a token without a session claim by the token itself: two such tokens of one user are two sessions', async () => {
+    const [a, b] = await Promise.all([verifier.verify(await sign({ n: 1 })), verifier.verify(await sign({ n: 2 }))]);
+    expect(a.userId).toBe(b.userId);
+    expect(a.sessionKey).not.toBe(b.sessionKey);
+    expect(a.sessionKey).toMatch(/^t:/);
   });
 
   it('refuses a forged token (signed with another secret)', async () => {
@@ -92,9 +101,9 @@ describe('local verification (DIRECTUS_SECRET set)', () => {
 describe('verification by Directus /users/me (no secret): checks made before any call', () => {
   it('refuses bad tokens without asking Directus, and reports Directus down for a good-looking one', async () => {
     // Nothing listens on this port: a call would end as DirectusUnavailableError, not a refusal.
-    const directus = new DirectusClient(`http://127.0.0.1:${await freePort()}`, 500);
     const metrics = createGatewayMetrics(createMetricsRegistry());
-    const verifier = new DirectusTokenVerifier(directus, metrics);
+    const directus = testDirectusClient(`http://127.0.0.1:${await freePort()}`, { timeoutMs: 500, metrics });
+    const verifier = new DirectusTokenVerifier(directus, metrics, { refusedTtlMs: 30_000 });
     const now = Math.floor(Date.now() / 1000);
     await refusal(verifier.verify(unsigned({ id: USER, iss: 'directus', exp: now + 900 })));
     await refusal(verifier.verify(await sign({}, { alg: 'HS512' })));

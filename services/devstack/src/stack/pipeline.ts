@@ -158,6 +158,8 @@ export async function startPipeline(options: PipelineOptions = {}): Promise<Pipe
           DIRECTUS_URL: business.url,
           DIRECTUS_SECRET: business.secret,
           DIRECTUS_SERVICE_TOKEN: business.seed.serviceToken,
+          // Every viewer of a local stack (the map, the load harness) comes from this machine's address.
+          GATEWAY_MAX_CONNECTIONS_PER_ADDRESS: '1000000',
           ...options.env?.['live-gateway'],
         },
         metricsPort: await nextMetricsPort(),

@@ -1,44 +1,61 @@
 import { decodeJwt, decodeProtectedHeader, type JWTPayload } from 'jose';
-import type { GatewayMetrics } from '../metrics.js';
 import type { DirectusClient } from '../directus/directus-client.js';
+import { DirectusUnavailableError } from '../directus/directus-unavailable-error.js';
+import type { GatewayMetrics } from '../metrics.js';
+import { TtlCache } from '../util/ttl-cache.js';
 import { AuthenticationError } from './authentication-error.js';
-import { DIRECTUS_ALGORITHM, DIRECTUS_ISSUER, type Principal, type TokenVerifier } from './token-verifier.js';
+import { DIRECTUS_ALGORITHM, DIRECTUS_ISSUER, sessionKeyOf, tokenDigest, type Principal, type TokenVerifier } from './token-verifier.js';
+
+export interface DirectusTokenVerifierOptions {
+  /** How long a token Directus refused is refused again without asking. */
+  refusedTtlMs: number;
+  maxCachedTokens?: number;
+}
 
 /**
- * Verifies access tokens without the secret: asks Directus `/users/me` once per token and caches
- * the answer until the token expires. The header and claims are checked first (HS256, issuer,
- * not expired), so obviously bad tokens never cost a call. Concurrent checks of one token share
- * one call.
+ * Verifies access tokens without the secret: asks Directus `/users/me` (through the Directus client's
+ * limiter) once per token and caches the answer until the token expires; a refusal (401/403) is cached
+ * for `refusedTtlMs`. The header and claims are checked first (HS256, issuer, not expired), so
+ * obviously bad tokens never cost a call. Concurrent checks of one token share one call. Directus
+ * being unavailable (429, 5xx, timeout) is never a refusal and never cached.
  */
 export class DirectusTokenVerifier implements TokenVerifier {
-  private readonly verified = new Map<string, Principal>();
+  private readonly verified: TtlCache<Principal>;
+  private readonly refused: TtlCache<string>;
   private readonly inFlight = new Map<string, Promise<Principal>>();
 
   constructor(
     private readonly directus: DirectusClient,
     private readonly metrics: GatewayMetrics,
-    private readonly maxCachedTokens = 100_000,
+    private readonly options: DirectusTokenVerifierOptions,
     private readonly now: () => number = Date.now,
-  ) {}
+  ) {
+    const max = options.maxCachedTokens ?? 100_000;
+    this.verified = new TtlCache(max, now);
+    this.refused = new TtlCache(max, now);
+  }
 
   verify(token: string): Promise<Principal> {
-    const cached = this.verified.get(token);
+    const key = tokenDigest(token);
+    const cached = this.verified.get(key);
     if (cached !== undefined) {
-      if (cached.expiresAtMs > this.now()) {
-        this.metrics.cacheHits.inc({ cache: 'token' });
-        return Promise.resolve(cached);
-      }
-      this.verified.delete(token);
+      this.metrics.cacheHits.inc({ cache: 'token' });
+      return Promise.resolve(cached);
     }
-    const running = this.inFlight.get(token);
+    const refusal = this.refused.get(key);
+    if (refusal !== undefined) {
+      this.metrics.cacheHits.inc({ cache: 'refused_token' });
+      return Promise.reject(new AuthenticationError(refusal));
+    }
+    const running = this.inFlight.get(key);
     if (running !== undefined) return running;
     this.metrics.cacheMisses.inc({ cache: 'token' });
-    const check = this.check(token).finally(() => this.inFlight.delete(token));
-    this.inFlight.set(token, check);
+    const check = this.check(token, key).finally(() => this.inFlight.delete(key));
+    this.inFlight.set(key, check);
     return check;
   }
 
-  private async check(token: string): Promise<Principal> {
+  private async check(token: string, key: string): Promise<Principal> {
     let claims: JWTPayload;
     try {
       const header = decodeProtectedHeader(token);
@@ -53,28 +70,20 @@ export class DirectusTokenVerifier implements TokenVerifier {
     const expiresAtMs = claims.exp * 1000;
     if (expiresAtMs <= this.now()) throw new AuthenticationError('token expired', true);
 
-    const res = await this.directus.get('/users/me?fields=id', token);
-    if (res.status === 401 || res.status === 403) throw new AuthenticationError('Directus refused the token');
-    const userId = readUserId(res.body);
-    if (res.status !== 200 || userId === undefined) throw new AuthenticationError(`Directus /users/me answered ${res.status}`);
-    if (typeof claims.id === 'string' && claims.id !== userId) throw new AuthenticationError('token user does not match Directus');
-    const principal = { userId, expiresAtMs };
-    this.remember(token, principal);
-    return principal;
-  }
-
-  private remember(token: string, principal: Principal): void {
-    if (this.verified.size >= this.maxCachedTokens) {
-      const now = this.now();
-      for (const [key, value] of this.verified) if (value.expiresAtMs <= now) this.verified.delete(key);
-      // Still full: drop the oldest (Map keeps insertion order).
-      while (this.verified.size >= this.maxCachedTokens) {
-        const oldest = this.verified.keys().next();
-        if (oldest.done === true) break;
-        this.verified.delete(oldest.value);
-      }
+    // DirectusUnavailableError (429, 5xx, timeout, limiter) propagates: "cannot tell now".
+    const res = await this.directus.get('verify', '/users/me?fields=id', token);
+    if (res.status === 401 || res.status === 403) {
+      const reason = `Directus refused the token (HTTP ${res.status})`;
+      this.refused.set(key, reason, this.now() + this.options.refusedTtlMs);
+      throw new AuthenticationError(reason);
     }
-    this.verified.set(token, principal);
+    // A 404 or an answer without a user is not a refusal either: something between us and Directus is off.
+    const userId = res.status === 200 ? readUserId(res.body) : undefined;
+    if (userId === undefined) throw new DirectusUnavailableError(`Directus /users/me answered HTTP ${res.status} without a user`);
+    if (typeof claims.id === 'string' && claims.id !== userId) throw new AuthenticationError('token user does not match Directus');
+    const principal: Principal = { userId, expiresAtMs, sessionKey: sessionKeyOf(claims, token), claims };
+    this.verified.set(key, principal, expiresAtMs);
+    return principal;
   }
 }
 

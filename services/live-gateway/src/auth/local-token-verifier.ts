@@ -1,7 +1,7 @@
 import { webcrypto } from 'node:crypto';
 import { errors, jwtVerify } from 'jose';
 import { AuthenticationError } from './authentication-error.js';
-import { DIRECTUS_ALGORITHM, DIRECTUS_ISSUER, type Principal, type TokenVerifier } from './token-verifier.js';
+import { DIRECTUS_ALGORITHM, DIRECTUS_ISSUER, sessionKeyOf, type Principal, type TokenVerifier } from './token-verifier.js';
 
 /**
  * Verifies Directus access tokens locally with Directus's SECRET: HS256 only (alg none and every
@@ -31,6 +31,6 @@ export class LocalTokenVerifier implements TokenVerifier {
     const userId = payload.id;
     if (typeof userId !== 'string' || userId.length === 0) throw new AuthenticationError('token has no user id');
     if (payload.exp === undefined) throw new AuthenticationError('token has no expiry');
-    return { userId, expiresAtMs: payload.exp * 1000 };
+    return { userId, expiresAtMs: payload.exp * 1000, sessionKey: sessionKeyOf(payload, token), claims: payload };
   }
 }

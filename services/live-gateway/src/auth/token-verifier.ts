@@ -1,8 +1,18 @@
-/** Who a verified token belongs to and until when it is valid. */
+import { createHash } from 'node:crypto';
+
+/** Who a verified token belongs to, until when, and which login session it is part of. */
 export interface Principal {
   userId: string;
   /** Token expiry, ms since the epoch. */
   expiresAtMs: number;
+  /**
+   * The login session the token belongs to: Directus's `session` claim (a logout or a revocation ends
+   * exactly that session), or a hash of the token when it has none. Cached answers are keyed by it, so
+   * one session never rides on what another session of the same user was told.
+   */
+  sessionKey: string;
+  /** Every claim of the token (authorization sources may read their own, e.g. `pitwall_events`). */
+  claims: Readonly<Record<string, unknown>>;
 }
 
 /**
@@ -16,3 +26,16 @@ export interface TokenVerifier {
 export const DIRECTUS_ISSUER = 'directus';
 /** Directus signs its access tokens with HS256 and nothing else. */
 export const DIRECTUS_ALGORITHM = 'HS256';
+/** An HS256 key shorter than the hash output weakens it (RFC 7518 3.2): the gateway refuses such a secret. */
+export const MIN_SECRET_BYTES = 32;
+
+/** A fixed-size key for a token (caches never hold the token itself). */
+export function tokenDigest(token: string): string {
+  return createHash('sha256').update(token).digest('base64url');
+}
+
+/** The session key of a token with these claims (see Principal.sessionKey). */
+export function sessionKeyOf(claims: Readonly<Record<string, unknown>>, token: string): string {
+  const session = claims.session;
+  return typeof session === 'string' && session.length > 0 ? `s:${session}` : `t:${tokenDigest(token)}`;
+}

@@ -11,26 +11,48 @@ export interface EventDevice {
   prefix: string;
 }
 
-/** Where a device's positions go: each watched event it is entered in. */
-export interface DeviceRoute {
+/**
+ * Device times an event shows: its `starts_at` to `ends_at` widened by the margin on both sides. An
+ * unset end is open (-Infinity / Infinity).
+ */
+export interface EventWindow {
+  fromMs: number;
+  toMs: number;
+}
+
+/** What an event shows: its devices, and only their positions of its time window. */
+export interface EventEntries extends EventWindow {
+  devices: EventDevice[];
+}
+
+/** Where a device's positions go: each watched event it is entered in, when the position is in its window. */
+export interface DeviceRoute extends EventWindow {
   eventId: number;
   prefix: string;
 }
 
 interface EventRecord {
-  devices: EventDevice[];
+  entries: EventEntries;
   fetchedAtMs: number;
   watched: boolean;
 }
 
+/** Whether a position of device time `ts` belongs to an event with this window. */
+export function inWindow(window: EventWindow, ts: number): boolean {
+  return ts >= window.fromMs && ts <= window.toMs;
+}
+
 /**
- * Which devices each event shows: the event's entries (device IMEI and label), read from Directus
- * with the service token, cached per event and re-read while the event is watched. Keeps the
- * hot-path index device -> watched events, so routing a position is one map lookup.
+ * Which devices each event shows, and when: the event's entries (device IMEI and label) and its time
+ * window (starts_at/ends_at, widened by `windowMarginMs`), read from Directus with the service token in
+ * one call, cached per event and re-read while the event is watched. A tracker is reused from one event
+ * to the next, so a device's position belongs to an event only when its device time is inside the
+ * event's window. Keeps the hot-path index device -> watched events (with their windows), so routing a
+ * position is one map lookup and two comparisons per event.
  */
 export class EventDirectory {
   private readonly events = new Map<number, EventRecord>();
-  private readonly inFlight = new Map<number, Promise<EventDevice[]>>();
+  private readonly inFlight = new Map<number, Promise<EventEntries>>();
   private readonly routes = new Map<string, DeviceRoute[]>();
 
   constructor(
@@ -38,6 +60,7 @@ export class EventDirectory {
     private readonly serviceToken: string,
     private readonly metrics: GatewayMetrics,
     private readonly refreshIntervalMs: number,
+    private readonly windowMarginMs: number,
     private readonly now: () => number = Date.now,
   ) {}
 
@@ -45,24 +68,24 @@ export class EventDirectory {
    * Devices of an event: cached if read within the refresh interval, else read now. When Directus
    * cannot answer, a stale copy is used if there is one; otherwise DirectusUnavailableError.
    */
-  async load(eventId: number): Promise<EventDevice[]> {
+  async load(eventId: number): Promise<EventEntries> {
     const record = this.events.get(eventId);
     if (record !== undefined && this.now() - record.fetchedAtMs < this.refreshIntervalMs) {
       this.metrics.cacheHits.inc({ cache: 'entries' });
-      return record.devices;
+      return record.entries;
     }
     this.metrics.cacheMisses.inc({ cache: 'entries' });
     try {
       return await this.fetch(eventId);
     } catch (err) {
-      if (record !== undefined && err instanceof DirectusUnavailableError) return record.devices;
+      if (record !== undefined && err instanceof DirectusUnavailableError) return record.entries;
       throw err;
     }
   }
 
-  /** Devices of an event as last read, if it was. */
-  devicesOf(eventId: number): readonly EventDevice[] | undefined {
-    return this.events.get(eventId)?.devices;
+  /** An event's devices and window as last read, if it was. */
+  entriesOf(eventId: number): EventEntries | undefined {
+    return this.events.get(eventId)?.entries;
   }
 
   /** Hot path: the watched events a device's positions go to. */
@@ -71,19 +94,19 @@ export class EventDirectory {
   }
 
   /**
-   * Puts an event's devices into (or takes them out of) the routing index. `devices` (what load()
+   * Puts an event's devices into (or takes them out of) the routing index. `entries` (what load()
    * returned) is used when the event was forgotten in between.
    */
-  setWatched(eventId: number, watched: boolean, devices?: EventDevice[]): void {
+  setWatched(eventId: number, watched: boolean, entries?: EventEntries): void {
     let record = this.events.get(eventId);
-    if (record === undefined && watched && devices !== undefined) {
-      record = { devices, fetchedAtMs: this.now(), watched: false };
+    if (record === undefined && watched && entries !== undefined) {
+      record = { entries, fetchedAtMs: this.now(), watched: false };
       this.events.set(eventId, record);
     }
     if (record === undefined || record.watched === watched) return;
     record.watched = watched;
-    if (watched) this.index(eventId, record.devices);
-    else this.unindex(eventId, record.devices);
+    if (watched) this.index(eventId, record.entries);
+    else this.unindex(eventId, record.entries.devices);
   }
 
   /** Re-reads the entries of every watched event and forgets unwatched ones once stale. */
@@ -97,7 +120,7 @@ export class EventDirectory {
     await Promise.all(watched.map((eventId) => this.fetch(eventId).catch(() => undefined)));
   }
 
-  private fetch(eventId: number): Promise<EventDevice[]> {
+  private fetch(eventId: number): Promise<EventEntries> {
     const running = this.inFlight.get(eventId);
     if (running !== undefined) return running;
     const call = this.read(eventId).finally(() => this.inFlight.delete(eventId));
@@ -105,16 +128,22 @@ export class EventDirectory {
     return call;
   }
 
-  private async read(eventId: number): Promise<EventDevice[]> {
-    let devices: EventDevice[];
+  private async read(eventId: number): Promise<EventEntries> {
+    let entries: EventEntries;
     try {
       const res = await this.directus.get(
-        `/items/entries?filter[event][_eq]=${eventId}&fields=label,device.imei&limit=-1`,
+        'entries',
+        `/items/entries?filter[event][_eq]=${eventId}&fields=label,device.imei,event.starts_at,event.ends_at&limit=-1`,
         this.serviceToken,
       );
       if (res.status !== 200)
         throw new DirectusUnavailableError(`Directus refused to list the entries of event ${eventId} (HTTP ${res.status})`);
-      devices = parseEntries(res.body);
+      const parsed = parseEntries(res.body);
+      entries = {
+        devices: parsed.devices,
+        fromMs: parsed.startsAtMs - this.windowMarginMs,
+        toMs: parsed.endsAtMs + this.windowMarginMs,
+      };
     } catch (err) {
       this.metrics.entriesFetches.inc({ result: 'error' });
       throw err;
@@ -122,16 +151,16 @@ export class EventDirectory {
     this.metrics.entriesFetches.inc({ result: 'ok' });
     const previous = this.events.get(eventId);
     const watched = previous?.watched ?? false;
-    if (watched && previous !== undefined) this.unindex(eventId, previous.devices);
-    this.events.set(eventId, { devices, fetchedAtMs: this.now(), watched });
-    if (watched) this.index(eventId, devices);
-    return devices;
+    if (watched && previous !== undefined) this.unindex(eventId, previous.entries.devices);
+    this.events.set(eventId, { entries, fetchedAtMs: this.now(), watched });
+    if (watched) this.index(eventId, entries);
+    return entries;
   }
 
-  private index(eventId: number, devices: readonly EventDevice[]): void {
-    for (const device of devices) {
+  private index(eventId: number, entries: EventEntries): void {
+    for (const device of entries.devices) {
       const list = this.routes.get(device.deviceId);
-      const route = { eventId, prefix: device.prefix };
+      const route: DeviceRoute = { eventId, prefix: device.prefix, fromMs: entries.fromMs, toMs: entries.toMs };
       if (list === undefined) this.routes.set(device.deviceId, [route]);
       else list.push(route);
     }
@@ -148,14 +177,46 @@ export class EventDirectory {
   }
 }
 
-/** `{data: [{label, device: {imei}}]}` -> devices; entries without a device are skipped. */
-export function parseEntries(body: unknown): EventDevice[] {
+export interface ParsedEntries {
+  devices: EventDevice[];
+  /** The event's starts_at, ms; -Infinity when unset (or when it has no entries). */
+  startsAtMs: number;
+  /** The event's ends_at, ms; Infinity when unset (or when it has no entries). */
+  endsAtMs: number;
+}
+
+/** An ISO timestamp of Directus as ms; unset is `open`; anything else unreadable. */
+function readTime(value: unknown, open: number): number {
+  if (value === null || value === undefined) return open;
+  const ms = typeof value === 'string' ? Date.parse(value) : Number.NaN;
+  if (Number.isNaN(ms)) throw new DirectusUnavailableError(`Directus sent an unreadable event time ${JSON.stringify(value)}`);
+  return ms;
+}
+
+/**
+ * `{data: [{label, device: {imei}, event: {starts_at, ends_at}}]}` -> devices and the event's window;
+ * entries without a device are skipped. The event must come expanded (the service token reads events):
+ * without its window, positions of other events would show.
+ */
+export function parseEntries(body: unknown): ParsedEntries {
   const data = typeof body === 'object' && body !== null && 'data' in body ? body.data : undefined;
   if (!Array.isArray(data)) throw new DirectusUnavailableError('Directus entries answer has no data list');
   const devices: EventDevice[] = [];
   const seen = new Set<string>();
+  let startsAtMs = Number.NEGATIVE_INFINITY;
+  let endsAtMs = Number.POSITIVE_INFINITY;
+  let windowRead = false;
   for (const entry of data as unknown[]) {
     if (typeof entry !== 'object' || entry === null) continue;
+    if (!windowRead) {
+      const event = 'event' in entry ? entry.event : undefined;
+      if (typeof event !== 'object' || event === null) {
+        throw new DirectusUnavailableError('Directus entries answer lacks the event window (may the service token read events?)');
+      }
+      startsAtMs = readTime('starts_at' in event ? event.starts_at : undefined, Number.NEGATIVE_INFINITY);
+      endsAtMs = readTime('ends_at' in event ? event.ends_at : undefined, Number.POSITIVE_INFINITY);
+      windowRead = true;
+    }
     const device = 'device' in entry ? entry.device : undefined;
     const imei = typeof device === 'object' && device !== null && 'imei' in device ? device.imei : undefined;
     if (typeof imei !== 'string' || imei.length === 0 || seen.has(imei)) continue;
@@ -164,5 +225,5 @@ export function parseEntries(body: unknown): EventDevice[] {
     seen.add(imei);
     devices.push({ deviceId: imei, label, prefix: positionPrefix(imei, label) });
   }
-  return devices;
+  return { devices, startsAtMs, endsAtMs };
 }

@@ -1,10 +1,10 @@
+import type { Uid } from '@pitwall/live-protocol';
 import type { TemplatedApp } from 'uWebSockets.js';
-import type { Connection } from '../connection.js';
-import type { EventDevice, EventDirectory } from '../events/event-directory.js';
+import { inWindow, type EventDirectory, type EventEntries } from '../events/event-directory.js';
 import type { GatewayMetrics } from '../metrics.js';
 import type { LivePosition } from '../protocol/position-json.js';
-import { positionsMessage, subscribedMessage, unsubscribedMessage, type UnsubscribeReason } from '../protocol/server-message.js';
-import type { Uid } from '../protocol/client-message.js';
+import { positionsMessage, subscribedMessage } from '../protocol/server-message.js';
+import type { HubClient } from './hub-client.js';
 import type { LatestPositions } from './latest-positions.js';
 
 export interface LiveHubOptions {
@@ -14,14 +14,34 @@ export interface LiveHubOptions {
   conflateBufferBytes: number;
   /** A conflated client without progress for this long is closed. */
   slowClientTimeoutMs: number;
-  /** Every subscription is re-validated this often (the hub only schedules it). */
-  revalidateIntervalMs: number;
 }
 
 interface PendingFrame {
   parts: string[];
   rx: number[];
   timer: NodeJS.Timeout | undefined;
+}
+
+/**
+ * A client that gets no topic frames: it collects which devices changed and gets their latest
+ * positions at once later. Either it fell behind (slow: flushed when its socket drains), or its
+ * delivery is held (its token expired: flushed when a fresh token arrives).
+ */
+interface Conflation {
+  sinceMs: number;
+  /** Devices changed since the last flush, per subscribed event. */
+  dirty: Map<number, Set<string>>;
+  /** Counted in the conflated-clients gauge (it fell behind, as opposed to only being held). */
+  slow: boolean;
+}
+
+/** The hub's view of one client with at least one subscription. */
+interface Member {
+  readonly client: HubClient;
+  readonly events: Set<number>;
+  conflation: Conflation | undefined;
+  /** Delivery held: nothing is sent until resume(). */
+  held: boolean;
 }
 
 /** A frame never holds more positions than this; a bigger burst goes out in several. */
@@ -34,15 +54,18 @@ export function eventTopic(eventId: number): string {
 /**
  * Subscriptions and fan-out. One uWS topic per event: the positions of an event within the batch
  * window are serialised once into one frame and published to the topic; uWS copies the bytes to
- * each subscriber. A client that falls behind leaves its topics and is conflated: it collects which
- * devices changed and gets their latest positions when its socket drains; a client that makes no
- * progress for too long is closed. Nothing here is per recipient except for conflated clients.
+ * each subscriber. A position goes to an event only when its device is entered in the event and its
+ * device time is inside the event's window. A client that falls behind leaves its topics and is
+ * conflated: it collects which devices changed and gets their latest positions when its socket
+ * drains; a client that makes no progress for too long is asked to disconnect. Nothing here is per
+ * recipient except for conflated and held clients. The hub never closes a socket or sends protocol
+ * replies itself: sessions do.
  */
 export class LiveHub {
   private readonly pending = new Map<number, PendingFrame>();
   private readonly subscriberCount = new Map<number, number>();
-  private readonly conflatedByEvent = new Map<number, Set<Connection>>();
-  private readonly subscribed = new Set<Connection>();
+  private readonly conflatedByEvent = new Map<number, Set<Member>>();
+  private readonly members = new Map<HubClient, Member>();
   private subscriptionCount = 0;
 
   constructor(
@@ -54,61 +77,87 @@ export class LiveHub {
     private readonly now: () => number = Date.now,
   ) {}
 
-  /** Connections with at least one subscription. */
-  get subscribers(): ReadonlySet<Connection> {
-    return this.subscribed;
+  /** Clients with at least one subscription. */
+  get memberCount(): number {
+    return this.members.size;
   }
 
   /** Sends `subscribed` with the event's snapshot and joins the event's topic. */
-  subscribe(conn: Connection, eventId: number, devices: EventDevice[], uid?: Uid): void {
-    const ws = conn.ws;
-    if (ws === undefined || conn.closed) return;
-    const snapshot: string[] = [];
-    for (const device of devices) {
-      const position = this.latest.get(device.deviceId);
-      if (position !== undefined) snapshot.push(device.prefix + position.body);
-    }
+  join(client: HubClient, eventId: number, entries: EventEntries, uid?: Uid): void {
+    const transport = client.transport;
+    if (transport === undefined) return;
+    const snapshot = this.latestOf(entries, undefined);
     const frame = Buffer.from(subscribedMessage(eventId, snapshot, uid));
-    const isNew = !conn.subscriptions.has(eventId);
+    let member = this.members.get(client);
+    const isNew = member === undefined || !member.events.has(eventId);
+    if (member === undefined) {
+      member = { client, events: new Set(), conflation: undefined, held: false };
+      this.members.set(client, member);
+    }
     if (isNew) {
-      conn.subscriptions.set(eventId, { nextCheckAtMs: this.nextCheckAt() });
-      this.subscribed.add(conn);
+      member.events.add(eventId);
       this.subscriptionCount++;
       const count = (this.subscriberCount.get(eventId) ?? 0) + 1;
       this.subscriberCount.set(eventId, count);
-      if (count === 1) this.directory.setWatched(eventId, true, devices);
+      if (count === 1) this.directory.setWatched(eventId, true, entries);
       this.updateGauges();
     }
-    ws.cork(() => {
-      ws.send(frame, false);
+    const joined = member;
+    transport.cork(() => {
+      transport.send(frame);
       if (!isNew) return;
-      if (conn.conflation === undefined) ws.subscribe(eventTopic(eventId));
-      else this.joinConflated(conn, eventId, new Set());
+      if (joined.conflation === undefined) transport.subscribe(eventTopic(eventId));
+      else this.joinConflated(joined, eventId, new Set());
     });
     this.count('snapshot', frame.byteLength, snapshot.length);
   }
 
-  /** Ends a subscription; tells the client unless it is gone. Idempotent. */
-  unsubscribe(conn: Connection, eventId: number, reason: UnsubscribeReason, uid?: Uid): void {
-    if (this.remove(conn, eventId) && !conn.closed) conn.ws?.unsubscribe(eventTopic(eventId));
-    this.metrics.unsubscribes.inc({ reason });
-    if (!conn.closed && conn.ws !== undefined) {
-      conn.ws.send(unsubscribedMessage(eventId, reason, uid), false);
-      this.metrics.framesSent.inc({ kind: 'control' });
-    }
+  /** Ends a subscription. Returns whether there was one. Idempotent. */
+  leave(client: HubClient, eventId: number): boolean {
+    const member = this.members.get(client);
+    if (member === undefined || !this.remove(member, eventId)) return false;
+    client.transport?.unsubscribe(eventTopic(eventId));
+    return true;
   }
 
-  /** Forgets a closed connection's subscriptions (uWS already left its topics). */
-  removeConnection(conn: Connection): void {
-    for (const eventId of [...conn.subscriptions.keys()]) {
-      this.remove(conn, eventId);
+  /** Forgets a closed client's subscriptions (uWS already left its topics). */
+  removeClient(client: HubClient): void {
+    const member = this.members.get(client);
+    if (member === undefined) return;
+    for (const eventId of [...member.events]) {
+      this.remove(member, eventId);
       this.metrics.unsubscribes.inc({ reason: 'closed' });
     }
-    if (conn.conflation !== undefined) {
-      conn.conflation = undefined;
-      this.metrics.conflatedClients.dec();
+    this.endConflation(member);
+    this.members.delete(client);
+  }
+
+  /**
+   * Holds a client's delivery at once (its token expired): it leaves its topics and gets nothing until
+   * resume(); which devices changed meanwhile is collected, as for a conflated client.
+   */
+  hold(client: HubClient): void {
+    const member = this.members.get(client);
+    if (member === undefined || member.held) return;
+    member.held = true;
+    if (member.conflation === undefined) this.conflate(member, false);
+  }
+
+  /** Delivery again (a fresh token): the latest position of each device that changed, then the topics. */
+  resume(client: HubClient): void {
+    const member = this.members.get(client);
+    if (member === undefined || !member.held) return;
+    member.held = false;
+    const transport = client.transport;
+    if (member.conflation === undefined || transport === undefined) return;
+    if (transport.bufferedAmount() <= this.lowWater()) {
+      this.flushConflated(member);
+    } else if (!member.conflation.slow) {
+      // Behind as well: from now on a slow client like any other.
+      member.conflation.slow = true;
+      member.conflation.sinceMs = this.now();
+      this.metrics.conflatedClients.inc();
     }
-    this.subscribed.delete(conn);
   }
 
   /** Hot path: positions just read from the stream. */
@@ -118,6 +167,8 @@ export class LiveHub {
       const routes = this.directory.routesOf(position.deviceId);
       if (routes === undefined) continue;
       for (const route of routes) {
+        // A tracker entered in several events shows in the one whose time this is.
+        if (position.ts < route.fromMs || position.ts > route.toMs) continue;
         let frame = this.pending.get(route.eventId);
         if (frame === undefined) {
           frame = { parts: [], rx: [], timer: undefined };
@@ -131,8 +182,8 @@ export class LiveHub {
         frame.rx.push(position.rx);
         const conflated = this.conflatedByEvent.get(route.eventId);
         if (conflated !== undefined) {
-          for (const conn of conflated) {
-            const dirty = conn.conflation?.dirty.get(route.eventId);
+          for (const member of conflated) {
+            const dirty = member.conflation?.dirty.get(route.eventId);
             if (dirty === undefined) continue;
             if (dirty.has(position.deviceId)) this.metrics.conflationDrops.inc();
             else dirty.add(position.deviceId);
@@ -167,104 +218,121 @@ export class LiveHub {
     for (const eventId of [...this.pending.keys()]) this.flush(eventId);
   }
 
-  /** Periodic sweep over subscribed connections: conflate the ones behind, close the stuck ones. */
+  /** Periodic sweep over subscribed clients: conflate the ones behind, ask the stuck ones to go. */
   checkSlowClients(): void {
     const now = this.now();
-    for (const conn of this.subscribed) {
-      const ws = conn.ws;
-      if (ws === undefined || conn.closed) continue;
-      const buffered = ws.getBufferedAmount();
-      if (conn.conflation === undefined) {
-        if (buffered > this.options.conflateBufferBytes) this.conflate(conn);
+    for (const member of this.members.values()) {
+      // A held client is closed by its session's grace timer, not here.
+      if (member.held) continue;
+      const transport = member.client.transport;
+      if (transport === undefined) continue;
+      const buffered = transport.bufferedAmount();
+      if (member.conflation === undefined) {
+        if (buffered > this.options.conflateBufferBytes) this.conflate(member, true);
       } else if (buffered <= this.lowWater()) {
-        this.flushConflated(conn);
-      } else if (now - conn.conflation.sinceMs > this.options.slowClientTimeoutMs) {
+        this.flushConflated(member);
+      } else if (now - member.conflation.sinceMs > this.options.slowClientTimeoutMs) {
         this.metrics.slowClientsClosed.inc();
-        conn.closeReason = 'slow';
-        // Forceful: a close frame would queue behind everything the client is not reading.
-        ws.close();
+        member.client.disconnect('slow');
       }
     }
   }
 
   /** uWS drain: a conflated client that caught up gets its latest positions and rejoins its topics. */
-  onDrain(conn: Connection): void {
-    if (conn.conflation === undefined || conn.closed || conn.ws === undefined) return;
-    if (conn.ws.getBufferedAmount() <= this.lowWater()) this.flushConflated(conn);
+  onDrain(client: HubClient): void {
+    const member = this.members.get(client);
+    const transport = client.transport;
+    if (member?.conflation === undefined || member.held || transport === undefined) return;
+    if (transport.bufferedAmount() <= this.lowWater()) this.flushConflated(member);
   }
 
-  /** Subscriptions whose re-validation is due, with their connection. */
-  *dueForRevalidation(nowMs: number): Generator<{ conn: Connection; eventId: number }> {
-    for (const conn of this.subscribed) {
-      for (const [eventId, subscription] of conn.subscriptions) {
-        if (subscription.nextCheckAtMs > nowMs) continue;
-        subscription.nextCheckAtMs = this.nextCheckAt();
-        yield { conn, eventId };
-      }
+  /** The latest position of each device of an event that is inside its window (`only`: of these devices). */
+  private latestOf(entries: EventEntries, only: ReadonlySet<string> | undefined): string[] {
+    const parts: string[] = [];
+    for (const device of entries.devices) {
+      if (only !== undefined && !only.has(device.deviceId)) continue;
+      const position = this.latest.get(device.deviceId);
+      if (position !== undefined && inWindow(entries, position.ts)) parts.push(device.prefix + position.body);
+    }
+    return parts;
+  }
+
+  private conflate(member: Member, slow: boolean): void {
+    const transport = member.client.transport;
+    if (transport === undefined) return;
+    member.conflation = { sinceMs: this.now(), dirty: new Map(), slow };
+    if (slow) {
+      this.metrics.conflations.inc();
+      this.metrics.conflatedClients.inc();
+    }
+    for (const eventId of member.events) {
+      transport.unsubscribe(eventTopic(eventId));
+      // Everything: uWS may already have dropped frames beyond maxBackpressure, and frames of the
+      // current batch window are published after the client left.
+      const all = new Set((this.directory.entriesOf(eventId)?.devices ?? []).map((d) => d.deviceId));
+      this.joinConflated(member, eventId, all);
     }
   }
 
-  private conflate(conn: Connection): void {
-    const ws = conn.ws;
-    if (ws === undefined) return;
-    conn.conflation = { sinceMs: this.now(), dirty: new Map() };
-    this.metrics.conflations.inc();
-    this.metrics.conflatedClients.inc();
-    for (const eventId of conn.subscriptions.keys()) {
-      ws.unsubscribe(eventTopic(eventId));
-      // Everything: uWS may already have dropped frames for it beyond maxBackpressure.
-      const all = new Set((this.directory.devicesOf(eventId) ?? []).map((d) => d.deviceId));
-      this.joinConflated(conn, eventId, all);
-    }
-  }
-
-  private joinConflated(conn: Connection, eventId: number, dirty: Set<string>): void {
-    conn.conflation?.dirty.set(eventId, dirty);
+  private joinConflated(member: Member, eventId: number, dirty: Set<string>): void {
+    member.conflation?.dirty.set(eventId, dirty);
     let set = this.conflatedByEvent.get(eventId);
     if (set === undefined) this.conflatedByEvent.set(eventId, (set = new Set()));
-    set.add(conn);
+    set.add(member);
   }
 
-  private flushConflated(conn: Connection): void {
-    const ws = conn.ws;
-    const conflation = conn.conflation;
-    if (ws === undefined || conflation === undefined) return;
+  private flushConflated(member: Member): void {
+    const transport = member.client.transport;
+    const conflation = member.conflation;
+    if (transport === undefined || conflation === undefined) return;
     conflation.sinceMs = this.now();
-    ws.cork(() => {
+    transport.cork(() => {
       for (const [eventId, dirty] of conflation.dirty) {
         if (dirty.size === 0) continue;
-        const parts: string[] = [];
-        for (const device of this.directory.devicesOf(eventId) ?? []) {
-          if (!dirty.has(device.deviceId)) continue;
-          const position = this.latest.get(device.deviceId);
-          if (position !== undefined) parts.push(device.prefix + position.body);
-        }
+        const entries = this.directory.entriesOf(eventId);
+        const parts = entries === undefined ? [] : this.latestOf(entries, dirty);
         dirty.clear();
         if (parts.length === 0) continue;
         const bytes = Buffer.from(positionsMessage(eventId, parts));
-        ws.send(bytes, false);
+        transport.send(bytes);
         this.count('conflated', bytes.byteLength, parts.length);
       }
     });
-    if (ws.getBufferedAmount() > this.lowWater()) return;
-    // Caught up: back to the shared frames.
-    for (const eventId of conflation.dirty.keys()) {
-      this.conflatedByEvent.get(eventId)?.delete(conn);
-      if (this.conflatedByEvent.get(eventId)?.size === 0) this.conflatedByEvent.delete(eventId);
-      ws.subscribe(eventTopic(eventId));
+    if (transport.bufferedAmount() > this.lowWater()) {
+      if (!conflation.slow) {
+        conflation.slow = true;
+        this.metrics.conflatedClients.inc();
+      }
+      return;
     }
-    conn.conflation = undefined;
-    this.metrics.conflatedClients.dec();
+    // Caught up: back to the shared frames.
+    for (const eventId of conflation.dirty.keys()) transport.subscribe(eventTopic(eventId));
+    this.endConflation(member);
   }
 
-  private remove(conn: Connection, eventId: number): boolean {
-    if (!conn.subscriptions.delete(eventId)) return false;
+  private endConflation(member: Member): void {
+    const conflation = member.conflation;
+    if (conflation === undefined) return;
+    for (const eventId of conflation.dirty.keys()) {
+      const set = this.conflatedByEvent.get(eventId);
+      set?.delete(member);
+      if (set?.size === 0) this.conflatedByEvent.delete(eventId);
+    }
+    member.conflation = undefined;
+    if (conflation.slow) this.metrics.conflatedClients.dec();
+  }
+
+  private remove(member: Member, eventId: number): boolean {
+    if (!member.events.delete(eventId)) return false;
     this.subscriptionCount--;
-    if (conn.subscriptions.size === 0) this.subscribed.delete(conn);
-    conn.conflation?.dirty.delete(eventId);
+    member.conflation?.dirty.delete(eventId);
     const conflated = this.conflatedByEvent.get(eventId);
-    conflated?.delete(conn);
+    conflated?.delete(member);
     if (conflated?.size === 0) this.conflatedByEvent.delete(eventId);
+    if (member.events.size === 0) {
+      this.endConflation(member);
+      this.members.delete(member.client);
+    }
     const count = (this.subscriberCount.get(eventId) ?? 1) - 1;
     if (count > 0) {
       this.subscriberCount.set(eventId, count);
@@ -283,11 +351,6 @@ export class LiveHub {
 
   private lowWater(): number {
     return this.options.conflateBufferBytes / 4;
-  }
-
-  private nextCheckAt(): number {
-    // Jitter spreads re-validations of subscriptions made together (race start) over time.
-    return this.now() + this.options.revalidateIntervalMs * (0.9 + Math.random() * 0.2);
   }
 
   private updateGauges(): void {

@@ -1,47 +1,53 @@
-import type { Uid } from './client-message.js';
+import type {
+  AuthOkMessage,
+  ErrorCode,
+  ErrorMessage,
+  PongMessage,
+  Uid,
+  UnsubscribedMessage,
+  UnsubscribeReason,
+} from '@pitwall/live-protocol';
 
-// Replies and pushes to the client (CONTRACT.md). Each builder returns the finished JSON text, so a
-// frame is serialised once whatever the number of recipients.
+// The gateway's serialisation of server messages (types: @pitwall/live-protocol). Each builder returns
+// the finished JSON text, so a frame is serialised once whatever the number of recipients.
 
-export type ErrorCode =
-  | 'unauthenticated'
-  | 'token_expired'
-  | 'forbidden'
-  | 'not_found'
-  | 'bad_request'
-  | 'authorization_unavailable'
-  | 'rate_limited'
-  | 'internal';
-
-export type UnsubscribeReason = 'client' | 'forbidden';
-
-function withUid(body: Record<string, unknown>, uid: Uid | undefined): string {
-  return JSON.stringify(uid === undefined ? body : { ...body, uid });
+function withUid<T extends { uid?: Uid }>(body: T, uid: Uid | undefined): string {
+  if (uid !== undefined) body.uid = uid;
+  return JSON.stringify(body);
 }
 
 export function authOkMessage(expiresAtMs: number, uid?: Uid): string {
-  return withUid({ type: 'auth', status: 'ok', expires_at: expiresAtMs }, uid);
+  return withUid<AuthOkMessage>({ type: 'auth', status: 'ok', expires_at: expiresAtMs }, uid);
 }
 
-export function errorMessage(code: ErrorCode, message: string, uid?: Uid, eventId?: number): string {
-  return withUid(eventId === undefined ? { type: 'error', code, message } : { type: 'error', code, message, event_id: eventId }, uid);
+export interface ErrorDetails {
+  uid?: Uid | undefined;
+  eventId?: number | undefined;
+  retryAfterMs?: number | undefined;
+}
+
+export function errorMessage(code: ErrorCode, message: string, details: ErrorDetails = {}): string {
+  const body: ErrorMessage = { type: 'error', code, message };
+  if (details.eventId !== undefined) body.event_id = details.eventId;
+  if (details.retryAfterMs !== undefined) body.retry_after_ms = Math.max(0, Math.ceil(details.retryAfterMs));
+  return withUid(body, details.uid);
 }
 
 export function unsubscribedMessage(eventId: number, reason: UnsubscribeReason, uid?: Uid): string {
-  return withUid({ type: 'unsubscribed', event_id: eventId, reason }, uid);
+  return withUid<UnsubscribedMessage>({ type: 'unsubscribed', event_id: eventId, reason }, uid);
 }
 
 export function pongMessage(uid?: Uid): string {
-  return withUid({ type: 'pong' }, uid);
+  return withUid<PongMessage>({ type: 'pong' }, uid);
 }
 
-/** `subscribed` with its snapshot; `positions` are finished position JSON texts. */
+/** `subscribed` with its snapshot; `positions` are finished position JSON texts (WirePosition). */
 export function subscribedMessage(eventId: number, positions: readonly string[], uid?: Uid): string {
   const uidPart = uid === undefined ? '' : `,"uid":${JSON.stringify(uid)}`;
   return `{"type":"subscribed","event_id":${eventId}${uidPart},"snapshot":[${positions.join(',')}]}`;
 }
 
-/** One `positions` frame of an event; `positions` are finished position JSON texts. */
+/** One `positions` frame of an event; `positions` are finished position JSON texts (WirePosition). */
 export function positionsMessage(eventId: number, positions: readonly string[]): string {
   return `{"type":"positions","event_id":${eventId},"positions":[${positions.join(',')}]}`;
 }

@@ -43,13 +43,13 @@ export class TestClient {
   }
 
   /** Opens /live on `baseUrl` (ws://host:port), with `access_token` in the query when given. */
-  static connect(baseUrl: string, token?: string): Promise<TestClient> {
-    return TestClient.open(token === undefined ? `${baseUrl}/live` : `${baseUrl}/live?access_token=${encodeURIComponent(token)}`);
+  static connect(baseUrl: string, token?: string, options?: WebSocket.ClientOptions): Promise<TestClient> {
+    return TestClient.open(token === undefined ? `${baseUrl}/live` : `${baseUrl}/live?access_token=${encodeURIComponent(token)}`, options);
   }
 
-  /** Opens exactly this URL. */
-  static async open(url: string): Promise<TestClient> {
-    const client = new TestClient(new WebSocket(url));
+  /** Opens exactly this URL (options: e.g. `localAddress` 127.0.0.x to connect from another address, `origin`). */
+  static async open(url: string, options?: WebSocket.ClientOptions): Promise<TestClient> {
+    const client = new TestClient(new WebSocket(url, options));
     await new Promise<void>((resolve, reject) => {
       client.socket.once('open', () => resolve());
       client.socket.once('error', reject);
@@ -59,8 +59,8 @@ export class TestClient {
   }
 
   /** Connects and authenticates with an `auth` message; resolves once `auth ok` arrived. */
-  static async authenticated(baseUrl: string, token: string): Promise<TestClient> {
-    const client = await TestClient.connect(baseUrl);
+  static async authenticated(baseUrl: string, token: string, options?: WebSocket.ClientOptions): Promise<TestClient> {
+    const client = await TestClient.connect(baseUrl, undefined, options);
     client.send({ type: 'auth', access_token: token, uid: 'auth-1' });
     await client.expect((m) => m.type === 'auth' && m.uid === 'auth-1', 'auth ok');
     return client;
@@ -105,6 +105,13 @@ export class TestClient {
 
   framesOf(type: string): ServerMessage[] {
     return this.messages.filter((m) => m.type === type);
+  }
+
+  /** Stops reading from the socket (the server's replies pile up on its side), or reads again. */
+  setReading(reading: boolean): void {
+    const raw = (this.socket as unknown as { _socket?: { pause(): void; resume(): void } })._socket;
+    if (reading) raw?.resume();
+    else raw?.pause();
   }
 
   async close(): Promise<void> {
