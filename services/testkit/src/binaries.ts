@@ -7,7 +7,8 @@ import { join } from 'node:path';
 
 const PG_ROOT = '/usr/lib/postgresql';
 
-function onPath(command: string): string | undefined {
+/** Absolute path of a command found on PATH, or undefined. */
+export function onPath(command: string): string | undefined {
   for (const dir of (process.env.PATH ?? '').split(':')) {
     const candidate = join(dir, command);
     if (dir && existsSync(candidate)) return candidate;
@@ -34,7 +35,8 @@ export interface Binaries {
 
 let cached: Binaries | undefined;
 
-function aptInstall(packages: string[]): void {
+/** Installs Debian packages when running as root; otherwise throws naming them and the command to run. */
+export function aptInstall(packages: readonly string[]): void {
   const isRoot = process.getuid?.() === 0;
   if (!isRoot) {
     throw new Error(

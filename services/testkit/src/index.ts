@@ -1,4 +1,5 @@
 export * from './binaries.js';
+export * from './cache.js';
 export * from './inspector.js';
 export * from './managed-process.js';
 export * from './names.js';

@@ -1,11 +1,11 @@
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync } from 'node:fs';
-import { homedir, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import pg from 'pg';
-import { ensureBinaries } from '@pitwall/testkit';
+import { cacheRoot, ensureBinaries } from '@pitwall/testkit';
 import { runDirectusCli } from './cli.js';
 import type { DirectusInstallation } from './install.js';
 import { PACKAGE_ROOT } from './install.js';
@@ -20,10 +20,6 @@ export const DIRECTUS_ADMIN_PASSWORD = 'pitwall-admin';
 
 // Bump when what the template holds changes in a way the inputs below do not show.
 const TEMPLATE_FORMAT = '1';
-
-export function cacheRoot(): string {
-  return process.env.PITWALL_CACHE ?? join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'pitwall');
-}
 
 /** A database name that changes whenever the Directus version, the schema or the admin changes. */
 export function templateName(installation: DirectusInstallation): string {
