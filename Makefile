@@ -1,7 +1,7 @@
 # pitwall: every command a developer, CI or an operator needs. See README.md.
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
-.PHONY: help install system-packages build typecheck lint test test-unit up bench generate clean
+.PHONY: help install system-packages build typecheck lint images test test-unit up bench generate clean
 
 NPM_STAMP := node_modules/.pitwall-install-stamp
 WORKSPACE_MANIFESTS := $(wildcard services/*/package.json services/business-plane/extensions/*/package.json) load-tests/package.json
@@ -30,7 +30,10 @@ lint: install ## eslint, prettier, circular imports, buf lint and breaking-chang
 	npx buf lint
 	@if git rev-parse -q --verify HEAD >/dev/null 2>&1; then npx buf breaking proto --against '.git#ref=HEAD,subdir=proto'; fi
 
-test: build typecheck lint ## every test suite: unit, integration (real Redis/PostgreSQL), e2e (real Directus, Chromium)
+images: build ## the three service images with podman on a stand-in base, cached by their inputs (podman, runc, debootstrap: installed when root)
+	node services/images/dist/cli.js
+
+test: build typecheck lint images ## every test suite: unit, integration (real Redis/PostgreSQL), e2e (real Directus, Chromium)
 	rm -rf test-results
 	npx vitest run
 

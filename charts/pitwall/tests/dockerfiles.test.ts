@@ -2,11 +2,12 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
+import { BASE_RECIPE, isIgnored, readDockerignore } from '@pitwall/images';
 import { CHART_DIR, COMPONENTS, REPO_ROOT, type Component } from './support/chart.js';
 
 /**
- * No Docker engine here: the images cannot be built in `make test`, so their Dockerfiles are checked
- * for the structure that matters (stages, dependencies, user, signals, entry point, paths).
+ * The Dockerfiles' structure (stages, dependencies, user, signals, entry point, paths). The images
+ * themselves are built by `make images` and run by images.int.test.ts.
  */
 
 interface Instruction {
@@ -100,28 +101,7 @@ function all(s: Stage, keyword: string): Instruction[] {
   return s.instructions.filter((i) => i.keyword === keyword);
 }
 
-/** Minimal .dockerignore matching: `*` within a segment, `**` across segments, a pattern matches a path or its parents. */
-function ignored(path: string, patterns: readonly string[]): boolean {
-  let result = false;
-  for (const raw of patterns) {
-    const negate = raw.startsWith('!');
-    const pattern = (negate ? raw.slice(1) : raw).replace(/^\/+/, '').replace(/\/+$/, '');
-    const regex = new RegExp(
-      `^${pattern
-        .split('/')
-        .map((segment) => (segment === '**' ? '(?:.*)' : segment.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '[^/]*')))
-        .join('/')
-        .replace(/\(\?:\.\*\)\//g, '(?:.*/)?')}(?:/.*)?$`,
-    );
-    if (regex.test(path)) result = !negate;
-  }
-  return result;
-}
-
-const dockerignore = readFileSync(join(REPO_ROOT, '.dockerignore'), 'utf8')
-  .split('\n')
-  .map((l) => l.trim())
-  .filter((l) => l !== '' && !l.startsWith('#'));
+const dockerignore = readDockerignore(REPO_ROOT);
 
 const EXPOSED: Record<Component, string[]> = {
   ingestion: ['5027/tcp', '5027/udp', '9464/tcp'],
@@ -135,8 +115,12 @@ describe.each(COMPONENTS)('services/%s/Dockerfile', (component) => {
   const dependencies = workspaceDependencies(component);
   const compiled = [...dependencies, component];
 
-  it('builds in stages from node:20-bookworm-slim and ends with the runtime stage', () => {
-    expect(preamble.find((i) => i.keyword === 'ARG')?.args).toBe('NODE_IMAGE=node:20-bookworm-slim');
+  it('builds in stages from node:<version>-bookworm-slim pinned by digest, the release the stand-in base carries', () => {
+    const arg = preamble.find((i) => i.keyword === 'ARG')?.args ?? '';
+    const pinned = /^NODE_IMAGE=node:(\d+\.\d+\.\d+)-(\w+)-slim@sha256:[0-9a-f]{64}$/.exec(arg);
+    expect(pinned, arg).not.toBeNull();
+    expect(pinned?.[1]).toBe(BASE_RECIPE.node.version);
+    expect(pinned?.[2]).toBe(BASE_RECIPE.debian.suite);
     expect(stages.map((s) => s.name)).toEqual(['manifests', 'build', 'runtime']);
     for (const s of stages) expect(s.base, s.name).toBe('${NODE_IMAGE}');
   });
@@ -165,7 +149,7 @@ describe.each(COMPONENTS)('services/%s/Dockerfile', (component) => {
         for (const source of sources) {
           if (source === '.') continue;
           expect(existsSync(join(REPO_ROOT, source)), `${s.name}: COPY ${source}`).toBe(true);
-          expect(ignored(source.replace(/\/$/, ''), dockerignore), `${s.name}: ${source} is excluded by .dockerignore`).toBe(false);
+          expect(isIgnored(source.replace(/\/$/, ''), dockerignore), `${s.name}: ${source} is excluded by .dockerignore`).toBe(false);
         }
       }
     }
@@ -215,7 +199,7 @@ describe.each(COMPONENTS)('services/%s/Dockerfile', (component) => {
 describe('.dockerignore', () => {
   it('keeps dependencies, build output and VCS data out of the context, and the sources in', () => {
     for (const excluded of ['node_modules', 'services/writer/node_modules', 'services/writer/dist', '.git', 'test-results']) {
-      expect(ignored(excluded, dockerignore), excluded).toBe(true);
+      expect(isIgnored(excluded, dockerignore), excluded).toBe(true);
     }
     for (const kept of [
       'package.json',
@@ -224,7 +208,7 @@ describe('.dockerignore', () => {
       'services/writer/src/main.ts',
       'services/contract/package.json',
     ]) {
-      expect(ignored(kept, dockerignore), kept).toBe(false);
+      expect(isIgnored(kept, dockerignore), kept).toBe(false);
     }
   });
 });
