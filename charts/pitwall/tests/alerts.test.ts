@@ -170,10 +170,10 @@ describe('the alerts fire on the situations they describe (promtool test rules, 
           ],
         },
         {
-          name: 'Directus unavailable for authorization (token checks never failed, so that counter has no series)',
+          name: 'Directus unavailable for a fifth of the authorization calls (token checks never failed, so that counter has no series)',
           interval: '1m',
           input_series: [
-            series('pitwall_live_gateway_authorization_calls_total', { ...gatewayPod, result: 'unavailable' }, '0+10x15'),
+            series('pitwall_live_gateway_authorization_calls_total', { ...gatewayPod, result: 'unavailable' }, '0+25x15'),
             series('pitwall_live_gateway_authorization_calls_total', { ...gatewayPod, result: 'allowed' }, '0+100x15'),
           ],
           alert_rule_test: [
@@ -198,6 +198,26 @@ describe('the alerts fire on the situations they describe (promtool test rules, 
               exp_alerts: [{ exp_labels: { severity: 'critical', namespace: NAMESPACE, ...PROD_ALERT_LABELS } }],
             },
           ],
+        },
+        {
+          name: 'a single authorization call timing out among thousands: no page',
+          interval: '1m',
+          input_series: [
+            series('pitwall_live_gateway_authorization_calls_total', { ...gatewayPod, result: 'unavailable' }, '0 0 0 1x12'),
+            series('pitwall_live_gateway_authorization_calls_total', { ...gatewayPod, result: 'allowed' }, '0+1000x15'),
+            series('pitwall_live_gateway_authentications_total', { ...gatewayPod, result: 'ok' }, '0+1000x15'),
+          ],
+          // The failure is in the 5-minute window from minute 3 on: a rule on any failure would fire at minute 5.
+          alert_rule_test: [{ eval_time: '5m', alertname: 'PitwallAuthorizationUnavailable', exp_alerts: [] }],
+        },
+        {
+          name: 'a quiet night: one of two calls failed, a high share of very few',
+          interval: '1m',
+          input_series: [
+            series('pitwall_live_gateway_authorization_calls_total', { ...gatewayPod, result: 'unavailable' }, '0 0 1x13'),
+            series('pitwall_live_gateway_authorization_calls_total', { ...gatewayPod, result: 'allowed' }, '0 0 1x13'),
+          ],
+          alert_rule_test: [{ eval_time: '4m', alertname: 'PitwallAuthorizationUnavailable', exp_alerts: [] }],
         },
         {
           name: 'viewers watch an event while no position arrives',

@@ -350,7 +350,9 @@ describe('rendering reacts to values', () => {
     expect(await checksums({ ingestion: { replicaCount: 5 } })).toEqual(base);
     const changed = await checksums({ config: { logLevel: 'debug' } });
     for (const [i, checksum] of changed.entries()) expect(checksum, COMPONENTS[i]).not.toBe(base[i]);
-    const gatewayOnly = await checksums({ liveGateway: { env: { GATEWAY_MAX_CONNECTIONS: '100' } } });
+    const gatewayOnly = await checksums({
+      liveGateway: { env: { GATEWAY_MAX_CONNECTIONS: '100' }, autoscaling: { targetConnectionsPerPod: 50 } },
+    });
     expect(gatewayOnly[0]).toBe(base[0]);
     expect(gatewayOnly[2]).not.toBe(base[2]);
   });

@@ -9,10 +9,11 @@ import {
 } from '@pitwall/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { renderEnvironment } from './support/chart.js';
+import { HorizontalPodAutoscaler } from './support/models.js';
 import { alertRules, dashboardQueries, EXTERNAL_METRICS, familyCandidates, metricNames } from './support/observability.js';
 
 /**
- * Every metric a dashboard panel or an alert reads is one the services really export: the three built
+ * Every metric a dashboard panel, an alert or an autoscaler reads is one the services really export: the three built
  * services run against the run's throwaway Redis and PostgreSQL, and their /metrics are scraped.
  */
 
@@ -103,8 +104,14 @@ describe('metrics the chart’s dashboards and alerts use', () => {
     const used = new Map<string, string>();
     for (const query of dashboardQueries())
       for (const name of metricNames(query.expr)) used.set(name, `${query.dashboard}: ${query.panel}`);
-    for (const rule of alertRules(await renderEnvironment('prod')))
-      for (const name of metricNames(rule.expr)) used.set(name, `alert ${rule.alert}`);
+    const prod = await renderEnvironment('prod');
+    for (const rule of alertRules(prod)) for (const name of metricNames(rule.expr)) used.set(name, `alert ${rule.alert}`);
+    // The gateway's HPA scales on a pods metric that prometheus-adapter serves from the same series.
+    for (const object of prod)
+      if (HorizontalPodAutoscaler.is(object))
+        for (const metric of object.spec?.metrics ?? [])
+          if (metric.pods) used.set(metric.pods.metric.name, `HPA ${object.metadata?.name ?? ''}`);
+    expect([...used.values()].some((where) => where.startsWith('HPA'))).toBe(true);
     expect(used.size).toBeGreaterThan(40);
     const missing = [...used]
       .filter(([name]) => !EXTERNAL_METRICS.has(name) && exported(name) === undefined)

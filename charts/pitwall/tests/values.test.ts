@@ -1,52 +1,13 @@
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { isMap, isScalar, isSeq, parseDocument, type Node, type Pair } from 'yaml';
 import { CHART_DIR, ENVIRONMENTS, template, valuesFile } from './support/chart.js';
+import { schema, valueSettings } from './support/values-docs.js';
 
-interface SchemaNode {
-  type?: string | string[];
-  properties?: Record<string, SchemaNode>;
-  additionalProperties?: boolean | SchemaNode;
-  $ref?: string;
-  description?: string;
-}
-
-const schema = JSON.parse(readFileSync(join(CHART_DIR, 'values.schema.json'), 'utf8')) as SchemaNode & {
-  definitions: Record<string, SchemaNode>;
-};
-
-function resolveRef(node: SchemaNode): SchemaNode {
-  if (node.$ref === undefined) return node;
-  const name = node.$ref.replace('#/definitions/', '');
-  const target = schema.definitions[name];
-  if (target === undefined) throw new Error(`unresolved $ref ${node.$ref}`);
-  return resolveRef(target);
-}
-
-/**
- * Walks a values file: every key the schema declares as a property (a chart setting, not an entry of a
- * free-form map like annotations) must have a comment above it saying what it is.
- */
+/** Settings without a comment above them saying what they are. */
 function undocumentedKeys(file: string): string[] {
-  const document = parseDocument(readFileSync(file, 'utf8'));
-  const missing: string[] = [];
-  const walk = (node: Node | null, schemaNode: SchemaNode | undefined, path: string, inherited: string | null | undefined) => {
-    if (!isMap(node) || schemaNode === undefined) return;
-    const resolved = resolveRef(schemaNode);
-    if (resolved.properties === undefined) return;
-    for (const [index, pair] of (node.items as Pair<Node, Node>[]).entries()) {
-      const key = isScalar(pair.key) ? String(pair.key.value) : '?';
-      const child = resolved.properties[key];
-      if (child === undefined) continue;
-      // The yaml AST hangs the comment above a map's first key on the map (or the document) itself.
-      const comment = pair.key.commentBefore ?? (index === 0 ? (node.commentBefore ?? inherited) : undefined);
-      if (!comment || comment.trim().length < 3) missing.push(`${path}${key}`);
-      if (!isSeq(pair.value)) walk(pair.value, child, `${path}${key}.`, undefined);
-    }
-  };
-  walk(document.contents, schema, '', document.commentBefore);
-  return missing;
+  return valueSettings(file)
+    .filter((setting) => setting.comment.length < 3)
+    .map((setting) => setting.key);
 }
 
 describe('values.yaml and the environment files', () => {
@@ -98,6 +59,38 @@ const INVALID: [string, Record<string, unknown>, RegExp][] = [
     /terminationGracePeriodSeconds/,
   ],
   ['an HPA whose minimum exceeds its maximum', { liveGateway: { autoscaling: { minReplicas: 5, maxReplicas: 2 } } }, /minReplicas/],
+  [
+    'an ingestion grace period that the preStop sleep eats into',
+    { ingestion: { preStopSleepSeconds: 20, drainTimeoutSeconds: 10, terminationGracePeriodSeconds: 35 } },
+    /ingestion.terminationGracePeriodSeconds/,
+  ],
+  [
+    'a connections target a pod refuses before reaching',
+    { liveGateway: { env: { GATEWAY_MAX_CONNECTIONS: '4000' }, autoscaling: { targetConnectionsPerPod: 4000 } } },
+    /targetConnectionsPerPod/,
+  ],
+  ['an HTTPRoute attached to no Gateway', { liveGateway: { httpRoute: { enabled: true } } }, /parentRefs/],
+  [
+    'an HTTPRoute timeout that is not a Gateway API duration',
+    { liveGateway: { httpRoute: { requestTimeout: '1 hour' } } },
+    /requestTimeout/,
+  ],
+  [
+    'an authorization ratio above 1',
+    { monitoring: { prometheusRule: { authorizationUnavailableRatio: 2 } } },
+    /authorizationUnavailableRatio/,
+  ],
+  [
+    'a spreading policy Kubernetes does not know',
+    {
+      writer: {
+        topologySpreadConstraints: [
+          { maxSkew: 1, topologyKey: 'kubernetes.io/hostname', whenUnsatisfiable: 'DoNotSchedule', nodeTaintsPolicy: 'Sometimes' },
+        ],
+      },
+    },
+    /nodeTaintsPolicy/,
+  ],
 ];
 
 describe('values the chart refuses', () => {
@@ -110,15 +103,22 @@ describe('values the chart refuses', () => {
   it('accepts the same kind of change when it is valid (the cases above fail for their reason only)', async () => {
     const result = await template({
       values: {
-        ingestion: { replicaCount: 3, service: { externalTrafficPolicy: 'Cluster', udp: { enabled: false } } },
+        ingestion: {
+          replicaCount: 3,
+          service: { externalTrafficPolicy: 'Cluster', udp: { enabled: false } },
+          preStopSleepSeconds: 20,
+          drainTimeoutSeconds: 10,
+          terminationGracePeriodSeconds: 41,
+        },
         writer: { image: { digest: `sha256:${'a'.repeat(64)}` }, autoscaling: { redisAddress: 'redis:6380' } },
         liveGateway: {
           env: { GATEWAY_MAX_CONNECTIONS: '10' },
           terminationGracePeriodSeconds: 31,
-          autoscaling: { minReplicas: 2, maxReplicas: 2 },
+          autoscaling: { minReplicas: 2, maxReplicas: 2, targetConnectionsPerPod: 9 },
+          httpRoute: { enabled: true, parentRefs: [{ name: 'public', namespace: 'gateway-system' }], requestTimeout: '1h' },
         },
         config: { logLevel: 'warn', streamShards: 2 },
-        monitoring: { prometheusRule: { writerLagMaxlenRatio: 1 } },
+        monitoring: { prometheusRule: { writerLagMaxlenRatio: 1, authorizationUnavailableRatio: 1 } },
       },
     });
     expect(result.code, result.stderr).toBe(0);

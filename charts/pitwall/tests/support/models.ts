@@ -1,3 +1,4 @@
+import { HTTPRoute } from '@kubernetes-models/gateway-api/gateway.networking.k8s.io/v1/HTTPRoute';
 import { ScaledObject } from '@kubernetes-models/keda/keda.sh/v1alpha1/ScaledObject';
 import { TriggerAuthentication } from '@kubernetes-models/keda/keda.sh/v1alpha1/TriggerAuthentication';
 import { PrometheusRule } from '@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/PrometheusRule';
@@ -43,6 +44,7 @@ const VALIDATORS = new Map<string, (object: KubeObject) => void>([
   entry(ConfigMap),
   entry(Deployment),
   entry(HorizontalPodAutoscaler),
+  entry(HTTPRoute),
   entry(Ingress),
   entry(Namespace),
   entry(NetworkPolicy),
@@ -70,5 +72,16 @@ export function validateObject(object: KubeObject): void {
   }
 }
 
-export { ConfigMap, Deployment, HorizontalPodAutoscaler, Ingress, NetworkPolicy, Pod, PodDisruptionBudget, PrometheusRule, ScaledObject };
+export {
+  ConfigMap,
+  Deployment,
+  HorizontalPodAutoscaler,
+  HTTPRoute,
+  Ingress,
+  NetworkPolicy,
+  Pod,
+  PodDisruptionBudget,
+  PrometheusRule,
+  ScaledObject,
+};
 export { Secret, Service, ServiceMonitor, StatefulSet, TriggerAuthentication };
