@@ -11,6 +11,21 @@ export function isPositionField(name: Buffer | string | undefined): boolean {
   return typeof name === 'string' ? name === POSITION_FIELD : name !== undefined && name.length === 1 && name[0] === POSITION_FIELD_BYTE;
 }
 
+/**
+ * Optional field of a stream entry beside `p`: the W3C traceparent of the packet a sampled position
+ * came in, so the writer and the gateway continue its trace. Readers that do not know it ignore it.
+ */
+export const TRACE_FIELD = 'tp';
+
+/** The traceparent of an entry's flat field/value list, or undefined when it carries none. */
+export function entryTraceparent(fields: readonly (Buffer | string)[]): string | undefined {
+  for (let i = 0; i + 1 < fields.length; i += 2) {
+    const name = fields[i];
+    if (name !== undefined && name.length === 2 && name.toString() === TRACE_FIELD) return fields[i + 1]?.toString('latin1');
+  }
+  return undefined;
+}
+
 export type PositionInit = Parameters<typeof create<typeof PositionSchema>>[1];
 
 export function createPosition(init: PositionInit): Position {

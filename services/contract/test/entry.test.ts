@@ -1,5 +1,14 @@
 import { describe, expect, it } from 'vitest';
-import { Codec, createPosition, decodeEntryFields, decodePosition, encodePosition, isImei, StreamEntryError } from '@pitwall/contract';
+import {
+  Codec,
+  createPosition,
+  decodeEntryFields,
+  decodePosition,
+  encodePosition,
+  entryTraceparent,
+  isImei,
+  StreamEntryError,
+} from '@pitwall/contract';
 
 const position = createPosition({
   deviceId: '356307042441013',
@@ -59,5 +68,15 @@ describe('stream entry codec', () => {
     expect(isImei('356307042441013')).toBe(true);
     expect(isImei('35630704244101')).toBe(false);
     expect(isImei('35630704244101x')).toBe(false);
+  });
+});
+
+describe('entryTraceparent', () => {
+  it('returns the value of field tp, and undefined when an entry carries none', () => {
+    const tp = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01';
+    expect(entryTraceparent([Buffer.from('p'), Buffer.from([1, 2]), Buffer.from('tp'), Buffer.from(tp)])).toBe(tp);
+    expect(entryTraceparent(['p', 'x', 'tp', tp])).toBe(tp);
+    expect(entryTraceparent([Buffer.from('p'), Buffer.from([1, 2])])).toBeUndefined();
+    expect(entryTraceparent([Buffer.from('p'), Buffer.from('tp')])).toBeUndefined();
   });
 });

@@ -1,5 +1,6 @@
 import { SpanStatusCode, type Tracer } from '@opentelemetry/api';
 import { shardKey, shardOf } from '@pitwall/contract';
+import { sampledTraceparent, withSpan } from '@pitwall/platform/tracing';
 import type { AvlPacket } from '@pitwall/teltonika';
 import { deviceIdField, encodePositions } from './encoding/position-writer.js';
 import { codecLabel, type IngestionMetrics, type Transport } from './metrics.js';
@@ -15,7 +16,7 @@ export interface Device {
 
 /**
  * From a decoded packet to durable entries: every record becomes a Position appended to the
- * device's shard. Resolves when Redis confirmed all of them (then, and only then, the caller
+ * device's shard. The packet's span (ingestion.packet) starts the trace of its positions. Resolves when Redis confirmed all of them (then, and only then, the caller
  * acknowledges); rejects with StoreError otherwise.
  */
 export class PacketSink {
@@ -52,7 +53,10 @@ export class PacketSink {
     });
     try {
       const entries = encodePositions(device.idField, receivedAtMs, packet.codec, packet.records);
-      await this.positions.append(device.shardKey, entries);
+      // A sampled packet's positions carry its trace on (writer, gateway); its XADDs are its children.
+      const traceparent = sampledTraceparent(span);
+      if (traceparent === undefined) await this.positions.append(device.shardKey, entries);
+      else await withSpan(span, () => this.positions.append(device.shardKey, entries, traceparent));
       this.metrics.stored(transport, packet.codec, packet.records.length);
     } catch (err) {
       span.setStatus({ code: SpanStatusCode.ERROR, message: err instanceof Error ? err.message : String(err) });

@@ -1,20 +1,6 @@
-import { createLogger, createMetricsRegistry, HealthServer, loadConfig, runServices, Tracing } from '@pitwall/platform';
-import { writerEnv } from './config.js';
-import { createWriter } from './create-writer.js';
+import { startTracing } from '@pitwall/platform/tracing';
 
-// Process entry of the writer: stream group `processor` -> PostgreSQL `positions`.
-const config = loadConfig('writer', writerEnv);
-const logger = createLogger('writer', config.LOG_LEVEL);
-const registry = createMetricsRegistry();
-const health = new HealthServer(registry, config.METRICS_PORT);
-const parts = createWriter(config, { logger, registry, health });
-logger.info(
-  { instance: config.INSTANCE_ID, streamKey: config.STREAM_KEY, shards: config.STREAM_SHARDS, batchSize: config.WRITER_BATCH_SIZE },
-  'writer starting',
-);
-await runServices({
-  logger,
-  services: [new Tracing('writer'), health, ...parts.services],
-  shutdownTimeoutMs: config.WRITER_SHUTDOWN_TIMEOUT_MS,
-  beforeShutdown: () => health.markDraining(),
-});
+// Process entry. Tracing starts before anything else is imported: its instrumentations patch http, pg
+// and ioredis as the service loads them (nothing happens unless an OTEL exporter is configured).
+await startTracing('writer');
+await import('./run.js');

@@ -2,6 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { StreamEntryError } from '@pitwall/contract';
 import type { Logger } from '@pitwall/platform';
 import { BatchAbandonedError } from './batch-abandoned-error.js';
+import { BatchTrace, MAX_TRACED_POSITIONS } from './batch-trace.js';
 import type { EntrySource, WriterMetrics } from './metrics.js';
 import { InvalidPositionError } from './store/invalid-position-error.js';
 import { describePgError } from './store/pg-errors.js';
@@ -92,6 +93,8 @@ interface PreparedBatch {
   trimmed: number;
   /** When the read of new entries that brought it was sent (0 for other sources). */
   readStartedAtMs: number;
+  /** Its trace when it holds sampled positions; ended once its entries are acknowledged. */
+  trace: BatchTrace | undefined;
 }
 
 /** Batches read and prepared ahead of the one in its transaction. */
@@ -128,6 +131,7 @@ export class ShardPipeline {
   /** Entries whose rows are committed, waiting for positions_latest before their XACK. */
   private held: StreamEntries[] = [];
   private heldCount = 0;
+  private heldTraces: BatchTrace[] = [];
   private lastLatestAt = Date.now();
   /** A read of new entries failed since the pending list was last re-read. */
   private readReplyMayBeLost = false;
@@ -291,6 +295,7 @@ export class ShardPipeline {
     let trimmed = 0;
     let done = 0;
     const now = Date.now();
+    const traceparents: string[] = [];
     for (let b = 0; b < batches.length; b++) {
       const entries = batches[b] as StreamEntries;
       for (let i = 0; i < entries.length; i++) {
@@ -298,6 +303,10 @@ export class ShardPipeline {
         if (!entries.exists(i)) {
           trimmed++;
           continue;
+        }
+        if (traceparents.length < MAX_TRACED_POSITIONS) {
+          const traceparent = entries.traceparent(i);
+          if (traceparent !== undefined) traceparents.push(traceparent);
         }
         try {
           const row = builder.length;
@@ -323,6 +332,7 @@ export class ShardPipeline {
       letters,
       trimmed,
       readStartedAtMs,
+      trace: BatchTrace.start(traceparents, readStartedAtMs || now, now, { 'pitwall.source': source, 'pitwall.entries': size }),
     };
   }
 
@@ -341,7 +351,10 @@ export class ShardPipeline {
       // Entries read for the first time take the COPY path; redeliveries and retries expect duplicates.
       const firstPath = source === 'new' ? (this.options.newEntryPath ?? 'copy') : 'staging';
       const latestRows = this.latestDue(batch) ? materialize(mergeLatest(new Map(this.latest), encoded).values()) : undefined;
-      const result = await this.withRetry('postgres', (attempt) => store.write(encoded, attempt === 0 ? firstPath : 'staging', latestRows));
+      const writeBatch = (attempt: number) => store.write(encoded, attempt === 0 ? firstPath : 'staging', latestRows);
+      const result = await this.withRetry('postgres', (attempt) =>
+        batch.trace === undefined ? writeBatch(attempt) : batch.trace.run(() => writeBatch(attempt)),
+      );
       metrics.rows.inc({ result: 'inserted' }, result.inserted);
       if (result.duplicates > 0) metrics.rows.inc({ result: 'duplicate' }, result.duplicates);
       let rejectedRows: Set<number> | undefined;
@@ -363,6 +376,7 @@ export class ShardPipeline {
     }
     this.held.push(...batches);
     this.heldCount += size;
+    if (batch.trace !== undefined) this.heldTraces.push(batch.trace);
     if (latestWritten || this.latest.size === 0) await this.ackHeld();
 
     if (trimmed > 0) {
@@ -411,9 +425,16 @@ export class ShardPipeline {
     if (this.held.length === 0) return;
     const batches = this.held;
     const count = this.heldCount;
+    const started = Date.now();
     await this.withRetry('redis', () => this.options.consumer.ack(batches));
+    const ended = Date.now();
+    for (const trace of this.heldTraces) {
+      trace.record('writer.xack', started, ended, { 'pitwall.entries': count });
+      trace.end();
+    }
     this.held = [];
     this.heldCount = 0;
+    this.heldTraces = [];
     this.options.metrics.entriesAcked.inc(count);
   }
 

@@ -187,3 +187,27 @@ describe('commands', () => {
     expect(() => new RespCursor(Buffer.from('+OK\r\n')).integer('n')).toThrow(/n is not a number/);
   });
 });
+
+describe('the traceparent a sampled position carries (field tp)', () => {
+  it('is read from field tp wherever it is, and undefined for entries without it', () => {
+    const traceparent = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01';
+    const [batch] = parseStreamRead(
+      resp([
+        [
+          'positions:0',
+          [
+            ['1-0', ['p', position(1), 'tp', traceparent]],
+            ['1-1', ['p', position(2)]],
+            ['1-2', ['tp', traceparent, 'p', position(3)]],
+          ],
+        ],
+      ]),
+    ) as [StreamEntries];
+    expect(batch.traceparent(0)).toBe(traceparent);
+    expect(batch.traceparent(1)).toBeUndefined();
+    expect(batch.traceparent(2)).toBe(traceparent);
+    // Field p is found beside it as before.
+    expect(positionOf(batch, 0)).toEqual(position(1));
+    expect(positionOf(batch, 2)).toEqual(position(3));
+  });
+});

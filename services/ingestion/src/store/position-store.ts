@@ -1,12 +1,13 @@
 import type { Redis } from 'ioredis';
-import { POSITION_FIELD } from '@pitwall/contract';
+import { POSITION_FIELD, TRACE_FIELD } from '@pitwall/contract';
 import type { Histogram } from '@pitwall/platform';
 import { StoreError } from './store-error.js';
 
 /**
  * Appends encoded Positions to a shard stream: every record of a packet in one pipelined round trip
  * (XADD MAXLEN ~ <STREAM_MAXLEN> * p <Position>). Resolves only when Redis confirmed every entry,
- * which is what makes an acknowledgement to the device safe.
+ * which is what makes an acknowledgement to the device safe. The entries of a sampled packet also
+ * carry its traceparent (field `tp`).
  */
 export class PositionStore {
   private readonly maxLen: string;
@@ -19,11 +20,15 @@ export class PositionStore {
     this.maxLen = String(streamMaxLen);
   }
 
-  async append(shardKey: string, entries: readonly Buffer[]): Promise<void> {
+  async append(shardKey: string, entries: readonly Buffer[], traceparent?: string): Promise<void> {
     if (entries.length === 0) return;
     const started = performance.now();
     const pipeline = this.redis.pipeline();
-    for (const entry of entries) pipeline.xadd(shardKey, 'MAXLEN', '~', this.maxLen, '*', POSITION_FIELD, entry);
+    if (traceparent === undefined)
+      for (const entry of entries) pipeline.xadd(shardKey, 'MAXLEN', '~', this.maxLen, '*', POSITION_FIELD, entry);
+    else
+      for (const entry of entries)
+        pipeline.xadd(shardKey, 'MAXLEN', '~', this.maxLen, '*', POSITION_FIELD, entry, TRACE_FIELD, traceparent);
     let results: [Error | null, unknown][] | null;
     try {
       results = await pipeline.exec();

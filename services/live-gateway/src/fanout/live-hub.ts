@@ -6,6 +6,7 @@ import type { LivePosition } from '../protocol/position-json.js';
 import { positionsMessage, subscribedMessage } from '../protocol/server-message.js';
 import type { HubClient } from './hub-client.js';
 import type { LatestPositions } from './latest-positions.js';
+import { tracedPosition, tracePublished, type TracedPosition } from './publish-trace.js';
 
 export interface LiveHubOptions {
   /** Positions of an event within this window go out as one frame; 0: one frame per read batch. */
@@ -20,6 +21,8 @@ interface PendingFrame {
   parts: string[];
   rx: number[];
   timer: NodeJS.Timeout | undefined;
+  /** Sampled positions in the frame: their traces get the publish. */
+  traced: TracedPosition[] | undefined;
 }
 
 /**
@@ -171,7 +174,7 @@ export class LiveHub {
         if (position.ts < route.fromMs || position.ts > route.toMs) continue;
         let frame = this.pending.get(route.eventId);
         if (frame === undefined) {
-          frame = { parts: [], rx: [], timer: undefined };
+          frame = { parts: [], rx: [], timer: undefined, traced: undefined };
           this.pending.set(route.eventId, frame);
           if (this.options.batchWindowMs > 0) {
             const eventId = route.eventId;
@@ -180,6 +183,7 @@ export class LiveHub {
         }
         frame.parts.push(route.prefix + position.body);
         frame.rx.push(position.rx);
+        if (position.traceparent !== undefined) (frame.traced ??= []).push(tracedPosition(position));
         const conflated = this.conflatedByEvent.get(route.eventId);
         if (conflated !== undefined) {
           for (const member of conflated) {
@@ -208,6 +212,7 @@ export class LiveHub {
     const bytes = Buffer.from(positionsMessage(eventId, frame.parts));
     this.app.publish(topic, bytes, false);
     const now = this.now();
+    if (frame.traced !== undefined) tracePublished(frame.traced, eventId, recipients);
     this.metrics.framesPublished.inc();
     this.count('positions', bytes.byteLength * recipients, frame.parts.length * recipients, recipients);
     for (const rx of frame.rx) this.metrics.fanoutLatency.observe((now - rx) / 1000);

@@ -13,6 +13,8 @@ export interface LivePosition {
   rx: number;
   /** `"ts":..,"lat":..,...,"rx":..}`: the JSON object after device_id and label. */
   body: string;
+  /** W3C traceparent of a sampled position (the entry's `tp`): its publish continues that trace. */
+  traceparent?: string | undefined;
 }
 
 export function toLivePosition(position: Position): LivePosition {
@@ -21,7 +23,7 @@ export function toLivePosition(position: Position): LivePosition {
   const body =
     `"ts":${ts},"lat":${position.latE7 / 1e7},"lon":${position.lonE7 / 1e7},"alt":${position.altitudeM},` +
     `"speed":${position.speedKmh},"heading":${position.headingDeg},"sats":${position.satellites},"rx":${rx}}`;
-  return { deviceId: position.deviceId, ts, rx, body };
+  return { deviceId: position.deviceId, ts, rx, body, traceparent: undefined };
 }
 
 /** `{"device_id":..,"label":..,` for one device in one event: built when the event's entries are read. */

@@ -1,5 +1,6 @@
 import {
   decodeEntryFields,
+  entryTraceparent,
   liveBroadcastGroup,
   parseEntries,
   parseReadReply,
@@ -182,7 +183,9 @@ export class BroadcastConsumer implements Service {
     for (const entry of entries) {
       if (entry.fields.length === 0) continue;
       try {
-        positions.push(toLivePosition(decodeEntryFields(entry.fields)));
+        const position = toLivePosition(decodeEntryFields(entry.fields));
+        position.traceparent = entryTraceparent(entry.fields);
+        positions.push(position);
       } catch (err) {
         if (!(err instanceof StreamEntryError)) throw err;
         this.deps.metrics.invalidEntries.inc();

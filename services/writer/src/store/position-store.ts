@@ -5,6 +5,7 @@ import { POSITION_COLUMNS } from './binary-copy.js';
 import { encodeBatch, subBatch, type EncodedBatch } from './copy-batch.js';
 import { classifyPgError, describePgError, sqlState } from './pg-errors.js';
 import type { PositionRow } from './position-row.js';
+import { step } from '../batch-trace.js';
 
 /**
  * How a batch reaches `positions`:
@@ -78,11 +79,13 @@ function latestParameters(newest: Iterable<PositionRow>): unknown[] {
   ];
 }
 
-async function copyIn(client: pg.PoolClient, sql: string, data: Buffer): Promise<number> {
-  const stream = client.query(copyFrom(sql));
-  stream.end(data);
-  await once(stream, 'finish');
-  return stream.rowCount;
+function copyIn(client: pg.PoolClient, sql: string, data: Buffer): Promise<number> {
+  return step('writer.copy', async () => {
+    const stream = client.query(copyFrom(sql));
+    stream.end(data);
+    await once(stream, 'finish');
+    return stream.rowCount;
+  });
 }
 
 /**
@@ -187,7 +190,7 @@ export class PositionStore {
       await client.query('BEGIN');
       try {
         const value = await work(client);
-        await client.query('COMMIT');
+        await step('writer.commit', () => client.query('COMMIT'));
         return value;
       } catch (err) {
         // A connection that cannot even roll back is discarded instead of returned to the pool.

@@ -1,17 +1,21 @@
-import { POSITION_FIELD, type RawStreamEntry } from '@pitwall/contract';
+import { POSITION_FIELD, TRACE_FIELD, type RawStreamEntry } from '@pitwall/contract';
 import { RedisReplyError } from './redis-reply-error.js';
 import { bulkLength, headerLength, RespCursor, RespType, writeBulk, writeHeader } from './resp.js';
 
 // Where each entry of a stream reply is, as offsets into the reply's bytes: per entry its id, its
-// fields list (or -1: the entry was deleted from the stream) and the value of field `p` (or -1).
+// fields list (or -1: the entry was deleted from the stream), the value of field `p` (or -1) and of
+// field `tp`, the traceparent a sampled position carries (or -1).
 const ID_START = 0;
 const ID_END = 1;
 const FIELDS_AT = 2;
 const POSITION_START = 3;
 const POSITION_END = 4;
-const STRIDE = 5;
+const TRACE_START = 5;
+const TRACE_END = 6;
+const STRIDE = 7;
 
 const POSITION_FIELD_BYTES = Buffer.from(POSITION_FIELD, 'latin1');
+const TRACE_FIELD_BYTES = Buffer.from(TRACE_FIELD, 'latin1');
 
 /**
  * The entries one read returned from one shard, read in place from the reply's bytes: the batch
@@ -46,6 +50,12 @@ export class StreamEntries {
 
   positionEnd(i: number): number {
     return this.at(i, POSITION_END);
+  }
+
+  /** The traceparent of a sampled position (field `tp`), or undefined. */
+  traceparent(i: number): string | undefined {
+    const start = this.at(i, TRACE_START);
+    return start < 0 ? undefined : this.reply.toString('latin1', start, this.at(i, TRACE_END));
   }
 
   /** The entry's flat [field, value, ...] list (views of the reply): for the slow decoder and dead letters. */
@@ -98,17 +108,22 @@ function readEntries(cursor: RespCursor, key: string, skipDeleted: boolean): Str
     offsets[base + ID_END] = cursor.end;
     offsets[base + POSITION_START] = -1;
     offsets[base + POSITION_END] = -1;
+    offsets[base + TRACE_START] = -1;
     const fieldsAt = cursor.pos;
     const fields = cursor.array('fields');
     offsets[base + FIELDS_AT] = fields < 0 ? -1 : fieldsAt;
     for (let f = 0; f < fields; f += 2) {
       cursor.bulk('field name');
       const isPosition = cursor.buf.compare(POSITION_FIELD_BYTES, 0, POSITION_FIELD_BYTES.length, cursor.start, cursor.end) === 0;
+      const isTrace = !isPosition && cursor.buf.compare(TRACE_FIELD_BYTES, 0, TRACE_FIELD_BYTES.length, cursor.start, cursor.end) === 0;
       if (f + 1 === fields) break;
       cursor.bulk('field value');
       if (isPosition && offsets[base + POSITION_START] === -1) {
         offsets[base + POSITION_START] = cursor.start;
         offsets[base + POSITION_END] = cursor.end;
+      } else if (isTrace) {
+        offsets[base + TRACE_START] = cursor.start;
+        offsets[base + TRACE_END] = cursor.end;
       }
     }
     if (fields >= 0 || !skipDeleted) n++;
