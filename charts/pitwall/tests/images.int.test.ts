@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { connect } from 'node:net';
 import { ensureImages, ensureImageTools, podman, podmanEnvironment, type ImageComponent, type ImageSet } from '@pitwall/images';
 import { CODEC_8_EXTENDED, encodeImeiHandshake, encodeTcpAvlPacket } from '@pitwall/teltonika';
-import { createTestDatabase, freePort, ManagedProcess, sharedRedisUrl, uniqueName, waitFor } from '@pitwall/testkit';
+import { createTestDatabase, freePort, ManagedProcess, OtlpReceiver, sharedRedisUrl, uniqueName, waitFor } from '@pitwall/testkit';
 import { SignJWT } from 'jose';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -102,11 +102,19 @@ describe('the security flags the containers run with', () => {
 });
 
 describe('ingestion and writer images: a device’s position into PostgreSQL', () => {
-  it('handshake and acknowledgement from ingestion, migrations and the row from the writer, both exit 0 on SIGTERM', async () => {
+  it('handshake and acknowledgement from ingestion, migrations and the row from the writer, traced, both exit 0 on SIGTERM', async () => {
     const streamKey = uniqueName('smoke');
     const databaseUrl = await createTestDatabase('smoke');
     const [tcpPort, udpPort, ingestionMetrics, writerMetrics] = await Promise.all([freePort(), freePort(), freePort(), freePort()]);
-    const common = { REDIS_URL: sharedRedisUrl(), STREAM_KEY: streamKey, LOG_LEVEL: 'info' };
+    // Tracing on, as in staging and prod: the instrumentations load in the read-only image.
+    const receiver = new OtlpReceiver();
+    const otel = {
+      OTEL_EXPORTER_OTLP_ENDPOINT: await receiver.start(),
+      OTEL_EXPORTER_OTLP_PROTOCOL: 'http/protobuf',
+      OTEL_TRACES_SAMPLER: 'parentbased_always_on',
+      OTEL_BSP_SCHEDULE_DELAY: '100',
+    };
+    const common = { REDIS_URL: sharedRedisUrl(), STREAM_KEY: streamKey, LOG_LEVEL: 'info', ...otel };
     const ingestion = new Container('ingestion', {
       ...common,
       INGESTION_TCP_PORT: String(tcpPort),
@@ -171,6 +179,14 @@ describe('ingestion and writer images: a device’s position into PostgreSQL', (
     const [ingestionExit, writerExit] = await Promise.all([ingestion.terminate(), writer.terminate()]);
     expect(ingestionExit, ingestion.proc.output()).toBe(0);
     expect(writerExit, writer.proc.output()).toBe(0);
+    await receiver.close();
+    const packet = receiver.spans.find((s) => s.name === 'ingestion.packet');
+    expect(packet?.service).toBe('pitwall-ingestion');
+    const batch = receiver.spans.find((s) => s.name === 'writer.batch');
+    expect(batch?.service).toBe('pitwall-writer');
+    expect(batch?.parentSpanId).toBe(packet?.spanId);
+    expect(receiver.spans.some((s) => s.scope.includes('instrumentation-pg'))).toBe(true);
+    expect(receiver.spans.some((s) => s.scope.includes('ioredis'))).toBe(true);
   });
 });
 

@@ -3,12 +3,21 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { connect } from 'node:net';
 import { CODEC_8_EXTENDED, encodeImeiHandshake, encodeTcpAvlPacket } from '@pitwall/teltonika';
-import { createTestDatabase, freePort, sharedRedisUrl, startService, uniqueName, waitFor, type ServiceProcess } from '@pitwall/testkit';
+import {
+  createTestDatabase,
+  freePort,
+  OtlpReceiver,
+  sharedRedisUrl,
+  startService,
+  uniqueName,
+  waitFor,
+  type ReceivedSpan,
+  type ServiceProcess,
+} from '@pitwall/testkit';
 import { SignJWT } from 'jose';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { OtlpReceiver, type ReceivedSpan } from './support/otlp-receiver.js';
 
 /**
  * One position is one trace: the three built services export to an OTLP receiver in this test

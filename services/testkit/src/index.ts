@@ -3,6 +3,7 @@ export * from './cache.js';
 export * from './inspector.js';
 export * from './managed-process.js';
 export * from './names.js';
+export * from './otlp-receiver.js';
 export * from './ports.js';
 export * from './postgres-server.js';
 export * from './redis-server.js';

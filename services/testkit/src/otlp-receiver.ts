@@ -5,7 +5,8 @@ import { createRequire } from 'node:module';
 /**
  * An OTLP/HTTP trace receiver for tests: what the services export (http/protobuf, as the chart
  * configures them), decoded with the OpenTelemetry protobuf definitions (the generated code of
- * @opentelemetry/otlp-transformer, installed as otlp-transformer-protobufjs).
+ * @opentelemetry/otlp-transformer 0.216, the last release that ships it, installed under the name
+ * otlp-transformer-protobufjs beside the SDK's own newer copy).
  */
 
 interface LongLike {
