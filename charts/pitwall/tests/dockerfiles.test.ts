@@ -198,7 +198,15 @@ describe.each(COMPONENTS)('services/%s/Dockerfile', (component) => {
 
 describe('.dockerignore', () => {
   it('keeps dependencies, build output and VCS data out of the context, and the sources in', () => {
-    for (const excluded of ['node_modules', 'services/writer/node_modules', 'services/writer/dist', '.git', 'test-results']) {
+    for (const excluded of [
+      'node_modules',
+      'services/writer/node_modules',
+      'services/writer/dist',
+      '.git',
+      'test-results',
+      'services/writer/test/writer.int.test.ts',
+      'services/writer/README.md',
+    ]) {
       expect(isIgnored(excluded, dockerignore), excluded).toBe(true);
     }
     for (const kept of [
