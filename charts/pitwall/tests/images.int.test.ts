@@ -237,10 +237,19 @@ describe('live-gateway image', () => {
     expect(container.proc.output(5000)).not.toMatch(UWS_FALLBACK);
   });
 
-  it('would be caught on the JavaScript fallback (the checks above can fail)', async () => {
-    const { container } = await startGateway({ UWS_USE_FALLBACK: '1' });
-    expect(await container.pid1Maps()).not.toMatch(UWS_NATIVE);
-    expect(await container.terminate()).toBe(0);
+  it('refuses to run on the JavaScript fallback (so the checks above can fail): exit 69, the fallback named', async () => {
+    const container = new Container('live-gateway', {
+      REDIS_URL: sharedRedisUrl(),
+      STREAM_KEY: uniqueName('smoke'),
+      GATEWAY_PORT: String(await freePort()),
+      METRICS_PORT: String(await freePort()),
+      DIRECTUS_URL: `http://127.0.0.1:${await freePort()}`,
+      DIRECTUS_SECRET: secret,
+      DIRECTUS_SERVICE_TOKEN: 'smoke',
+      UWS_USE_FALLBACK: '1',
+    });
+    expect((await container.proc.exited).code).toBe(69);
     expect(container.proc.output(5000)).toMatch(UWS_FALLBACK);
+    expect(container.proc.output(5000)).toMatch(/not its native build/);
   });
 });

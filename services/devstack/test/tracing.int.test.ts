@@ -38,14 +38,16 @@ let databaseUrl: string;
 let packetTimestampMs: number;
 let viewerGot: unknown;
 
-/** Directus as the gateway asks it: the event is readable, device IMEI is entry 44 in it. */
+/** Directus as the gateway asks it: the event is readable and running, device IMEI is entry 44 in it. */
 function fakeDirectus(): Server {
   return createServer((request, response) => {
     const url = new URL(request.url ?? '/', 'http://directus');
     const json = (body: unknown) => response.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(body));
     if (url.pathname === `/items/events/${EVENT_ID}`) json({ data: { id: EVENT_ID } });
-    else if (url.pathname === '/items/entries') json({ data: [{ label: '44', device: { imei: IMEI } }] });
-    else response.writeHead(404).end();
+    else if (url.pathname === '/items/entries') {
+      const window = { starts_at: new Date(Date.now() - 3_600_000).toISOString(), ends_at: new Date(Date.now() + 3_600_000).toISOString() };
+      json({ data: [{ label: '44', device: { imei: IMEI }, event: window }] });
+    } else response.writeHead(404).end();
   });
 }
 
@@ -104,7 +106,9 @@ beforeAll(async () => {
     viewer.once('error', reject);
   });
   viewer.send(JSON.stringify({ type: 'subscribe', event_id: EVENT_ID, uid: 's' }));
-  await waitFor('subscribed', () => messages.some((m) => m.type === 'subscribed'));
+  await waitFor('subscribed', () => messages.some((m) => m.type === 'subscribed')).catch((err: Error) => {
+    throw new Error(`${err.message}: got ${JSON.stringify(messages)}`);
+  });
 
   // A device's packet of one position.
   const device = connect({ host: '127.0.0.1', port: tcpPort });
