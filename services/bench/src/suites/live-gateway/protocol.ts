@@ -4,20 +4,44 @@
 export type ViewerKind = 'live' | 'socketio';
 
 export type ViewerCommand =
-  | { cmd: 'connect'; kind: ViewerKind; url: string; token?: string; viewers: number; events: number[]; offset: number }
+  | {
+      cmd: 'connect';
+      kind: ViewerKind;
+      url: string;
+      token?: string;
+      viewers: number;
+      events: number[];
+      /** Viewer i of this batch watches events[(offset + i) % events.length]. */
+      offset: number;
+      /** Read every n-th frame whole for latency (1: every frame); the others are only counted. */
+      sampleEvery?: number;
+    }
   | { cmd: 'reset' }
+  /** The frame count alone (cheap to ask often, e.g. while waiting for the last frames to arrive). */
+  | { cmd: 'count' }
   | { cmd: 'report' }
   | { cmd: 'close' };
 
 export interface ViewerReport {
-  positions: number;
+  /** `positions` frames received (every one, counted at the framing level) and their payload bytes. */
   frames: number;
   bytes: number;
-  /** Latency (rx -> receive) histogram, 1 ms buckets; the last bucket holds everything beyond. */
+  /** Frames read whole, and the positions in them (all positions when sampleEvery is 1). */
+  sampledFrames: number;
+  positions: number;
+  /** Latency (rx -> receive) of those positions, 1 ms buckets; the last bucket holds everything beyond. */
   latencyMs: number[];
+  /** Viewers subscribed now, and viewers whose connection ended after they had subscribed. */
+  open: number;
+  lost: number;
 }
 
-export type ViewerReply = { ok: 'connected'; failed: number } | { ok: 'reset' } | { ok: 'report'; report: ViewerReport } | { ok: 'closed' };
+export type ViewerReply =
+  | { ok: 'connected'; failed: number }
+  | { ok: 'reset' }
+  | { ok: 'count'; frames: number }
+  | { ok: 'report'; report: ViewerReport }
+  | { ok: 'closed' };
 
 export const LATENCY_BUCKETS = 30_000;
 

@@ -1,114 +1,214 @@
-import WebSocket from 'ws';
-import { LATENCY_BUCKETS, type ViewerCommand, type ViewerReply } from './protocol.js';
+import { connect, type Socket } from 'node:net';
+import { randomBytes } from 'node:crypto';
+import { clientFrame, FrameReader, OPCODE, scanRx, startsWith, type FrameHandler } from './ws-frames.js';
+import { LATENCY_BUCKETS, type ViewerCommand, type ViewerKind, type ViewerReply } from './protocol.js';
 
-// A process of many viewers (forked by the live-gateway suite, so the clients never share an event
-// loop with the server they measure). It connects, subscribes, and for every position received
-// records rx -> now in a 1 ms histogram. Frames are scanned, not parsed, to keep the client cheap:
-// the count of `"rx":` fields is the position count and the digits after each are its rx.
-// Socket.IO viewers speak the Socket.IO v5 / Engine.IO v4 wire protocol over the same `ws` client
-// with the same scan, so all three servers are measured with equally cheap clients (the real
-// socket.io-client parses every frame in full and would make the clients the bottleneck).
+// A process of many viewers (forked by the live-gateway and fanout suites, so the clients never share
+// an event loop with the server they measure). Each viewer is a raw TCP socket that does the HTTP
+// upgrade and speaks WebSocket framing itself (ws-frames.ts): every `positions` frame is counted with
+// its bytes from its header and first bytes alone, and only every n-th frame is read whole for the
+// rx -> receive latency of its positions. All sockets read into one shared buffer (net's `onread`),
+// so a read allocates nothing. Socket.IO viewers speak Engine.IO v4 / Socket.IO v5 over the same
+// framing (the real socket.io-client parses every frame in full and would be what saturates).
 
-const RX = Buffer.from('"rx":');
 const POSITIONS_PREFIX = Buffer.from('{"type":"positions"');
 const SOCKET_IO_POSITIONS_PREFIX = Buffer.from('42["positions"');
+/** Frames this small are read whole even when not sampled: Engine.IO pings ("2") and control replies. */
+const SMALL_FRAME = 64;
+const CONNECT_TIMEOUT_MS = 30_000;
+const CONCURRENT_CONNECTS = 64;
 
-let positions = 0;
 let frames = 0;
 let bytes = 0;
+let sampledFrames = 0;
+let positions = 0;
 let latency = new Array<number>(LATENCY_BUCKETS + 1).fill(0);
-const sockets: WebSocket[] = [];
+let sampleEvery = 1;
+let sinceSample = 0;
+let open = 0;
+let lost = 0;
+const viewers = new Set<Viewer>();
+const shared = Buffer.allocUnsafe(256 * 1024);
+let complaints = 0;
 
-function record(rx: number, now: number): void {
-  const ms = Math.max(0, Math.min(LATENCY_BUCKETS, now - rx));
+/** The first few refusals explain a failed run; thousands of the same line would not. */
+function complain(message: string): void {
+  if (++complaints <= 3) process.stderr.write(`${message}\n`);
+}
+
+function recordRx(rx: number): void {
+  const ms = Math.max(0, Math.min(LATENCY_BUCKETS, Date.now() - rx));
   latency[ms] = (latency[ms] ?? 0) + 1;
 }
 
-function onPositionsFrame(data: Buffer, prefix: Buffer): void {
-  if (data.length < prefix.length || data.compare(prefix, 0, prefix.length, 0, prefix.length) !== 0) return;
-  const now = Date.now();
-  frames++;
-  bytes += data.length;
-  let at = data.indexOf(RX);
-  while (at !== -1) {
-    let i = at + RX.length;
-    let rx = 0;
-    for (let c = data[i]; c !== undefined && c >= 48 && c <= 57; c = data[++i]) rx = rx * 10 + (c - 48);
-    record(rx, now);
-    positions++;
-    at = data.indexOf(RX, i);
+class Viewer implements FrameHandler {
+  private readonly socket: Socket;
+  private readonly reader = new FrameReader(this);
+  /** Bytes of the HTTP upgrade response until its end; undefined once upgraded. */
+  private response: Buffer | undefined = Buffer.alloc(0);
+  private subscribed = false;
+  private ended = false;
+  private readonly positionsPrefix: Buffer;
+  private readonly timer: NodeJS.Timeout;
+
+  constructor(
+    private readonly kind: ViewerKind,
+    url: URL,
+    private readonly eventId: number,
+    private readonly done: (ok: boolean) => void,
+  ) {
+    this.positionsPrefix = kind === 'live' ? POSITIONS_PREFIX : SOCKET_IO_POSITIONS_PREFIX;
+    this.timer = setTimeout(() => this.end(), CONNECT_TIMEOUT_MS);
+    this.socket = connect({
+      host: url.hostname,
+      port: Number(url.port),
+      noDelay: true,
+      onread: {
+        buffer: shared,
+        callback: (n, buffer) => {
+          this.onBytes(buffer, n);
+          return !this.ended;
+        },
+      },
+    });
+    this.socket.on('connect', () => {
+      this.socket.write(
+        `GET ${url.pathname}${url.search} HTTP/1.1\r\nHost: ${url.host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
+          `Sec-WebSocket-Key: ${randomBytes(16).toString('base64')}\r\nSec-WebSocket-Version: 13\r\n\r\n`,
+      );
+    });
+    this.socket.on('error', () => this.end());
+    this.socket.on('close', () => this.end());
+    viewers.add(this);
+  }
+
+  onHeader(opcode: number, length: number): boolean {
+    if (!this.subscribed || opcode !== OPCODE.text || length < SMALL_FRAME) return true;
+    if (++sinceSample < sampleEvery) return false;
+    sinceSample = 0;
+    return true;
+  }
+
+  onFrame(opcode: number, length: number, head: Buffer, payload: Buffer | undefined): boolean {
+    if (opcode === OPCODE.ping) {
+      this.socket.write(clientFrame(OPCODE.pong, payload ?? Buffer.alloc(0)));
+      return true;
+    }
+    if (opcode === OPCODE.close) {
+      this.socket.write(clientFrame(OPCODE.close, Buffer.alloc(0)));
+      this.end();
+      return false;
+    }
+    if (opcode !== OPCODE.text) return true;
+    if (this.subscribed && startsWith(head, this.positionsPrefix)) {
+      frames++;
+      bytes += length;
+      if (payload !== undefined) {
+        sampledFrames++;
+        positions += scanRx(payload, recordRx);
+      }
+      return true;
+    }
+    if (payload !== undefined) this.onControl(payload.toString('utf8'));
+    return true;
+  }
+
+  /** Replies and handshake messages (read whole): the subscribe flow of each protocol. */
+  private onControl(text: string): void {
+    if (this.kind === 'live') {
+      if (text.startsWith('{"type":"subscribed"')) this.becomeSubscribed();
+      else if (text.startsWith('{"type":"error"') && !this.subscribed) {
+        complain(`viewer subscribe refused: ${text.slice(0, 300)}`);
+        this.end();
+      }
+      return;
+    }
+    // Engine.IO: 0 open, 2 ping / 3 pong, 4 message; Socket.IO inside: 0 connect, 2 event, 3 ack.
+    if (text === '2') this.send('3');
+    else if (text.startsWith('0{')) this.send('40');
+    else if (text.startsWith('40')) this.send(`420["subscribe",${this.eventId}]`);
+    else if (text.startsWith('430')) this.becomeSubscribed();
+  }
+
+  private becomeSubscribed(): void {
+    if (this.subscribed) return;
+    this.subscribed = true;
+    open++;
+    clearTimeout(this.timer);
+    this.done(true);
+  }
+
+  private onBytes(buffer: Uint8Array, n: number): void {
+    if (this.ended) return;
+    if (this.response === undefined) {
+      this.reader.push(buffer, 0, n);
+      return;
+    }
+    this.response = Buffer.concat([this.response, buffer.subarray(0, n)]);
+    const end = this.response.indexOf('\r\n\r\n');
+    if (end === -1) return;
+    const response = this.response;
+    this.response = undefined;
+    if (!response.subarray(0, 12).toString('latin1').startsWith('HTTP/1.1 101')) {
+      complain(`viewer upgrade refused: ${response.subarray(0, Math.min(end, 200)).toString('latin1')}`);
+      this.end();
+      return;
+    }
+    if (this.kind === 'live') this.send(JSON.stringify({ type: 'subscribe', event_id: this.eventId, uid: 's' }));
+    this.reader.push(response, end + 4, response.length);
+  }
+
+  private send(text: string): void {
+    this.socket.write(clientFrame(OPCODE.text, text));
+  }
+
+  end(): void {
+    if (this.ended) return;
+    this.ended = true;
+    clearTimeout(this.timer);
+    viewers.delete(this);
+    if (this.subscribed) {
+      open--;
+      lost++;
+    } else {
+      this.done(false);
+    }
+    this.socket.destroy();
+  }
+
+  /** Closing on purpose (end of the run): not a lost viewer. */
+  terminate(): void {
+    if (this.subscribed) {
+      this.subscribed = false;
+      open--;
+    }
+    this.end();
   }
 }
 
-function connectLive(url: string, token: string | undefined, eventId: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const ws = new WebSocket(token === undefined ? url : `${url}?access_token=${encodeURIComponent(token)}`, {
-      perMessageDeflate: false,
-      skipUTF8Validation: true,
-    });
-    let subscribed = false;
-    ws.on('open', () => ws.send(JSON.stringify({ type: 'subscribe', event_id: eventId, uid: 's' })));
-    ws.on('message', (data: Buffer) => {
-      if (subscribed) {
-        onPositionsFrame(data, POSITIONS_PREFIX);
-        return;
-      }
-      const text = data.toString('utf8', 0, Math.min(data.length, 64));
-      if (text.startsWith('{"type":"subscribed"')) {
-        subscribed = true;
-        resolve(true);
-      } else if (text.startsWith('{"type":"error"')) {
-        process.stderr.write(`viewer subscribe refused: ${data.toString('utf8', 0, 300)}\n`);
-        resolve(false);
-      }
-    });
-    ws.on('error', () => resolve(false));
-    ws.on('close', () => resolve(false));
-    sockets.push(ws);
-  });
-}
-
-/** Engine.IO: `0` open, `2` ping / `3` pong, `4` message; Socket.IO inside: `0` connect, `2` event, `3` ack. */
-function connectSocketIo(url: string, eventId: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const ws = new WebSocket(`${url.replace(/^http/, 'ws')}/socket.io/?EIO=4&transport=websocket`, {
-      perMessageDeflate: false,
-      skipUTF8Validation: true,
-    });
-    let subscribed = false;
-    ws.on('message', (data: Buffer) => {
-      if (subscribed) {
-        if (data.length === 1 && data[0] === 0x32) ws.send('3');
-        else onPositionsFrame(data, SOCKET_IO_POSITIONS_PREFIX);
-        return;
-      }
-      const text = data.toString('utf8');
-      if (text.startsWith('0{')) ws.send('40');
-      else if (text.startsWith('40')) ws.send(`420["subscribe",${eventId}]`);
-      else if (text.startsWith('430')) {
-        subscribed = true;
-        resolve(true);
-      } else if (text === '2') ws.send('3');
-    });
-    ws.on('error', () => resolve(false));
-    ws.on('close', () => resolve(false));
-    sockets.push(ws);
-  });
+function connectOne(kind: ViewerKind, url: URL, eventId: number): Promise<boolean> {
+  return new Promise((resolve) => new Viewer(kind, url, eventId, resolve));
 }
 
 async function connectAll(command: Extract<ViewerCommand, { cmd: 'connect' }>): Promise<number> {
+  sampleEvery = Math.max(1, command.sampleEvery ?? 1);
+  const base = new URL(command.url);
+  const url =
+    command.kind === 'socketio'
+      ? new URL('/socket.io/?EIO=4&transport=websocket', base)
+      : command.token === undefined
+        ? base
+        : new URL(`${base.pathname}?access_token=${encodeURIComponent(command.token)}`, base);
   let failed = 0;
   let next = 0;
   const worker = async () => {
     for (let i = next++; i < command.viewers; i = next++) {
       const eventId = command.events[(command.offset + i) % command.events.length] ?? 1;
-      const ok =
-        command.kind === 'socketio' ? await connectSocketIo(command.url, eventId) : await connectLive(command.url, command.token, eventId);
-      if (!ok) failed++;
+      if (!(await connectOne(command.kind, url, eventId))) failed++;
     }
   };
   // Connection storms are not what is measured: a bounded number in flight.
-  await Promise.all(Array.from({ length: 50 }, worker));
+  await Promise.all(Array.from({ length: CONCURRENT_CONNECTS }, worker));
   return failed;
 }
 
@@ -122,15 +222,18 @@ process.on('message', (message: ViewerCommand) => {
       void connectAll(message).then((failed) => reply({ ok: 'connected', failed }));
       break;
     case 'reset':
-      positions = frames = bytes = 0;
+      frames = bytes = sampledFrames = positions = lost = 0;
       latency = new Array<number>(LATENCY_BUCKETS + 1).fill(0);
       reply({ ok: 'reset' });
       break;
+    case 'count':
+      reply({ ok: 'count', frames });
+      break;
     case 'report':
-      reply({ ok: 'report', report: { positions, frames, bytes, latencyMs: latency } });
+      reply({ ok: 'report', report: { frames, bytes, sampledFrames, positions, latencyMs: latency, open, lost } });
       break;
     case 'close':
-      for (const socket of sockets) socket.terminate();
+      for (const viewer of [...viewers]) viewer.terminate();
       reply({ ok: 'closed' });
       setTimeout(() => process.exit(0), 50);
       break;
