@@ -1,10 +1,11 @@
 import { positionPrefix, toLivePosition } from '@pitwall/live-gateway';
 import uWS from 'uWebSockets.js';
-import { feedConfigFromEnv, startFeed } from './feed.js';
+import { feedConfigFromEnv, feedStats, startFeed } from './feed.js';
 
 // Baseline (a), the ceiling: a bare uWebSockets.js publish loop. The same feed, the same JSON frames
 // built once per event per window and published to one topic per event, but no authentication,
 // authorization, snapshot, conflation or metrics. A client's `subscribe` joins the topic at once.
+// GET /stats: frames published so far.
 
 const config = feedConfigFromEnv();
 const app = uWS.App();
@@ -20,13 +21,14 @@ app.ws<{ id: number }>('/live', {
     }
   },
 });
-startFeed(
+const feed = startFeed(
   config,
   (position, device) => positionPrefix(device.imei, device.label) + toLivePosition(position).body,
   (eventId, parts) => {
     app.publish(`event/${eventId}`, `{"type":"positions","event_id":${eventId},"positions":[${parts.join(',')}]}`, false);
   },
 );
+app.get('/stats', (res) => void res.end(feedStats(feed)));
 app.listen('127.0.0.1', config.port, (socket) => {
   if (socket === false) throw new Error(`cannot listen on ${config.port}`);
   process.stdout.write(`listening ${config.port}\n`);

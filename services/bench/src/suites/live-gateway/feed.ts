@@ -37,25 +37,40 @@ export function feedConfigFromEnv(): FeedConfig {
   };
 }
 
+export interface Feed {
+  /** Batches handed to `flush` so far (one per event per window): the frames a server published. */
+  readonly flushes: number;
+  stop(): void;
+}
+
 export function startFeed<T>(
   config: FeedConfig,
   render: (position: Position, device: BenchDevice) => T,
   flush: (eventId: number, batch: T[]) => void,
-): () => void {
+): Feed {
   const routes = new Map(config.devices.map((d) => [d.imei, d]));
   const pending = new Map<number, T[]>();
   const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
   const keys = shardKeys(config.streamKey, config.shards);
-  const ids = keys.map(() => '$');
+  // Each shard from its last entry now, not `$`: `$` again on the next read would skip what was
+  // appended to a still-empty shard while the previous reply was being handled.
+  const ids = keys.map(() => '0-0');
   let stopped = false;
+  let flushes = 0;
 
   const flushEvent = (eventId: number) => {
     const batch = pending.get(eventId);
     pending.delete(eventId);
-    if (batch !== undefined && batch.length > 0) flush(eventId, batch);
+    if (batch === undefined || batch.length === 0) return;
+    flushes++;
+    flush(eventId, batch);
   };
 
   void (async () => {
+    for (const [shard, key] of keys.entries()) {
+      const [last] = await redis.xrevrange(key, '+', '-', 'COUNT', 1);
+      if (last !== undefined) ids[shard] = last[0];
+    }
     while (!stopped) {
       const reply = await redis.callBuffer('XREAD', 'COUNT', 1000, 'BLOCK', 1000, 'STREAMS', ...keys, ...ids).catch(() => null);
       for (const batch of parseReadReply(reply)) {
@@ -77,8 +92,23 @@ export function startFeed<T>(
     }
   })();
 
-  return () => {
-    stopped = true;
-    redis.disconnect();
+  return {
+    get flushes() {
+      return flushes;
+    },
+    stop: () => {
+      stopped = true;
+      redis.disconnect();
+    },
   };
+}
+
+/** What a baseline server answers on GET /stats: the suites compare it with what the viewers counted. */
+export interface FeedStats {
+  framesPublished: number;
+}
+
+export function feedStats(feed: Feed): string {
+  const stats: FeedStats = { framesPublished: feed.flushes };
+  return JSON.stringify(stats);
 }

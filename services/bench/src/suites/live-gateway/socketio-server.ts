@@ -2,11 +2,11 @@ import { createServer } from 'node:http';
 import { createAdapter } from '@socket.io/redis-streams-adapter';
 import { Redis } from 'ioredis';
 import { Server } from 'socket.io';
-import { feedConfigFromEnv, startFeed } from './feed.js';
+import { feedConfigFromEnv, feedStats, startFeed } from './feed.js';
 
 // Baseline (b), the usual Node choice: Socket.IO with @socket.io/redis-streams-adapter (so it scales
 // across pods like the gateway), one room per event, the same feed, and per event per window one
-// `io.to(room).emit('positions', {event_id, positions})` of plain objects.
+// `io.to(room).emit('positions', {event_id, positions})` of plain objects. GET /stats: frames published.
 
 const config = feedConfigFromEnv();
 const http = createServer();
@@ -22,7 +22,7 @@ io.on('connection', (socket) => {
     ack();
   });
 });
-startFeed(
+const feed = startFeed(
   config,
   (position, device) => ({
     device_id: device.imei,
@@ -40,4 +40,8 @@ startFeed(
     io.to(`event/${eventId}`).emit('positions', { event_id: eventId, positions });
   },
 );
+// Socket.IO answers its own path; every other request reaches this listener.
+http.on('request', (req, res) => {
+  if (req.url === '/stats') res.end(feedStats(feed));
+});
 http.listen(config.port, '127.0.0.1', () => process.stdout.write(`listening ${config.port}\n`));
