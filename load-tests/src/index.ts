@@ -12,5 +12,6 @@ export * from './viewers/viewer-session.js';
 export * from './directus/viewer-accounts.js';
 export * from './local/local-race.js';
 export * from './local/stored-positions.js';
+export * from './profiling/cpu-profile-preload-path.js';
 export * from './profiling/cpu-profile-summary.js';
 export * from './profiling/process-cpu.js';

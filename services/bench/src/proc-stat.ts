@@ -41,3 +41,16 @@ export function treeCpuSecondsOf(root: number): number {
   }
   return total;
 }
+
+/** Busy time (everything but idle and iowait) of these CPUs so far, in seconds (ticks of 1/100 s), from /proc/stat. */
+export function cpuBusySecondsOf(cpus: readonly number[]): number {
+  let ticks = 0;
+  for (const line of readFileSync('/proc/stat', 'utf8').split('\n')) {
+    const match = /^cpu(\d+) (.*)$/.exec(line);
+    if (match === null || !cpus.includes(Number(match[1]))) continue;
+    // user nice system idle iowait irq softirq steal ...
+    const values = (match[2] ?? '').trim().split(/\s+/).map(Number);
+    ticks += values.reduce((sum, v, i) => (i === 3 || i === 4 || i > 7 ? sum : sum + v), 0);
+  }
+  return ticks / 100;
+}

@@ -2,8 +2,9 @@ import type { BenchSuite } from './suite.js';
 import { ingestionSuite } from './suites/ingestion.js';
 import { writerSuite } from './suites/writer.js';
 import { liveGatewaySuite } from './suites/live-gateway.js';
+import { fanoutSuite } from './suites/fanout.js';
 import { raceStartSuite } from './suites/race-start.js';
 import { directusLoginSuite } from './suites/directus-login.js';
 
 // Every benchmark of `make bench`, in the order they run. Register a suite with one line here.
-export const suites: BenchSuite[] = [ingestionSuite, writerSuite, liveGatewaySuite, directusLoginSuite, raceStartSuite];
+export const suites: BenchSuite[] = [ingestionSuite, writerSuite, liveGatewaySuite, fanoutSuite, directusLoginSuite, raceStartSuite];

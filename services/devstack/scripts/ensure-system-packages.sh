@@ -9,7 +9,7 @@ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/n
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 command -v unzip >/dev/null 2>&1 || need+=(unzip)
-command -v flock >/dev/null 2>&1 || need+=(util-linux)
+{ command -v flock && command -v taskset; } >/dev/null 2>&1 || need+=(util-linux) # taskset: the fanout bench pins its server
 
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then
