@@ -127,7 +127,7 @@ function describeStep(step: FanoutStep & { verdict: string }, cpus: { clients: n
     `(${pct(step.offeredFrames > 0 ? step.deliveredFrames / step.offeredFrames : 0)} of ${int(step.offeredFrames)} offered, ` +
     `${int(step.frameBytes)} B each), p50 ${step.p50Ms} ms, p99 ${step.p99Ms} ms; ` +
     `server ${pct(share(step.serverCpu, step.cpuSeconds))} of its CPU (CPU busy ${pct(share(step.serverCoreBusy, step.cpuSeconds))}), ` +
-    `${int(perServerCpuSecond(step))} frames/CPU-s; generator ${pct(share(step.generatorCpu, step.cpuSeconds, cpus.clients.length))}, ` +
+    `${int(perServerCpuSecond(step))} frames/CPU-s; generator ${pct(share(step.viewerCpu + step.producerCpu, step.cpuSeconds, cpus.clients.length))}, ` +
     `client CPUs busy ${pct(share(step.clientCoresBusy, step.cpuSeconds, cpus.clients.length))}` +
     `${step.failedViewers + step.lostViewers > 0 ? `; ${step.failedViewers} viewers failed, ${step.lostViewers} lost` : ''}: ${step.verdict}`
   );
@@ -231,7 +231,7 @@ function figureStep(run: SystemRun): FanoutStep | undefined {
 
 function loadText(step: FanoutStep, cpus: { clients: number[] }): string {
   return (
-    `server ${pct(share(step.serverCpu, step.cpuSeconds))} of its CPU, generator ${pct(share(step.generatorCpu, step.cpuSeconds, cpus.clients.length))} ` +
+    `server ${pct(share(step.serverCpu, step.cpuSeconds))} of its CPU, generator ${pct(share(step.viewerCpu + step.producerCpu, step.cpuSeconds, cpus.clients.length))} ` +
     `and all processes ${pct(share(step.clientCoresBusy, step.cpuSeconds, cpus.clients.length))} of the clients' CPU`
   );
 }

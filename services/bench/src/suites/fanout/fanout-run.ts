@@ -25,8 +25,9 @@ export interface FanoutStep extends StepOutcome {
   /** CPU seconds over `cpuSeconds`: the server process, its CPU. */
   serverCpu: number;
   serverCoreBusy: number;
-  /** Viewer processes and the producer (this process). */
-  generatorCpu: number;
+  /** The load generator: viewer processes, and the producer (this process). */
+  viewerCpu: number;
+  producerCpu: number;
   /** Everything on the clients' CPUs (generator, Redis, Directus, whatever else ran), summed. */
   clientCoresBusy: number;
 }
@@ -76,7 +77,8 @@ export class FanoutRun {
     const own = process.cpuUsage();
     return {
       server: cpuSecondsOf(this.server.pid),
-      generator: this.clients.reduce((sum, c) => sum + cpuSecondsOf(c.pid), 0) + (own.user + own.system) / 1e6,
+      viewers: this.clients.reduce((sum, c) => sum + cpuSecondsOf(c.pid), 0),
+      producer: (own.user + own.system) / 1e6,
       serverCore: cpuBusySecondsOf(this.options.cpus.server),
       clientCores: cpuBusySecondsOf(this.options.cpus.clients),
     };
@@ -139,7 +141,8 @@ export class FanoutRun {
       frameBytes: delivered > 0 ? reports.reduce((sum, r) => sum + r.bytes, 0) / delivered : 0,
       serverCpu: after.server - before.server,
       serverCoreBusy: after.serverCore - before.serverCore,
-      generatorCpu: after.generator - before.generator,
+      viewerCpu: after.viewers - before.viewers,
+      producerCpu: after.producer - before.producer,
       clientCoresBusy: after.clientCores - before.clientCores,
     };
   }

@@ -13,11 +13,11 @@ export type ViewerCommand =
       events: number[];
       /** Viewer i of this batch watches events[(offset + i) % events.length]. */
       offset: number;
-      /** Read every n-th frame whole for latency (1: every frame); the others are only counted. */
+      /** One viewer in n is a probe that reads every frame whole, at once, for latency (1: all); the others only count. */
       sampleEvery?: number;
     }
   | { cmd: 'reset' }
-  /** The frame count alone (cheap to ask often, e.g. while waiting for the last frames to arrive). */
+  /** The frame count alone, after reading what is pending (cheap to ask often, e.g. while the last frames arrive). */
   | { cmd: 'count' }
   | { cmd: 'report' }
   | { cmd: 'close' };
@@ -26,7 +26,7 @@ export interface ViewerReport {
   /** `positions` frames received (every one, counted at the framing level) and their payload bytes. */
   frames: number;
   bytes: number;
-  /** Frames read whole, and the positions in them (all positions when sampleEvery is 1). */
+  /** Frames the probes read whole, and the positions in them (all positions when sampleEvery is 1). */
   sampledFrames: number;
   positions: number;
   /** Latency (rx -> receive) of those positions, 1 ms buckets; the last bucket holds everything beyond. */

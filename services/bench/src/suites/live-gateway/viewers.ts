@@ -6,10 +6,17 @@ import { LATENCY_BUCKETS, type ViewerCommand, type ViewerKind, type ViewerReply 
 // A process of many viewers (forked by the live-gateway and fanout suites, so the clients never share
 // an event loop with the server they measure). Each viewer is a raw TCP socket that does the HTTP
 // upgrade and speaks WebSocket framing itself (ws-frames.ts): every `positions` frame is counted with
-// its bytes from its header and first bytes alone, and only every n-th frame is read whole for the
-// rx -> receive latency of its positions. All sockets read into one shared buffer (net's `onread`),
-// so a read allocates nothing. Socket.IO viewers speak Engine.IO v4 / Socket.IO v5 over the same
-// framing (the real socket.io-client parses every frame in full and would be what saturates).
+// its bytes from its header and first bytes alone. All sockets read into one shared buffer (net's
+// `onread`), so a read allocates nothing. Socket.IO viewers speak Engine.IO v4 / Socket.IO v5 over
+// the same framing (the real socket.io-client parses every frame in full and would saturate first).
+//
+// Two kinds of viewers, so that reading stays far cheaper than serving: probes (one in `sampleEvery`,
+// spread over the events and the connection order) read as soon as bytes arrive and read every frame
+// whole for the rx -> receive latency of its positions; counting viewers read only every
+// LAZY_PERIOD_MS, several frames per read instead of one read (wake-up, syscall, callback) per frame,
+// and only count. Frames wait in the kernel meanwhile, already sent: the server's work is the same,
+// and `count` reads everything pending before answering, so the counts at the end of a step are complete.
+// With sampleEvery 1 every viewer is a probe.
 
 const POSITIONS_PREFIX = Buffer.from('{"type":"positions"');
 const SOCKET_IO_POSITIONS_PREFIX = Buffer.from('42["positions"');
@@ -17,17 +24,21 @@ const SOCKET_IO_POSITIONS_PREFIX = Buffer.from('42["positions"');
 const SMALL_FRAME = 64;
 const CONNECT_TIMEOUT_MS = 30_000;
 const CONCURRENT_CONNECTS = 64;
+/** A counting viewer reads this often; a slice of them is woken every LAZY_TICK_MS. */
+const LAZY_PERIOD_MS = 1_000;
+const LAZY_TICK_MS = 50;
 
 let frames = 0;
 let bytes = 0;
 let sampledFrames = 0;
 let positions = 0;
 let latency = new Array<number>(LATENCY_BUCKETS + 1).fill(0);
-let sampleEvery = 1;
-let sinceSample = 0;
 let open = 0;
 let lost = 0;
 const viewers = new Set<Viewer>();
+/** Counting viewers, woken in slices; a closed one is dropped at its turn. */
+const lazy: Viewer[] = [];
+let lazyNext = 0;
 const shared = Buffer.allocUnsafe(256 * 1024);
 let complaints = 0;
 
@@ -55,6 +66,8 @@ class Viewer implements FrameHandler {
     private readonly kind: ViewerKind,
     url: URL,
     private readonly eventId: number,
+    /** A probe reads at once and every frame whole; a counting viewer reads in batches and only counts. */
+    private readonly probe: boolean,
     private readonly done: (ok: boolean) => void,
   ) {
     this.positionsPrefix = kind === 'live' ? POSITIONS_PREFIX : SOCKET_IO_POSITIONS_PREFIX;
@@ -67,7 +80,8 @@ class Viewer implements FrameHandler {
         buffer: shared,
         callback: (n, buffer) => {
           this.onBytes(buffer, n);
-          return !this.ended;
+          // false stops reading until wake(): a counting viewer's frames wait for its next turn.
+          return !this.ended && (this.probe || !this.subscribed);
         },
       },
     });
@@ -83,10 +97,16 @@ class Viewer implements FrameHandler {
   }
 
   onHeader(opcode: number, length: number): boolean {
-    if (!this.subscribed || opcode !== OPCODE.text || length < SMALL_FRAME) return true;
-    if (++sinceSample < sampleEvery) return false;
-    sinceSample = 0;
-    return true;
+    return this.probe || !this.subscribed || opcode !== OPCODE.text || length < SMALL_FRAME;
+  }
+
+  /** Reads what is pending (a counting viewer, at its turn). */
+  wake(): void {
+    if (!this.ended) this.socket.resume();
+  }
+
+  get closed(): boolean {
+    return this.ended;
   }
 
   onFrame(opcode: number, length: number, head: Buffer, payload: Buffer | undefined): boolean {
@@ -134,6 +154,7 @@ class Viewer implements FrameHandler {
     if (this.subscribed) return;
     this.subscribed = true;
     open++;
+    if (!this.probe) lazy.push(this);
     clearTimeout(this.timer);
     this.done(true);
   }
@@ -186,12 +207,28 @@ class Viewer implements FrameHandler {
   }
 }
 
-function connectOne(kind: ViewerKind, url: URL, eventId: number): Promise<boolean> {
-  return new Promise((resolve) => new Viewer(kind, url, eventId, resolve));
+function connectOne(kind: ViewerKind, url: URL, eventId: number, probe: boolean): Promise<boolean> {
+  return new Promise((resolve) => new Viewer(kind, url, eventId, probe, resolve));
 }
 
+/** Wakes the next slice of counting viewers: each reads once every LAZY_PERIOD_MS. */
+function wakeSlice(): void {
+  const slice = Math.ceil((lazy.length * LAZY_TICK_MS) / LAZY_PERIOD_MS);
+  for (let i = 0; i < slice && lazy.length > 0; i++) {
+    if (lazyNext >= lazy.length) lazyNext = 0;
+    const viewer = lazy[lazyNext] as Viewer;
+    if (viewer.closed) {
+      lazy.splice(lazyNext, 1);
+      continue;
+    }
+    viewer.wake();
+    lazyNext++;
+  }
+}
+setInterval(wakeSlice, LAZY_TICK_MS).unref();
+
 async function connectAll(command: Extract<ViewerCommand, { cmd: 'connect' }>): Promise<number> {
-  sampleEvery = Math.max(1, command.sampleEvery ?? 1);
+  const sampleEvery = Math.max(1, command.sampleEvery ?? 1);
   const base = new URL(command.url);
   const url =
     command.kind === 'socketio'
@@ -203,8 +240,11 @@ async function connectAll(command: Extract<ViewerCommand, { cmd: 'connect' }>): 
   let next = 0;
   const worker = async () => {
     for (let i = next++; i < command.viewers; i = next++) {
-      const eventId = command.events[(command.offset + i) % command.events.length] ?? 1;
-      if (!(await connectOne(command.kind, url, eventId))) failed++;
+      const index = command.offset + i;
+      const eventId = command.events[index % command.events.length] ?? 1;
+      // Probes: every event's viewer in one round of the events out of sampleEvery rounds.
+      const probe = Math.floor(index / command.events.length) % sampleEvery === 0;
+      if (!(await connectOne(command.kind, url, eventId, probe))) failed++;
     }
   };
   // Connection storms are not what is measured: a bounded number in flight.
@@ -227,7 +267,9 @@ process.on('message', (message: ViewerCommand) => {
       reply({ ok: 'reset' });
       break;
     case 'count':
-      reply({ ok: 'count', frames });
+      // Everything pending read first: the count must not depend on whose turn it was.
+      for (const viewer of lazy) viewer.wake();
+      setTimeout(() => reply({ ok: 'count', frames }), LAZY_TICK_MS);
       break;
     case 'report':
       reply({ ok: 'report', report: { frames, bytes, sampledFrames, positions, latencyMs: latency, open, lost } });

@@ -49,11 +49,8 @@ export class FrameReader {
         continue;
       }
       const n = Math.min(this.remaining, end - i);
-      if (this.headHave < HEAD_BYTES) {
-        const take = Math.min(HEAD_BYTES - this.headHave, n);
-        this.head.set(chunk.subarray(i, i + take), this.headHave);
-        this.headHave += take;
-      }
+      // A byte loop: for these few bytes cheaper than a subarray view and a copy.
+      for (let k = i, stop = i + Math.min(HEAD_BYTES - this.headHave, n); k < stop; k++) this.head[this.headHave++] = chunk[k] ?? 0;
       if (this.payload !== undefined) {
         this.payload.set(chunk.subarray(i, i + n), this.payloadHave);
         this.payloadHave += n;
@@ -144,9 +141,11 @@ export function clientFrame(opcode: number, payload: Buffer | string): Buffer {
   return frame;
 }
 
-/** True when `bytes` starts with `prefix`. */
-export function startsWith(bytes: Buffer, prefix: Buffer): boolean {
-  return bytes.length >= prefix.length && bytes.compare(prefix, 0, prefix.length, 0, prefix.length) === 0;
+/** True when `bytes` starts with `prefix` (a byte loop: Buffer.compare costs a native call per frame). */
+export function startsWith(bytes: Uint8Array, prefix: Uint8Array): boolean {
+  if (bytes.length < prefix.length) return false;
+  for (let i = 0; i < prefix.length; i++) if (bytes[i] !== prefix[i]) return false;
+  return true;
 }
 
 const RX = Buffer.from('"rx":');
