@@ -47,30 +47,65 @@ describe('stepSchedule', () => {
 });
 
 describe('stepUp', () => {
-  it('stops at the first step not served and reports the last served one', async () => {
+  /** A server that serves up to `capacity` viewers; records what was measured. */
+  function server(capacity: number) {
     const measured: number[] = [];
-    const result = await stepUp(
-      [100, 200, 400, 800],
-      (viewers) => {
-        measured.push(viewers);
-        return Promise.resolve(outcome(viewers, viewers >= 400 ? { p99Ms: 900 } : {}));
-      },
-      rules,
-    );
+    const measure = (viewers: number) => {
+      measured.push(viewers);
+      return Promise.resolve(outcome(viewers, viewers > capacity ? { p99Ms: 900 } : {}));
+    };
+    return { measured, measure };
+  }
+
+  it('stops at the first step not served and reports the last served one', async () => {
+    const { measured, measure } = server(300);
+    const result = await stepUp([100, 200, 400, 800], measure, rules);
     expect(measured).toEqual([100, 200, 400]);
     expect(result.served?.viewers).toBe(200);
+    expect(result.failed?.viewers).toBe(400);
     expect(result.stoppedBy).toBe('late');
     expect(result.steps.map((s) => s.verdict)).toEqual(['served', 'served', 'late']);
   });
 
-  it('says so when the server kept up with the whole schedule', async () => {
-    const result = await stepUp([100, 200], (viewers) => Promise.resolve(outcome(viewers)), rules);
-    expect(result.stoppedBy).toBe('schedule exhausted');
-    expect(result.served?.viewers).toBe(200);
+  it('then halves the gap between the highest served and the lowest failed step, as often as asked', async () => {
+    const { measured, measure } = server(330);
+    const result = await stepUp([100, 200, 400, 800], measure, rules, { refine: 3, multipleOf: 10 });
+    // 300 served, 350 failed, 330 served (325 rounds to 330 at multiples of 10).
+    expect(measured).toEqual([100, 200, 400, 300, 350, 330]);
+    expect(result.served?.viewers).toBe(330);
+    expect(result.failed?.viewers).toBe(350);
+    expect(result.stoppedBy).toBe('late');
   });
 
-  it('has no served step when the first one fails', async () => {
-    const result = await stepUp([100, 200], (viewers) => Promise.resolve(outcome(viewers, { deliveredFrames: 10 })), rules);
+  it('stops refining when the gap cannot be halved at the given multiple', async () => {
+    const { measured, measure } = server(100);
+    await stepUp([100, 120], measure, rules, { refine: 5, multipleOf: 20 });
+    expect(measured).toEqual([100, 120]);
+  });
+
+  it('does not refine past a step that counted more than offered', async () => {
+    const measured: number[] = [];
+    await stepUp(
+      [100, 200],
+      (viewers) => {
+        measured.push(viewers);
+        return Promise.resolve(outcome(viewers, viewers > 100 ? { deliveredFrames: 20_000 } : {}));
+      },
+      rules,
+      { refine: 3, multipleOf: 10 },
+    );
+    expect(measured).toEqual([100, 200]);
+  });
+
+  it('says so when the server kept up with the whole schedule', async () => {
+    const result = await stepUp([100, 200], server(1_000).measure, rules, { refine: 2 });
+    expect(result.stoppedBy).toBe('schedule exhausted');
+    expect(result.served?.viewers).toBe(200);
+    expect(result.failed).toBeUndefined();
+  });
+
+  it('has no served step when the first one fails, and nothing to refine', async () => {
+    const result = await stepUp([100, 200], (viewers) => Promise.resolve(outcome(viewers, { deliveredFrames: 10 })), rules, { refine: 2 });
     expect(result.served).toBeUndefined();
     expect(result.stoppedBy).toBe('frames lost');
     expect(result.steps).toHaveLength(1);

@@ -24,7 +24,7 @@ writeFileSync(devicesFile, JSON.stringify(devices));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 describe.each<SystemName>(['bare uWS', 'Socket.IO'])('fanout counting against %s', (system) => {
-  it('counts every published frame once per viewer and finds every position, step after step', async () => {
+  it('counts every published frame once per viewer and finds every position, step after step, up and down', async () => {
     const streamKey = uniqueName('fanout-test');
     const server = await startSystem(system, { redis: { url: sharedRedisUrl() }, devicesFile }, streamKey, { windowMs: 50 });
     const run = new FanoutRun(server, {
@@ -53,6 +53,11 @@ describe.each<SystemName>(['bare uWS', 'Socket.IO'])('fanout counting against %s
         expect(verdictOf(step, { windowMs: 50, latencyBudgetMs: 60_000, minDelivered: 1 })).toBe('served');
       }
       expect(stepped.stoppedBy).toBe('schedule exhausted');
+      // Down again (a refinement step): the viewers that leave take their share of every event.
+      const down = await run.step(20);
+      expect(down.lostViewers).toBe(0);
+      expect(down.deliveredFrames).toBe(down.offeredFrames);
+      expect(down.sampledPositions).toBe((down.positionsProduced * 20) / EVENTS.length);
     } finally {
       await run.close();
       await server.stop();

@@ -25,10 +25,14 @@ import {
 // fan-out (each viewer watches one of EVENTS events). The server under test runs alone on one CPU
 // (taskset); everything else (viewers, producer, Redis, Directus) on the others. The offered load
 // grows in steps (more viewers) until delivery p99 exceeds the window + 150 ms or less than 99% of
-// the offered frames arrive; each step counts every frame at the viewers (framing level) against
-// what the server published, with the producer stopped and the frames drained before and after.
-// Memory per connected viewer: RSS and V8 heap after a full GC, before and after the first step's
-// viewers connect (idle). PROFILE=1 adds a CPU profile of the gateway and of bare uWS at one load.
+// the offered frames arrive, then halfway steps narrow the gap; each step counts every frame at the
+// viewers (framing level) against what the server published, with the producer stopped and the
+// frames drained before and after. Reported: the viewers one core serves (the highest step served),
+// and frames per server CPU-second at the same load (the highest step both systems served), with
+// the server's and the clients' CPU shares, a LOWER BOUND note where the clients' CPU saturated first.
+// Memory per connected viewer, on a server of its own: RSS and V8 heap after a full GC with N and
+// with 2N idle subscribed viewers (the difference, so one-time costs of the first subscriptions do
+// not count). PROFILE=1 adds a CPU profile of the gateway and of bare uWS at one load.
 //
 // The gateway runs as built with its defaults except: the window, the connection caps (every viewer
 // comes from one address) and re-validation (a Directus call per subscription every minute by
@@ -47,8 +51,12 @@ const SATURATED = 0.9;
 
 interface Settings {
   stepMs: number;
+  /** Memory is measured between this many idle viewers and twice as many. */
+  memoryViewers: number;
   firstViewers: number;
   growth: number;
+  /** Steps halving the gap between the highest served and the lowest failed step. */
+  refine: number;
   sampleEvery: number;
   profile: boolean;
 }
@@ -68,8 +76,8 @@ interface SystemRun {
 function settingsOf(context: BenchContext): Settings {
   const profile = process.env.PROFILE === '1';
   return context.quick
-    ? { stepMs: 3_000, firstViewers: 1_000, growth: 2, sampleEvery: 16, profile }
-    : { stepMs: 10_000, firstViewers: 2_000, growth: 1.4, sampleEvery: 16, profile };
+    ? { stepMs: 3_000, memoryViewers: 1_000, firstViewers: 1_000, growth: 2, refine: 1, sampleEvery: 16, profile }
+    : { stepMs: 10_000, memoryViewers: 2_500, firstViewers: 2_000, growth: 1.4, refine: 2, sampleEvery: 16, profile };
 }
 
 /** Open files a process may have (soft limit): every viewer is a socket on each side. */
@@ -80,8 +88,6 @@ function openFilesLimit(): number {
 
 /** Frames per CPU-second of the server at a step. */
 const perServerCpuSecond = (step: FanoutStep) => (step.serverCpu > 0 ? step.deliveredFrames / step.serverCpu : 0);
-/** Viewers one server core serves at the step's frame rate (viewers over the share of its core used). */
-const viewersPerCore = (step: FanoutStep) => (step.serverCpu > 0 ? (step.viewers * step.seconds) / step.serverCpu : 0);
 const share = (busy: number, seconds: number, cpus = 1) => busy / seconds / cpus;
 const pct = (value: number) => `${Math.round(value * 100)}%`;
 const int = (n: number) => Math.round(n).toLocaleString('en-US');
@@ -134,25 +140,40 @@ function describeStep(step: FanoutStep & { verdict: string }, cpus: { clients: n
 }
 
 /**
- * Memory per connected viewer: RSS and V8 heap, each after a full GC, between a tenth of `viewers`
- * connected (the first subscriptions' one-time costs: code, caches, the events' entries) and all of
- * them, idle. The difference over the viewers added is what one more viewer costs.
+ * Memory per connected viewer, on a server of its own (started with an inspector, which the stepped
+ * servers do not get): RSS and V8 heap, each after a full GC, with `viewers` idle subscribed viewers
+ * and with twice as many. The difference over the viewers added is what one more viewer costs, without
+ * the one-time costs of the first subscriptions (code, caches, the events' entries).
  */
-async function measureMemory(run: FanoutRun, server: Server, inspectPort: number, viewers: number): Promise<Memory> {
-  const warm = Math.round(viewers / 10 / EVENTS) * EVENTS;
+async function measureMemory(
+  system: SystemName,
+  env: Environment,
+  cpus: { server: number[]; clients: number[] },
+  settings: Settings,
+): Promise<Memory> {
+  const streamKey = uniqueName('bench-fanout-memory');
+  const inspectPort = await freePort();
+  const server = await startPinned(system, env, streamKey, cpus, { nodeOptions: `--inspect=127.0.0.1:${inspectPort}` });
+  const run = new FanoutRun(server, runOptions(env, streamKey, cpus, settings));
   const sample = async () => {
+    await sleep(1_000);
     const heap = await heapUsedAfterGc(inspectPort); // first: the GC also shrinks what RSS counts
     await sleep(300);
     return { heap, rss: rssBytesOf(server.pid) };
   };
-  const failedWarm = await run.connectUpTo(warm);
-  await sleep(1_000);
-  const before = await sample();
-  const failed = await run.connectUpTo(viewers);
-  await sleep(1_000);
-  const after = await sample();
-  const added = Math.max(1, viewers - warm - failed - failedWarm);
-  return { viewers: added, rssPerViewer: (after.rss - before.rss) / added, heapPerViewer: (after.heap - before.heap) / added };
+  try {
+    const viewers = settings.memoryViewers;
+    await run.connectUpTo(viewers);
+    const before = await sample();
+    const failed = await run.connectUpTo(2 * viewers);
+    const after = await sample();
+    // A viewer that failed holds nothing: count the ones added that hold a subscription.
+    const added = Math.max(1, viewers - failed);
+    return { viewers: added, rssPerViewer: (after.rss - before.rss) / added, heapPerViewer: (after.heap - before.heap) / added };
+  } finally {
+    await run.close();
+    await server.stop();
+  }
 }
 
 async function saturate(
@@ -164,23 +185,20 @@ async function saturate(
   rules: StepRules,
   context: BenchContext,
 ): Promise<SystemRun> {
+  const memory = await measureMemory(system, env, cpus, settings);
+  context.log(
+    `${system}: ${int(memory.viewers)} idle viewers more (from ${int(settings.memoryViewers)}): RSS ${int(memory.rssPerViewer)} B each, ` +
+      `V8 heap after GC ${int(memory.heapPerViewer)} B each`,
+  );
   const streamKey = uniqueName('bench-fanout');
-  const inspectPort = await freePort();
-  const server = await startPinned(system, env, streamKey, cpus, { nodeOptions: `--inspect=127.0.0.1:${inspectPort}` });
+  const server = await startPinned(system, env, streamKey, cpus);
   const run = new FanoutRun(server, runOptions(env, streamKey, cpus, settings));
   try {
-    await sleep(500);
-    const memory = await measureMemory(run, server, inspectPort, schedule[0] ?? 0);
-    context.log(
-      `${system}: ${int(memory.viewers)} more idle viewers: RSS ${int(memory.rssPerViewer)} B each, ` +
-        `V8 heap after GC ${int(memory.heapPerViewer)} B each`,
-    );
-    const stepped = await stepUp(
-      schedule,
-      (viewers) => run.step(viewers),
-      rules,
-      (step) => context.log(`${system}, ${describeStep(step, cpus)}`),
-    );
+    const stepped = await stepUp(schedule, (viewers) => run.step(viewers), rules, {
+      refine: settings.refine,
+      multipleOf: EVENTS * cpus.clients.length,
+      onStep: (step) => context.log(`${system}, ${describeStep(step, cpus)}`),
+    });
     return { system, stepped, memory };
   } finally {
     await run.close();
@@ -224,11 +242,6 @@ function logProfile(system: SystemName, { summary, step }: { summary: ProfileSum
   for (const f of summary.top) context.log(`  ${f.selfPercent.toFixed(1).padStart(5)}%  ${f.name}  ${f.location}`);
 }
 
-/** The step a system's figures come from: its highest served step, else (a noisy run) its first. */
-function figureStep(run: SystemRun): FanoutStep | undefined {
-  return run.stepped.served ?? run.stepped.steps[0];
-}
-
 function loadText(step: FanoutStep, cpus: { clients: number[] }): string {
   return (
     `server ${pct(share(step.serverCpu, step.cpuSeconds))} of its CPU, generator ${pct(share(step.viewerCpu + step.producerCpu, step.cpuSeconds, cpus.clients.length))} ` +
@@ -237,29 +250,39 @@ function loadText(step: FanoutStep, cpus: { clients: number[] }): string {
 }
 
 function stepNotes(run: SystemRun, cpus: { clients: number[] }): string {
-  const { served, stoppedBy, steps } = run.stepped;
-  const last = steps[steps.length - 1];
-  const shown = figureStep(run);
+  const { served, failed } = run.stepped;
   const servedText =
-    shown === undefined
-      ? 'nothing measured'
-      : `${served === undefined ? 'NO STEP SERVED, figures from the first' : 'served'} ${int(shown.viewers)} viewers ` +
-        `(${int(shown.deliveredFrames / shown.seconds)} frames/s of ${int(shown.frameBytes)} B, p99 ${shown.p99Ms} ms, ${loadText(shown, cpus)})`;
-  const stop =
-    stoppedBy === 'schedule exhausted' || last === undefined
+    served === undefined
+      ? 'served no step'
+      : `served ${int(served.viewers)} (${int(served.deliveredFrames / served.seconds)} frames/s of ${int(served.frameBytes)} B, ` +
+        `p99 ${served.p99Ms} ms, ${loadText(served, cpus)})`;
+  const failedText =
+    failed === undefined
       ? 'kept up with the whole schedule'
-      : `stopped at ${int(last.viewers)} (${stoppedBy}: p99 ${last.p99Ms} ms, ` +
-        `${pct(last.offeredFrames > 0 ? last.deliveredFrames / last.offeredFrames : 0)} delivered, ${loadText(last, cpus)})`;
-  return `${run.system} ${servedText}, ${stop}`;
+      : `not ${int(failed.viewers)} (${failed.verdict}: p99 ${failed.p99Ms} ms, ` +
+        `${pct(failed.offeredFrames > 0 ? failed.deliveredFrames / failed.offeredFrames : 0)} delivered, ${loadText(failed, cpus)})`;
+  return `${run.system} ${servedText}, ${failedText}`;
 }
 
-/** Whether the stepping may have stopped for the load generator's CPU (or the schedule's end) rather than the server's. */
+/** Whether the capacity found may be the load generator's (or the schedule's end) rather than the server's. */
 function generatorBound(run: SystemRun, cpus: { clients: number[] }): boolean {
-  const last = run.stepped.steps[run.stepped.steps.length - 1];
-  if (last === undefined) return false;
-  const clients = share(last.clientCoresBusy, last.cpuSeconds, cpus.clients.length);
-  const server = share(last.serverCpu, last.cpuSeconds);
-  return run.stepped.stoppedBy === 'schedule exhausted' || (clients >= SATURATED && server < SATURATED);
+  const { failed } = run.stepped;
+  if (failed === undefined) return true;
+  const clients = share(failed.clientCoresBusy, failed.cpuSeconds, cpus.clients.length);
+  const server = share(failed.serverCpu, failed.cpuSeconds);
+  return clients >= SATURATED && server < SATURATED;
+}
+
+/** The same load measured on both systems: the highest step both served, else the first step of each. */
+function sameLoad(a: SystemRun, b: SystemRun): { a: FanoutStep; b: FanoutStep; served: boolean } | undefined {
+  const servedBy = (run: SystemRun, viewers: number) => run.stepped.steps.find((s) => s.viewers === viewers && s.verdict === 'served');
+  const common = a.stepped.steps
+    .filter((s) => s.verdict === 'served' && servedBy(b, s.viewers) !== undefined)
+    .sort((x, y) => y.viewers - x.viewers)[0];
+  const other = common === undefined ? undefined : servedBy(b, common.viewers);
+  if (common !== undefined && other !== undefined) return { a: common, b: other, served: true };
+  const [firstA, firstB] = [a.stepped.steps[0], b.stepped.steps[0]];
+  return firstA === undefined || firstB === undefined ? undefined : { a: firstA, b: firstB, served: false };
 }
 
 function results(runs: Map<SystemName, SystemRun>, cpus: { clients: number[] }, settings: Settings): BenchResult[] {
@@ -267,7 +290,8 @@ function results(runs: Map<SystemName, SystemRun>, cpus: { clients: number[] }, 
   const bare = runs.get('bare uWS');
   const socketIo = runs.get('Socket.IO');
   if (!gateway || !bare || !socketIo) return [];
-  const shape = `${EVENTS} events, ${FRAMES_PER_SECOND} frames/s each of ~${POSITIONS_PER_FRAME} positions, server alone on 1 CPU`;
+  const shape = `${EVENTS} events, ~${POSITIONS_PER_FRAME} positions per event per ${WINDOW_MS} ms window`;
+  const rule = `p99 <= ${WINDOW_MS + STEP_RULES.latencyBudgetMs} ms, >= ${pct(STEP_RULES.minDelivered)} delivered`;
   const out: BenchResult[] = [];
   for (const [baseline, target] of [
     [bare, 0.8],
@@ -277,34 +301,35 @@ function results(runs: Map<SystemName, SystemRun>, cpus: { clients: number[] }, 
     const caveat =
       bound.length === 0
         ? ''
-        : `; LOWER BOUND of ${bound.join(' and ')}'s capacity: the clients' CPU was saturated (or the schedule ran out) before the server's`;
-    const g = figureStep(gateway);
-    const b = figureStep(baseline);
-    out.push(
-      {
-        suite: SUITE,
-        figure: `positions frames delivered per server CPU-second at the highest load served (${shape})`,
-        unit: 'frames/CPU-s',
-        value: g === undefined ? 0 : perServerCpuSecond(g),
-        baseline: { name: baseline.system, value: b === undefined ? 0 : perServerCpuSecond(b) },
-        higherIsBetter: true,
-        targetRatio: target,
-        notes: `${stepNotes(gateway, cpus)}; ${stepNotes(baseline, cpus)}${caveat}`,
-      },
-      {
-        suite: SUITE,
-        figure: `viewers per server core at ${FRAMES_PER_SECOND} frames/s, p99 <= ${WINDOW_MS + STEP_RULES.latencyBudgetMs} ms and >= ${pct(STEP_RULES.minDelivered)} delivered (${shape})`,
-        unit: 'viewers/core',
-        value: g === undefined ? 0 : viewersPerCore(g),
-        baseline: { name: baseline.system, value: b === undefined ? 0 : viewersPerCore(b) },
-        higherIsBetter: true,
-        targetRatio: target,
-        notes: `viewers at the same step / share of the server's CPU they used; steps of ${settings.stepMs / 1000} s, x${settings.growth}${caveat}`,
-      },
-    );
+        : `; LOWER BOUND for ${bound.join(' and ')}: the clients' CPU saturated, or the schedule ran out, before the server's`;
+    out.push({
+      suite: SUITE,
+      figure: `viewers one server core serves (${shape}; ${rule}; steps x${settings.growth} of ${settings.stepMs / 1000} s, refined)`,
+      unit: 'viewers',
+      value: gateway.stepped.served?.viewers ?? 0,
+      baseline: { name: baseline.system, value: baseline.stepped.served?.viewers ?? 0 },
+      higherIsBetter: true,
+      targetRatio: target,
+      notes: `${stepNotes(gateway, cpus)}; ${stepNotes(baseline, cpus)}${caveat}`,
+    });
+    const same = sameLoad(gateway, baseline);
+    if (same === undefined) continue;
+    out.push({
+      suite: SUITE,
+      figure: `positions frames delivered per server CPU-second at the same load (${shape})`,
+      unit: 'frames/CPU-s',
+      value: perServerCpuSecond(same.a),
+      baseline: { name: baseline.system, value: perServerCpuSecond(same.b) },
+      higherIsBetter: true,
+      targetRatio: target,
+      notes:
+        `${same.served ? 'the highest step both served' : 'NOT SERVED by both: their first step'}, ${int(same.a.viewers)} viewers: ` +
+        `gateway ${int(same.a.deliveredFrames / same.a.seconds)} frames/s, ${loadText(same.a, cpus)}; ` +
+        `${baseline.system} ${int(same.b.deliveredFrames / same.b.seconds)} frames/s, ${loadText(same.b, cpus)}`,
+    });
   }
   const memoryNotes =
-    `${int(gateway.memory.viewers)} idle subscribed viewers added to a tenth as many; bare uWS ${int(bare.memory.rssPerViewer)} B; ` +
+    `from ${int(settings.memoryViewers)} to ${int(2 * settings.memoryViewers)} idle subscribed viewers; bare uWS ${int(bare.memory.rssPerViewer)} B; ` +
     `V8 heap after GC per viewer: gateway ${int(gateway.memory.heapPerViewer)} B, Socket.IO ${int(socketIo.memory.heapPerViewer)} B, bare uWS ${int(bare.memory.heapPerViewer)} B`;
   out.push(
     {
@@ -347,8 +372,9 @@ async function run(context: BenchContext): Promise<BenchResult[]> {
     const runs = new Map<SystemName, SystemRun>();
     for (const system of SYSTEMS) runs.set(system, await saturate(system, env, cpus, settings, schedule, rules, context));
     if (settings.profile) {
-      // At the gateway's highest step measured (where it stopped): where the cost per viewer shows most.
-      const viewers = runs.get('gateway')?.stepped.steps.at(-1)?.viewers ?? schedule[0] ?? 1_000;
+      // At the gateway's lowest step not served (or its highest): where the cost per viewer shows most.
+      const stepped = runs.get('gateway')?.stepped;
+      const viewers = stepped?.failed?.viewers ?? stepped?.served?.viewers ?? schedule[0] ?? 1_000;
       for (const system of ['gateway', 'bare uWS'] as const)
         logProfile(system, await profile(system, env, cpus, settings, viewers), context);
     }

@@ -61,10 +61,20 @@ export class FanoutRun {
     this.clients = options.cpus.clients.map(() => new ViewerProcess());
   }
 
-  /** Connects viewers up to `viewers` in all; returns how many failed. */
+  /**
+   * Connects viewers, or closes the last ones connected, until `viewers` are there (a multiple of the
+   * events times the processes, as every step is, keeps every event's share equal); returns how many
+   * failed to connect.
+   */
   async connectUpTo(viewers: number): Promise<number> {
     const add = viewers - this.connected;
-    if (add <= 0) return 0;
+    if (add < 0) {
+      const each = -add / this.clients.length;
+      await Promise.all(this.clients.map((c) => c.request({ cmd: 'disconnect', viewers: each })));
+      this.connected = viewers;
+      return 0;
+    }
+    if (add === 0) return 0;
     const failed = await connectViewers(this.server, this.options, this.clients, add, {
       first: this.connected,
       sampleEvery: this.options.sampleEvery,

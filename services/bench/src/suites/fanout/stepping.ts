@@ -52,30 +52,58 @@ export function stepSchedule(first: number, growth: number, max: number, multipl
 }
 
 export interface Stepped<T extends StepOutcome> {
-  /** Every step measured, in order; the last is the one that stopped the run unless the schedule ran out. */
+  /** Every step measured, in order (refinements included). */
   steps: (T & { verdict: Verdict })[];
   /** The highest step served, if any. */
   served: (T & { verdict: Verdict }) | undefined;
-  /** Why stepping stopped: the verdict of the last step, or `schedule exhausted` (the server kept up with all of it). */
+  /** The lowest step not served above it, if any. */
+  failed: (T & { verdict: Verdict }) | undefined;
+  /** Why stepping stopped: the verdict of the lowest step not served, or `schedule exhausted` (the server kept up with all of it). */
   stoppedBy: Exclude<Verdict, 'served'> | 'schedule exhausted';
 }
 
-/** Measures the steps in order and stops at the first that is not served. */
+export interface StepUpOptions<T extends StepOutcome> {
+  /** Steps measured between the highest served and the lowest failed step after the schedule stopped, halving the gap each time. */
+  refine?: number;
+  /** Viewer counts are rounded to a multiple of this (as the schedule's are). */
+  multipleOf?: number;
+  onStep?: (step: T & { verdict: Verdict }) => void;
+}
+
+/**
+ * Measures the steps in order and stops at the first that is not served; then, `refine` times,
+ * measures halfway between the highest step served and the lowest not served. A step that counted
+ * more than offered ends everything at once: the bench itself is wrong.
+ */
 export async function stepUp<T extends StepOutcome>(
   schedule: readonly number[],
   measure: (viewers: number) => Promise<T>,
   rules: StepRules,
-  onStep: (step: T & { verdict: Verdict }) => void = () => undefined,
+  { refine = 0, multipleOf = 1, onStep = () => undefined }: StepUpOptions<T> = {},
 ): Promise<Stepped<T>> {
   const steps: (T & { verdict: Verdict })[] = [];
   let served: (T & { verdict: Verdict }) | undefined;
-  for (const viewers of schedule) {
+  let failed: (T & { verdict: Verdict }) | undefined;
+  const run = async (viewers: number) => {
     const outcome = await measure(viewers);
     const step = { ...outcome, verdict: verdictOf(outcome, rules) };
     steps.push(step);
     onStep(step);
-    if (step.verdict !== 'served') return { steps, served, stoppedBy: step.verdict };
-    served = step;
+    if (step.verdict === 'served') {
+      if (served === undefined || step.viewers > served.viewers) served = step;
+    } else if (failed === undefined || step.viewers < failed.viewers) {
+      failed = step;
+    }
+    return step;
+  };
+  for (const viewers of schedule) {
+    if ((await run(viewers)).verdict !== 'served') break;
   }
-  return { steps, served, stoppedBy: 'schedule exhausted' };
+  for (let i = 0; i < refine && served !== undefined && failed !== undefined; i++) {
+    if (failed.verdict === 'counted more than offered') break;
+    const mid = Math.round((served.viewers + failed.viewers) / 2 / multipleOf) * multipleOf;
+    if (mid <= served.viewers || mid >= failed.viewers) break;
+    await run(mid);
+  }
+  return { steps, served, failed, stoppedBy: failed === undefined ? 'schedule exhausted' : (failed.verdict as Exclude<Verdict, 'served'>) };
 }

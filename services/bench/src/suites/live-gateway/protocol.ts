@@ -17,6 +17,8 @@ export type ViewerCommand =
       sampleEvery?: number;
     }
   | { cmd: 'reset' }
+  /** Closes the last `viewers` viewers made (by number), as if they left. */
+  | { cmd: 'disconnect'; viewers: number }
   /** The frame count alone, after reading what is pending (cheap to ask often, e.g. while the last frames arrive). */
   | { cmd: 'count' }
   | { cmd: 'report' }
@@ -39,6 +41,7 @@ export interface ViewerReport {
 export type ViewerReply =
   | { ok: 'connected'; failed: number }
   | { ok: 'reset' }
+  | { ok: 'disconnected' }
   | { ok: 'count'; frames: number }
   | { ok: 'report'; report: ViewerReport }
   | { ok: 'closed' };

@@ -36,6 +36,8 @@ let latency = new Array<number>(LATENCY_BUCKETS + 1).fill(0);
 let open = 0;
 let lost = 0;
 const viewers = new Set<Viewer>();
+/** Every viewer made, in the order of its number (disconnect takes the last ones). */
+const made: Viewer[] = [];
 /** Counting viewers, woken in slices; a closed one is dropped at its turn. */
 const lazy: Viewer[] = [];
 let lazyNext = 0;
@@ -94,6 +96,7 @@ class Viewer implements FrameHandler {
     this.socket.on('error', () => this.end());
     this.socket.on('close', () => this.end());
     viewers.add(this);
+    made.push(this);
   }
 
   onHeader(opcode: number, length: number): boolean {
@@ -273,6 +276,10 @@ process.on('message', (message: ViewerCommand) => {
       break;
     case 'report':
       reply({ ok: 'report', report: { frames, bytes, sampledFrames, positions, latencyMs: latency, open, lost } });
+      break;
+    case 'disconnect':
+      for (const viewer of made.splice(Math.max(0, made.length - message.viewers))) viewer.terminate();
+      reply({ ok: 'disconnected' });
       break;
     case 'close':
       for (const viewer of [...viewers]) viewer.terminate();
