@@ -2,6 +2,7 @@ export { liveGatewayEnv, parseLiveGatewayConfig, type LiveGatewayConfig } from '
 export { createLiveGateway, type LiveGateway, type LiveGatewayOptions } from './gateway.js';
 export { createGatewayMetrics, type GatewayMetrics } from './metrics.js';
 export { toLivePosition, positionPrefix, type LivePosition } from './protocol/position-json.js';
+export { positionsMessage } from './protocol/server-message.js';
 export { LocalTokenVerifier } from './auth/local-token-verifier.js';
 export { DirectusTokenVerifier } from './auth/directus-token-verifier.js';
 export { AuthenticationError } from './auth/authentication-error.js';

@@ -1,9 +1,11 @@
-import { positionPrefix, toLivePosition } from '@pitwall/live-gateway';
+import { eventTopic, positionPrefix, positionsMessage, toLivePosition } from '@pitwall/live-gateway';
+import type { SubscribedMessage } from '@pitwall/live-protocol';
 import uWS from 'uWebSockets.js';
 import { feedConfigFromEnv, feedStats, startFeed } from './feed.js';
 
 // Baseline (a), the ceiling: a bare uWebSockets.js publish loop. The same feed, the same JSON frames
-// built once per event per window and published to one topic per event, but no authentication,
+// (the gateway's own builders) built once per event per window and published to one topic per event
+// (the gateway's topic names), but no authentication,
 // authorization, snapshot, conflation or metrics. A client's `subscribe` joins the topic at once.
 // GET /stats: frames published so far.
 
@@ -16,8 +18,9 @@ app.ws<{ id: number }>('/live', {
   message: (ws, message) => {
     const request = JSON.parse(Buffer.from(message).toString('utf8')) as { type?: string; event_id?: number; uid?: string };
     if (request.type === 'subscribe' && typeof request.event_id === 'number') {
-      ws.subscribe(`event/${request.event_id}`);
-      ws.send(JSON.stringify({ type: 'subscribed', event_id: request.event_id, uid: request.uid, snapshot: [] }));
+      ws.subscribe(eventTopic(request.event_id));
+      const reply: SubscribedMessage = { type: 'subscribed', event_id: request.event_id, uid: request.uid, snapshot: [] };
+      ws.send(JSON.stringify(reply));
     }
   },
 });
@@ -25,7 +28,7 @@ const feed = startFeed(
   config,
   (position, device) => positionPrefix(device.imei, device.label) + toLivePosition(position).body,
   (eventId, parts) => {
-    app.publish(`event/${eventId}`, `{"type":"positions","event_id":${eventId},"positions":[${parts.join(',')}]}`, false);
+    app.publish(eventTopic(eventId), positionsMessage(eventId, parts), false);
   },
 );
 app.get('/stats', (res) => void res.end(feedStats(feed)));

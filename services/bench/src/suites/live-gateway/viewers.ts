@@ -1,5 +1,6 @@
 import { connect, type Socket } from 'node:net';
 import { randomBytes } from 'node:crypto';
+import type { ErrorMessage, PositionsMessage, SubscribedMessage, SubscribeRequest } from '@pitwall/live-protocol';
 import { clientFrame, FrameReader, OPCODE, scanRx, startsWith, type FrameHandler } from './ws-frames.js';
 import { LATENCY_BUCKETS, type ViewerCommand, type ViewerKind, type ViewerReply } from './protocol.js';
 
@@ -18,7 +19,11 @@ import { LATENCY_BUCKETS, type ViewerCommand, type ViewerKind, type ViewerReply 
 // and `count` reads everything pending before answering, so the counts at the end of a step are complete.
 // With sampleEvery 1 every viewer is a probe.
 
-const POSITIONS_PREFIX = Buffer.from('{"type":"positions"');
+/** How a server message of this type starts: the gateway writes `type` first (the protocol's types name it). */
+const typePrefix = (type: PositionsMessage['type'] | SubscribedMessage['type'] | ErrorMessage['type']) => `{"type":"${type}"`;
+const POSITIONS_PREFIX = Buffer.from(typePrefix('positions'));
+const SUBSCRIBED_PREFIX = typePrefix('subscribed');
+const ERROR_PREFIX = typePrefix('error');
 const SOCKET_IO_POSITIONS_PREFIX = Buffer.from('42["positions"');
 /** Frames this small are read whole even when not sampled: Engine.IO pings ("2") and control replies. */
 const SMALL_FRAME = 64;
@@ -139,8 +144,8 @@ class Viewer implements FrameHandler {
   /** Replies and handshake messages (read whole): the subscribe flow of each protocol. */
   private onControl(text: string): void {
     if (this.kind === 'live') {
-      if (text.startsWith('{"type":"subscribed"')) this.becomeSubscribed();
-      else if (text.startsWith('{"type":"error"') && !this.subscribed) {
+      if (text.startsWith(SUBSCRIBED_PREFIX)) this.becomeSubscribed();
+      else if (text.startsWith(ERROR_PREFIX) && !this.subscribed) {
         complain(`viewer subscribe refused: ${text.slice(0, 300)}`);
         this.end();
       }
@@ -178,7 +183,10 @@ class Viewer implements FrameHandler {
       this.end();
       return;
     }
-    if (this.kind === 'live') this.send(JSON.stringify({ type: 'subscribe', event_id: this.eventId, uid: 's' }));
+    if (this.kind === 'live') {
+      const subscribe: SubscribeRequest = { type: 'subscribe', event_id: this.eventId, uid: 's' };
+      this.send(JSON.stringify(subscribe));
+    }
     this.reader.push(response, end + 4, response.length);
   }
 
