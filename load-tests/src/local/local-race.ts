@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import {
   DirectusCallCounter,
   DirectusRest,
@@ -18,6 +18,7 @@ import type { ViewerSession } from '../directus/directus-auth.js';
 import { createViewerAccounts, loginAccounts } from '../directus/viewer-accounts.js';
 import type { HarnessTarget } from '../run-scenario.js';
 import type { RaceShape } from '../scenarios.js';
+import { CPU_PROFILE_PRELOAD } from '../profiling/cpu-profile-preload-path.js';
 import { cpuBetween, findProcess, sampleCpu } from '../profiling/process-cpu.js';
 import { waitUntilStored, type StoredCheck } from './stored-positions.js';
 
@@ -25,9 +26,6 @@ import { waitUntilStored, type StoredCheck } from './stored-positions.js';
 // devices and entries), Redis (append-only), ingestion, writer and live gateway as built processes
 // (devstack's pipeline), simulated Teltonika devices driving the race, and viewer accounts logged in
 // at Directus. The gateway reaches Directus through a counting proxy.
-
-const PACKAGE_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
-const PROFILE_PRELOAD = join(PACKAGE_ROOT, 'dist', 'profiling', 'cpu-profile-preload.js');
 
 export type ProfiledService = 'ingestion' | 'writer' | 'live-gateway';
 
@@ -217,7 +215,7 @@ export async function startLocalRace(options: LocalRaceOptions): Promise<LocalRa
     const profileEnv = (service: ProfiledService): Record<string, string> =>
       options.profile && profiled.has(service)
         ? {
-            NODE_OPTIONS: `--import=${pathToFileURL(PROFILE_PRELOAD).href}`,
+            NODE_OPTIONS: `--import=${pathToFileURL(CPU_PROFILE_PRELOAD).href}`,
             PITWALL_CPU_PROFILE_DIR: options.profile.dir,
             PITWALL_CPU_PROFILE_NAME: service,
           }

@@ -1,6 +1,7 @@
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { CPU_PROFILE_PRELOAD, readCpuProfile, summarizeCpuProfile, type ProfileSummary } from '@pitwall/load-tests';
 import { freePort, heapUsedAfterGc, rssBytesOf, sleep, uniqueName, waitFor } from '@pitwall/testkit';
 import { allowedCpus, pinProcess } from '../cpu-affinity.js';
@@ -218,7 +219,7 @@ async function profile(
   const dir = mkdtempSync(join(tmpdir(), 'pitwall-fanout-profile-'));
   const streamKey = uniqueName('bench-fanout-profile');
   const server = await startPinned(system, env, streamKey, cpus, {
-    nodeOptions: `--import=${CPU_PROFILE_PRELOAD}`,
+    nodeOptions: `--import=${pathToFileURL(CPU_PROFILE_PRELOAD).href}`,
     env: { PITWALL_CPU_PROFILE_DIR: dir, PITWALL_CPU_PROFILE_NAME: system.replace(/\W+/g, '-') },
   });
   const run = new FanoutRun(server, runOptions(env, streamKey, cpus, settings));
@@ -243,8 +244,12 @@ function logProfile(system: SystemName, { summary, step }: { summary: ProfileSum
 }
 
 function loadText(step: FanoutStep, cpus: { clients: number[] }): string {
+  const server = share(step.serverCpu, step.cpuSeconds);
+  const serverCpuBusy = share(step.serverCoreBusy, step.cpuSeconds);
+  // Other processes on the server's CPU (another job on the machine) make its latency noise.
+  const shared = serverCpuBusy - server > 0.2 ? ` (CPU ${pct(serverCpuBusy)} busy: SHARED)` : '';
   return (
-    `server ${pct(share(step.serverCpu, step.cpuSeconds))} of its CPU, generator ${pct(share(step.viewerCpu + step.producerCpu, step.cpuSeconds, cpus.clients.length))} ` +
+    `server ${pct(server)} of its CPU${shared}, generator ${pct(share(step.viewerCpu + step.producerCpu, step.cpuSeconds, cpus.clients.length))} ` +
     `and all processes ${pct(share(step.clientCoresBusy, step.cpuSeconds, cpus.clients.length))} of the clients' CPU`
   );
 }
