@@ -6,7 +6,7 @@ import { CPU_PROFILE_PRELOAD, readCpuProfile, summarizeCpuProfile, type ProfileS
 import { freePort, heapUsedAfterGc, rssBytesOf, sleep, uniqueName, waitFor } from '@pitwall/testkit';
 import { allowedCpus, pinProcess } from '../cpu-affinity.js';
 import type { BenchContext, BenchResult, BenchSuite } from '../suite.js';
-import { FanoutRun, type FanoutStep } from './fanout/fanout-run.js';
+import { FanoutRun, type FanoutRunOptions, type FanoutStep } from './fanout/fanout-run.js';
 import { STEP_RULES, stepSchedule, stepUp, type StepRules, type Stepped } from './fanout/stepping.js';
 import { checkEncoder } from './live-gateway/producer.js';
 import {
@@ -93,7 +93,12 @@ const share = (busy: number, seconds: number, cpus = 1) => busy / seconds / cpus
 const pct = (value: number) => `${Math.round(value * 100)}%`;
 const int = (n: number) => Math.round(n).toLocaleString('en-US');
 
-function runOptions(env: Environment, streamKey: string, cpus: { server: number[]; clients: number[] }, settings: Settings) {
+function runOptions(
+  env: Environment,
+  streamKey: string,
+  cpus: { server: number[]; clients: number[] },
+  settings: Settings,
+): FanoutRunOptions {
   return {
     redisUrl: env.redis.url,
     streamKey,
