@@ -377,20 +377,23 @@ async function run(context: BenchContext): Promise<BenchResult[]> {
   const rules: StepRules = { windowMs: WINDOW_MS, ...STEP_RULES };
   const maxViewers = openFilesLimit() - FD_MARGIN;
   const schedule = stepSchedule(settings.firstViewers, settings.growth, maxViewers, EVENTS * cpus.clients.length);
-  const env = await prepareEnvironment(context);
   try {
-    const runs = new Map<SystemName, SystemRun>();
-    for (const system of SYSTEMS) runs.set(system, await saturate(system, env, cpus, settings, schedule, rules, context));
-    if (settings.profile) {
-      // At the gateway's lowest step not served (or its highest): where the cost per viewer shows most.
-      const stepped = runs.get('gateway')?.stepped;
-      const viewers = stepped?.failed?.viewers ?? stepped?.served?.viewers ?? schedule[0] ?? 1_000;
-      for (const system of ['gateway', 'bare uWS'] as const)
-        logProfile(system, await profile(system, env, cpus, settings, viewers), context);
+    const env = await prepareEnvironment(context);
+    try {
+      const runs = new Map<SystemName, SystemRun>();
+      for (const system of SYSTEMS) runs.set(system, await saturate(system, env, cpus, settings, schedule, rules, context));
+      if (settings.profile) {
+        // At the gateway's lowest step not served (or its highest): where the cost per viewer shows most.
+        const stepped = runs.get('gateway')?.stepped;
+        const viewers = stepped?.failed?.viewers ?? stepped?.served?.viewers ?? schedule[0] ?? 1_000;
+        for (const system of ['gateway', 'bare uWS'] as const)
+          logProfile(system, await profile(system, env, cpus, settings, viewers), context);
+      }
+      return results(runs, cpus, settings);
+    } finally {
+      await env.teardown();
     }
-    return results(runs, cpus, settings);
   } finally {
-    await env.teardown();
     pinProcess(process.pid, original);
   }
 }
