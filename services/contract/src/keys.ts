@@ -33,6 +33,22 @@ export function shardKeys(streamKey: string, shards: number): string[] {
   return Array.from({ length: shards }, (_, n) => shardKey(streamKey, n));
 }
 
+/**
+ * Live-only stream of one shard: `<streamKey>:live:{<n>}`, same entry format as the shard. Ingestion
+ * appends here the records the durable shard could not admit (its `processor` backlog at the cap),
+ * trimmed freely and never acknowledged to the device; gateways read it so viewers stay live through
+ * a long PostgreSQL outage. Same hash tag as the shard: one cluster slot, one script can touch both.
+ */
+export function liveShardKey(streamKey: string, shard: number): string {
+  return `${streamKey}:live:{${shard}}`;
+}
+
+/** Keys of every live-only shard stream, in shard order. */
+export function liveShardKeys(streamKey: string, shards: number): string[] {
+  assertShardCount(shards);
+  return Array.from({ length: shards }, (_, n) => liveShardKey(streamKey, n));
+}
+
 /** Dead-letter stream of the writer: entries it could not decode or store, with the reason. */
 export function deadLetterKey(streamKey: string): string {
   return `${streamKey}:dead-letter`;

@@ -4,6 +4,8 @@ import {
   deviceShardKey,
   isLiveBroadcastGroup,
   liveBroadcastGroup,
+  liveShardKey,
+  liveShardKeys,
   PROCESSOR_GROUP,
   shardKey,
   shardKeys,
@@ -15,6 +17,12 @@ describe('stream keys', () => {
     expect(shardKey('pitwall:positions', 3)).toBe('pitwall:positions:{3}');
     expect(shardKeys('s', 3)).toEqual(['s:{0}', 's:{1}', 's:{2}']);
     expect(deadLetterKey('pitwall:positions')).toBe('pitwall:positions:dead-letter');
+  });
+
+  it("names a shard's live-only stream with the shard's own hash tag (same cluster slot)", () => {
+    expect(liveShardKey('pitwall:positions', 3)).toBe('pitwall:positions:live:{3}');
+    expect(liveShardKeys('s', 2)).toEqual(['s:live:{0}', 's:live:{1}']);
+    expect(() => liveShardKeys('s', 0)).toThrow(RangeError);
   });
 
   it('rejects a shard count that is not a positive integer', () => {
