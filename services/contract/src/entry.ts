@@ -61,3 +61,13 @@ export function decodeEntryFields(fields: readonly (Buffer | string)[]): Positio
   }
   throw new StreamEntryError(`stream entry has no field "${POSITION_FIELD}"`);
 }
+
+/**
+ * Largest encoded Position (field `p`) ingestion stores in a shard or live-only stream. Readers
+ * (writer batches, gateway warm-up) size their memory bounds from it; ingestion drops IO elements
+ * that would make an entry larger (counted), never the position itself.
+ */
+export const MAX_POSITION_ENTRY_BYTES = 4096;
+
+/** Largest variable-length (NX, Codec 8 Extended) IO value ingestion stores; longer ones are dropped and counted. */
+export const MAX_STORED_IO_VALUE_BYTES = 256;

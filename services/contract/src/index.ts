@@ -4,3 +4,4 @@ export * from './entry.js';
 export * from './imei.js';
 export { StreamEntryError } from './stream-entry-error.js';
 export * from './stream-reply.js';
+export * from './dead-letter.js';
