@@ -15,11 +15,18 @@ export type TcpDecoderEvent =
   | { type: 'error'; error: FrameError };
 
 export interface TcpFrameDecoderOptions {
-  /** Largest data length accepted; a frame declaring more is skipped unbuffered. Default 65536. */
+  /** Largest data length accepted; a frame declaring more is skipped unbuffered. Default DEFAULT_MAX_FRAME_BYTES. */
   maxFrameBytes?: number;
   /** Start after the handshake (for a stream that has no IMEI). Default false. */
   skipHandshake?: boolean;
 }
+
+/**
+ * Default cap of a frame's data length: Teltonika devices send a few hundred bytes to a few KiB per
+ * packet (a full 255-record Codec 8 packet with a few IO elements is ~10 KiB), so 16 KiB leaves room
+ * without letting one connection pin 64 KiB.
+ */
+export const DEFAULT_MAX_FRAME_BYTES = 16_384;
 
 const HEADER_BYTES = 8;
 const CRC_BYTES = 4;
@@ -50,13 +57,18 @@ export class TcpFrameDecoder {
   private resyncing = false;
 
   constructor(options: TcpFrameDecoderOptions = {}) {
-    this.maxFrameBytes = options.maxFrameBytes ?? 65536;
+    this.maxFrameBytes = options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES;
     this.awaitingImei = !(options.skipHandshake ?? false);
   }
 
   /** Bytes held for an incomplete frame. */
   get bufferedBytes(): number {
     return this.pending.length + this.assembled;
+  }
+
+  /** True while bytes of an incomplete frame or handshake are held, or an oversized frame is being skipped. */
+  get midFrame(): boolean {
+    return this.pending.length > 0 || this.assembled > 0 || this.skipping > 0;
   }
 
   /** True until the handshake has been decoded. */

@@ -67,3 +67,10 @@ export function randomSplit(rand: () => number, data: Buffer, maxChunk: number):
   }
   return chunks;
 }
+
+/** A random record dated in the past (a server rejects records dated far ahead of its clock). */
+export function randomPastRecord(rand: () => number, codec: AvlCodecId): AvlRecord {
+  const record = randomRecord(rand, codec);
+  record.timestampMs = randomInt(rand, 0, 1_700_000_000_000);
+  return record;
+}
