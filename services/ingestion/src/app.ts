@@ -2,6 +2,8 @@ import type { Tracer } from '@opentelemetry/api';
 import { HealthServer, redisReadiness, type Logger, type Registry, type Service } from '@pitwall/platform';
 import { BackpressureMonitor } from './backpressure/backpressure-monitor.js';
 import type { IngestionConfig } from './config.js';
+import { deadLetterKey } from '@pitwall/contract';
+import { LogLimiter } from './log-limiter.js';
 import { IngestionMetrics } from './metrics.js';
 import { PacketSink } from './packet-sink.js';
 import { RedisConnection } from './redis-connection.js';
@@ -26,8 +28,25 @@ export function createIngestion(config: IngestionConfig, deps: { logger: Logger;
   const metrics = new IngestionMetrics(registry);
   const health = new HealthServer(registry, config.METRICS_PORT);
   const redis = new RedisConnection(config.REDIS_URL, logger);
-  const store = new PositionStore(redis.client, config.STREAM_MAXLEN, metrics.xaddSeconds);
-  const sink = new PacketSink(store, config.STREAM_KEY, config.STREAM_SHARDS, metrics, tracer);
+  const store = new PositionStore(
+    redis.client,
+    {
+      streamMaxLen: config.STREAM_MAXLEN,
+      liveMaxLen: config.INGESTION_LIVE_STREAM_MAXLEN,
+      deadLetterKey: deadLetterKey(config.STREAM_KEY),
+      deadLetterMaxLen: config.INGESTION_DEAD_LETTER_MAXLEN,
+    },
+    metrics.xaddSeconds,
+  );
+  redis.onReady(() => store.loadScript());
+  const sink = new PacketSink(
+    store,
+    { streamKey: config.STREAM_KEY, shards: config.STREAM_SHARDS, maxFutureMs: config.INGESTION_MAX_FUTURE_MS },
+    metrics,
+    tracer,
+  );
+  // Every per-device and per-packet log line of TCP and UDP: at most 20 per 10 s, the rest counted.
+  const logs = new LogLimiter(logger, 20, 10_000, (n) => metrics.logLinesSuppressed.inc(n));
   const backpressure = new BackpressureMonitor(
     redis.client,
     {
@@ -47,7 +66,10 @@ export function createIngestion(config: IngestionConfig, deps: { logger: Logger;
       host: config.INGESTION_HOST,
       port: config.INGESTION_TCP_PORT,
       maxConnections: config.INGESTION_MAX_CONNECTIONS,
+      maxConnectionsPerAddress: config.INGESTION_MAX_CONNECTIONS_PER_ADDRESS,
       idleTimeoutMs: config.INGESTION_IDLE_TIMEOUT_MS,
+      handshakeTimeoutMs: config.INGESTION_HANDSHAKE_TIMEOUT_MS,
+      frameTimeoutMs: config.INGESTION_FRAME_TIMEOUT_MS,
       redisTimeoutMs: config.INGESTION_REDIS_TIMEOUT_MS,
       drainTimeoutMs: config.INGESTION_DRAIN_TIMEOUT_MS,
       maxFrameBytes: config.INGESTION_MAX_FRAME_BYTES,
@@ -58,6 +80,7 @@ export function createIngestion(config: IngestionConfig, deps: { logger: Logger;
     backpressure,
     metrics,
     logger,
+    logs,
   );
   const udp = new UdpIngestionServer(
     {
@@ -72,6 +95,7 @@ export function createIngestion(config: IngestionConfig, deps: { logger: Logger;
     backpressure,
     metrics,
     logger,
+    logs,
   );
   health.addReadinessCheck('redis', redisReadiness(redis.client));
   health.addReadinessCheck('tcp', () => (tcp.listening ? undefined : 'not listening'));

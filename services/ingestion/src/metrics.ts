@@ -5,11 +5,24 @@ export type Transport = 'tcp' | 'udp';
 
 /** Why a TCP connection was refused or closed by the server (a label value). */
 export type CloseReason =
-  'max_connections' | 'imei_rejected' | 'bad_handshake' | 'bad_frames' | 'idle' | 'store_failed' | 'slow_reader' | 'shutdown';
+  | 'max_connections'
+  | 'max_connections_per_address'
+  | 'imei_rejected'
+  | 'bad_handshake'
+  | 'handshake_timeout'
+  | 'frame_timeout'
+  | 'bad_frames'
+  | 'idle'
+  | 'store_failed'
+  | 'slow_reader'
+  | 'shutdown';
 
 /** Why a decoded packet was not stored (a label value); the device resends it. */
-export type DeferReason = 'backpressure' | 'overloaded' | 'imei_rejected' | 'store_failed';
-const DEFER_REASONS: readonly DeferReason[] = ['backpressure', 'overloaded', 'imei_rejected', 'store_failed'];
+export type DeferReason = 'backpressure' | 'cap' | 'overloaded' | 'imei_rejected' | 'store_failed';
+const DEFER_REASONS: readonly DeferReason[] = ['backpressure', 'cap', 'overloaded', 'imei_rejected', 'store_failed'];
+
+/** Why records went to the live-only stream instead of the shard (a label value). */
+export type RefuseReason = 'backpressure' | 'cap';
 
 const CODEC_LABELS = ['8', '8e', '16'] as const;
 type CodecLabel = (typeof CODEC_LABELS)[number];
@@ -34,6 +47,12 @@ export class IngestionMetrics {
   readonly commandResponses: Counter;
   readonly keepalives: Counter;
   readonly xaddSeconds: Histogram;
+  readonly admittedRecords: Counter<'transport'>;
+  readonly refusedRecords: Counter<'transport' | 'reason'>;
+  readonly futureRecords: Counter;
+  readonly droppedIoElements: Counter<'reason'>;
+  readonly droppedIo: { valueTooLarge: Inc; entryFull: Inc };
+  readonly logLinesSuppressed: Counter;
   readonly ackSeconds: Histogram<'transport'>;
   readonly backpressure: Gauge<'shard'>;
   readonly backlog: Gauge<'shard'>;
@@ -82,8 +101,39 @@ export class IngestionMetrics {
     this.keepalives = new Counter({ name: 'pitwall_ingestion_keepalives_total', help: 'TCP keepalive bytes (0xFF) received.', registers });
     this.xaddSeconds = new Histogram({
       name: 'pitwall_ingestion_xadd_duration_seconds',
-      help: 'Round trip of the pipelined XADDs of one packet.',
+      help: 'Round trip of the admission script call (EVALSHA) of one packet.',
       buckets: LATENCY_BUCKETS_SECONDS,
+      registers,
+    });
+    this.admittedRecords = new Counter({
+      name: 'pitwall_ingestion_admitted_records_total',
+      help: 'Records the admission script appended to their shard stream (durable; acknowledged unless the connection closed meanwhile).',
+      labelNames: ['transport'],
+      registers,
+    });
+    this.refusedRecords = new Counter({
+      name: 'pitwall_ingestion_refused_records_total',
+      help: 'Records appended to the live-only stream and not acknowledged, by why: backpressure engaged, or the shard at STREAM_MAXLEN (cap).',
+      labelNames: ['transport', 'reason'],
+      registers,
+    });
+    this.futureRecords = new Counter({
+      name: 'pitwall_ingestion_future_records_total',
+      help: 'Records dated more than INGESTION_MAX_FUTURE_MS ahead of the server clock: acknowledged, dead-lettered (future_timestamp), not stored.',
+      registers,
+    });
+    this.droppedIoElements = new Counter({
+      name: 'pitwall_ingestion_dropped_io_elements_total',
+      help: 'IO elements left out of stored positions (the position is kept): value_too_large (NX value over 256 bytes), entry_full (entry would exceed 4096 bytes).',
+      labelNames: ['reason'],
+      registers,
+    });
+    this.droppedIo = { valueTooLarge: this.droppedIoElements.labels('value_too_large'), entryFull: this.droppedIoElements.labels('entry_full') };
+    this.droppedIo.valueTooLarge.inc(0);
+    this.droppedIo.entryFull.inc(0);
+    this.logLinesSuppressed = new Counter({
+      name: 'pitwall_ingestion_log_lines_suppressed_total',
+      help: 'Per-device log lines the log limiter suppressed (each window ends with one line counting them).',
       registers,
     });
     this.ackSeconds = new Histogram({
@@ -114,6 +164,8 @@ export class IngestionMetrics {
       }
       for (const reason of FRAME_REJECT_REASONS) this.rejectedFrames.labels(transport, reason).inc(0);
       for (const reason of DEFER_REASONS) this.deferredPackets.labels(transport, reason).inc(0);
+      this.admittedRecords.labels(transport).inc(0);
+      for (const reason of ['backpressure', 'cap'] as const) this.refusedRecords.labels(transport, reason).inc(0);
     }
   }
 
@@ -130,6 +182,16 @@ export class IngestionMetrics {
     const label = codecLabel(codec);
     this.counterChild(this.packets, `p:${transport}:${label}`, [transport, label]).inc();
     this.counterChild(this.records, `r:${transport}:${label}`, [transport, label]).inc(records);
+  }
+
+  admitted(transport: Transport, records: number): void {
+    this.counterChild(this.admittedRecords, `a:${transport}`, [transport]).inc(records);
+  }
+
+  /** A packet whose records went live-only, not acknowledged. */
+  refused(transport: Transport, reason: RefuseReason, records: number): void {
+    this.counterChild(this.refusedRecords, `f:${transport}:${reason}`, [transport, reason]).inc(records);
+    this.deferred(transport, reason);
   }
 
   rejected(transport: Transport, reason: FrameRejectReason): void {

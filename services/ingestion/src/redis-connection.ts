@@ -28,6 +28,13 @@ export class RedisConnection implements Service {
 
   private readonly logger: Logger;
 
+  /** Runs `task` each time the client is (again) ready; a failure is logged at debug (the caller copes without it). */
+  onReady(task: () => Promise<void>): void {
+    this.client.on('ready', () => {
+      task().catch((err: unknown) => this.logger.debug({ err }, 'on-ready task failed'));
+    });
+  }
+
   /** Connects; if Redis is not there yet, starts anyway (readiness reports it, the client keeps retrying). */
   async start(): Promise<void> {
     let timer: NodeJS.Timeout | undefined;

@@ -5,7 +5,7 @@ import { startSimulation } from '@pitwall/simulator';
 import { RedisServer, scrapeMetric, uniqueName, waitFor } from '@pitwall/testkit';
 import { CODEC_8_EXTENDED, encodeTcpAvlPacket } from '@pitwall/teltonika';
 import { startIngestion, TestDevice, type Ingestion } from './helpers.js';
-import { prng, randomRecord } from '../../teltonika/test/random.js';
+import { prng, randomPastRecord } from '../../teltonika/test/random.js';
 
 // Redis as production runs it (AOF, fsync always), killed and hung under a live device fleet: an
 // acknowledgement must only ever follow a durable write, and devices' resends must heal the gap.
@@ -90,7 +90,7 @@ describe('ingestion when Redis fails', () => {
     expect(pid).toBeGreaterThan(0);
     await waitFor('ingestion ready', async () => (await fetch(`${service.metricsUrl}/readyz`)).status === 200);
     const rand = prng(99);
-    const frame = encodeTcpAvlPacket(CODEC_8_EXTENDED, [randomRecord(rand, CODEC_8_EXTENDED), randomRecord(rand, CODEC_8_EXTENDED)]);
+    const frame = encodeTcpAvlPacket(CODEC_8_EXTENDED, [randomPastRecord(rand, CODEC_8_EXTENDED), randomPastRecord(rand, CODEC_8_EXTENDED)]);
     const imei = '356307040009001';
     const device = await TestDevice.handshake(service.tcpPort, imei);
     process.kill(pid, 'SIGSTOP');

@@ -7,7 +7,7 @@ import { createLogger, createMetricsRegistry, parseConfig, type Registry } from 
 import { RedisServer, sharedRedisUrl, uniqueName, waitFor } from '@pitwall/testkit';
 import { CODEC_8, encodeImeiHandshake, encodeTcpAvlPacket } from '@pitwall/teltonika';
 import { TestDevice } from './helpers.js';
-import { prng, randomRecord } from '../../teltonika/test/random.js';
+import { prng, randomPastRecord } from '../../teltonika/test/random.js';
 
 // In-process: the parts of the service built by createIngestion, for what needs their internals.
 
@@ -40,7 +40,7 @@ afterEach(async () => {
   parts = undefined;
 });
 
-const frame = () => encodeTcpAvlPacket(CODEC_8, [randomRecord(prng(5), CODEC_8)]);
+const frame = () => encodeTcpAvlPacket(CODEC_8, [randomPastRecord(prng(5), CODEC_8)]);
 
 describe('ingestion TCP limits', () => {
   it('answers 0x00 to an IMEI outside INGESTION_IMEI_ALLOWLIST and 0x01 to one inside', async () => {

@@ -1,4 +1,4 @@
-import { Codec } from '@pitwall/contract';
+import { Codec, MAX_POSITION_ENTRY_BYTES, MAX_STORED_IO_VALUE_BYTES } from '@pitwall/contract';
 import { CODEC_16, CODEC_8, type AvlCodecId, type AvlRecord } from '@pitwall/teltonika';
 
 // Serialises AVL records as `pitwall.telemetry.v1.Position` protobuf, byte for byte what the
@@ -76,11 +76,31 @@ function recordBound(record: AvlRecord): number {
   return bound;
 }
 
+/** IO elements left out of what is stored, by why (callers count them). */
+export interface DroppedIo {
+  /** A variable-length value longer than MAX_STORED_IO_VALUE_BYTES. */
+  valueTooLarge: number;
+  /** The element would have made the entry larger than MAX_POSITION_ENTRY_BYTES. */
+  entryFull: number;
+}
+
+/** Codec (2 bytes) and generation type (at most 2): always written after the IO elements. */
+const TRAILER_BYTES = 4;
+
 /**
  * Encodes every record of a packet as a Position. Returns one view per record into a single buffer.
- * Timestamps are ms since the epoch (non-negative, below 2^53).
+ * Timestamps are ms since the epoch (non-negative, below 2^53). Byte bounds: a variable-length IO
+ * value longer than MAX_STORED_IO_VALUE_BYTES is left out, and so is any IO element that would make
+ * the entry exceed MAX_POSITION_ENTRY_BYTES; the position itself is always kept. Left-out elements
+ * are added to `dropped`.
  */
-export function encodePositions(idField: Buffer, receivedAtMs: number, codec: AvlCodecId, records: readonly AvlRecord[]): Buffer[] {
+export function encodePositions(
+  idField: Buffer,
+  receivedAtMs: number,
+  codec: AvlCodecId,
+  records: readonly AvlRecord[],
+  dropped?: DroppedIo,
+): Buffer[] {
   let bound = 0;
   for (const record of records) bound += idField.length + recordBound(record);
   const buf = Buffer.allocUnsafe(bound);
@@ -139,6 +159,14 @@ export function encodePositions(idField: Buffer, receivedAtMs: number, codec: Av
       if (element.width !== 0) size += 2;
       if (element.value !== 0n) size += 1 + varint64Size(element.value);
       if (rawLength !== 0) size += 1 + varintSize(rawLength) + rawLength;
+      if (rawLength > MAX_STORED_IO_VALUE_BYTES) {
+        if (dropped !== undefined) dropped.valueTooLarge++;
+        continue;
+      }
+      if (pos - start + 1 + varintSize(size) + size + TRAILER_BYTES > MAX_POSITION_ENTRY_BYTES) {
+        if (dropped !== undefined) dropped.entryFull++;
+        continue;
+      }
       buf[pos++] = 0x62;
       pos = writeVarint(buf, pos, size);
       if (element.id !== 0) {

@@ -1,44 +1,151 @@
 import type { Redis } from 'ioredis';
-import { POSITION_FIELD, TRACE_FIELD } from '@pitwall/contract';
+import {
+  DEAD_LETTER_ORIGINAL_MAX_BYTES,
+  DEAD_LETTER_ORIGINAL_PREFIX,
+  DEAD_LETTER_REASON_FIELD,
+  POSITION_FIELD,
+  PROCESSOR_GROUP,
+  TRACE_FIELD,
+} from '@pitwall/contract';
 import type { Histogram } from '@pitwall/platform';
+import { ADMISSION_SCRIPT, ADMISSION_SCRIPT_SHA } from './admission-script.js';
 import { StoreError } from './store-error.js';
 
+export interface PositionStoreOptions {
+  /** Cap of the `processor` group's backlog per shard (STREAM_MAXLEN). */
+  streamMaxLen: number;
+  /** Approximate MAXLEN of each live-only stream. */
+  liveMaxLen: number;
+  /** Dead-letter stream key and its approximate MAXLEN. */
+  deadLetterKey: string;
+  deadLetterMaxLen: number;
+}
+
+/** What became of a packet's records. */
+export interface Admission {
+  /** True: every record is in the shard stream (durable, acknowledge). False: live-only (do not acknowledge). */
+  admitted: boolean;
+  /** The group's backlog on the shard as the script saw it, before this packet. */
+  backlog: number;
+}
+
+/** A record ingestion acknowledges but parks in the dead-letter stream instead of storing it. */
+export interface DeadLetter {
+  reason: string;
+  error: string;
+  deviceId: string;
+  /** The encoded Position (cut to DEAD_LETTER_ORIGINAL_MAX_BYTES). */
+  position: Buffer;
+}
+
+const POSITION_ORIGINAL_FIELD = DEAD_LETTER_ORIGINAL_PREFIX + POSITION_FIELD;
+
 /**
- * Appends encoded Positions to a shard stream: every record of a packet in one pipelined round trip
- * (XADD MAXLEN ~ <STREAM_MAXLEN> * p <Position>). Resolves only when Redis confirmed every entry,
- * which is what makes an acknowledgement to the device safe. The entries of a sampled packet also
- * carry its traceparent (field `tp`).
+ * Appends encoded Positions to a shard, through the admission script (admission-script.ts): one
+ * EVALSHA per packet, every record admitted or none. Resolves with the outcome only when Redis
+ * replied, which is what makes an acknowledgement to the device safe; rejects with StoreError when
+ * Redis failed. The entries of a sampled packet also carry its traceparent (field `tp`).
  */
 export class PositionStore {
-  private readonly maxLen: string;
+  private readonly cap: string;
+  private readonly liveMaxLen: string;
+  private readonly deadLetterMaxLen: string;
 
   constructor(
     private readonly redis: Redis,
-    streamMaxLen: number,
+    private readonly options: PositionStoreOptions,
     private readonly xaddSeconds: Histogram,
   ) {
-    this.maxLen = String(streamMaxLen);
+    this.cap = String(options.streamMaxLen);
+    this.liveMaxLen = String(options.liveMaxLen);
+    this.deadLetterMaxLen = String(options.deadLetterMaxLen);
   }
 
-  async append(shardKey: string, entries: readonly Buffer[], traceparent?: string): Promise<void> {
-    if (entries.length === 0) return;
+  /** Loads the script into the script cache (EVALSHA then finds it; NOSCRIPT reloads it anyway). */
+  async loadScript(): Promise<void> {
+    await this.redis.call('SCRIPT', 'LOAD', ADMISSION_SCRIPT);
+  }
+
+  /** Admits every record into `shardKey`, or appends them all to `liveKey` when the shard is at its cap. */
+  async append(shardKey: string, liveKey: string, entries: readonly Buffer[], traceparent?: string): Promise<Admission> {
+    return this.run(shardKey, liveKey, this.cap, entries, traceparent);
+  }
+
+  /** Appends the records to `liveKey` only (backpressure engaged: viewers see them, the device is not acknowledged). */
+  async appendLive(shardKey: string, liveKey: string, entries: readonly Buffer[], traceparent?: string): Promise<Admission> {
+    return this.run(shardKey, liveKey, '-1', entries, traceparent);
+  }
+
+  private async run(shardKey: string, liveKey: string, cap: string, entries: readonly Buffer[], traceparent?: string): Promise<Admission> {
+    if (entries.length === 0) return { admitted: true, backlog: 0 };
     const started = performance.now();
+    const args: (string | Buffer)[] = [
+      shardKey,
+      liveKey,
+      cap,
+      this.liveMaxLen,
+      PROCESSOR_GROUP,
+      POSITION_FIELD,
+      TRACE_FIELD,
+      traceparent ?? '',
+      ...entries,
+    ];
+    let reply: unknown;
+    try {
+      try {
+        reply = await this.redis.evalsha(ADMISSION_SCRIPT_SHA, 2, ...args);
+      } catch (err) {
+        // Redis restarted or flushed its script cache: EVAL sends the script (and caches it again).
+        if (!(err instanceof Error) || !err.message.startsWith('NOSCRIPT')) throw err;
+        reply = await this.redis.eval(ADMISSION_SCRIPT, 2, ...args);
+      }
+    } catch (err) {
+      throw new StoreError(`admission to ${shardKey} failed: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+    }
+    this.xaddSeconds.observe((performance.now() - started) / 1000);
+    if (!Array.isArray(reply) || typeof reply[0] !== 'number' || typeof reply[1] !== 'number')
+      throw new StoreError(`admission to ${shardKey} returned an unexpected reply`);
+    if (reply[0] === 1 && reply.length !== 2 + entries.length)
+      throw new StoreError(`admission to ${shardKey} returned ${reply.length - 2} ids for ${entries.length} records`);
+    return { admitted: reply[0] === 1, backlog: reply[1] };
+  }
+
+  /**
+   * Appends records to the dead-letter stream (approximate MAXLEN, originals cut to
+   * DEAD_LETTER_ORIGINAL_MAX_BYTES, error text to 200 characters): bounded in bytes.
+   */
+  async deadLetter(letters: readonly DeadLetter[]): Promise<void> {
+    if (letters.length === 0) return;
+    const key = this.options.deadLetterKey;
     const pipeline = this.redis.pipeline();
-    if (traceparent === undefined)
-      for (const entry of entries) pipeline.xadd(shardKey, 'MAXLEN', '~', this.maxLen, '*', POSITION_FIELD, entry);
-    else
-      for (const entry of entries)
-        pipeline.xadd(shardKey, 'MAXLEN', '~', this.maxLen, '*', POSITION_FIELD, entry, TRACE_FIELD, traceparent);
+    for (const letter of letters) {
+      const original =
+        letter.position.length > DEAD_LETTER_ORIGINAL_MAX_BYTES ? letter.position.subarray(0, DEAD_LETTER_ORIGINAL_MAX_BYTES) : letter.position;
+      pipeline.xadd(
+        key,
+        'MAXLEN',
+        '~',
+        this.deadLetterMaxLen,
+        '*',
+        DEAD_LETTER_REASON_FIELD,
+        letter.reason,
+        'error',
+        letter.error.slice(0, 200),
+        'source',
+        'ingestion',
+        'device_id',
+        letter.deviceId.slice(0, 64),
+        POSITION_ORIGINAL_FIELD,
+        original,
+      );
+    }
     let results: [Error | null, unknown][] | null;
     try {
       results = await pipeline.exec();
     } catch (err) {
-      throw new StoreError(`XADD to ${shardKey} failed: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+      throw new StoreError(`XADD to ${key} failed: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
     }
-    if (results === null) throw new StoreError(`XADD to ${shardKey} returned no replies`);
-    for (const [err] of results) {
-      if (err) throw new StoreError(`XADD to ${shardKey} failed: ${err.message}`, { cause: err });
-    }
-    this.xaddSeconds.observe((performance.now() - started) / 1000);
+    if (results === null) throw new StoreError(`XADD to ${key} returned no replies`);
+    for (const [err] of results) if (err) throw new StoreError(`XADD to ${key} failed: ${err.message}`, { cause: err });
   }
 }

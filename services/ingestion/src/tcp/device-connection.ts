@@ -11,12 +11,16 @@ import {
   type TcpDecoderEvent,
 } from '@pitwall/teltonika';
 import type { BackpressureMonitor } from '../backpressure/backpressure-monitor.js';
+import type { LogLimiter } from '../log-limiter.js';
 import type { CloseReason, IngestionMetrics } from '../metrics.js';
 import type { Device, PacketSink } from '../packet-sink.js';
 
 /** Acknowledgements for every possible record count of a packet (N is one byte), allocated once. */
 const ACKS: readonly Buffer[] = Array.from({ length: 256 }, (_, n) => encodeTcpAck(n));
 const MAX_UNREAD_ACK_BYTES = 64 * 1024;
+/** What a Codec 12 response's log line keeps: its first messages, each cut to this many characters. */
+const COMMAND_LOG_MESSAGES = 4;
+const COMMAND_LOG_CHARS = 200;
 
 export interface ConnectionOptions {
   maxFrameBytes: number;
@@ -29,20 +33,29 @@ export interface ConnectionContext {
   backpressure: BackpressureMonitor;
   metrics: IngestionMetrics;
   logger: Logger;
+  /** Every per-device and per-packet line goes through it. */
+  logs: LogLimiter;
   options: ConnectionOptions;
   onClose(connection: DeviceConnection): void;
 }
 
 /**
  * One device's TCP connection. Frames are handled strictly in order, one packet at a time: a packet
- * is stored (every record confirmed by Redis) before its acknowledgement is written, and nothing is
- * acknowledged otherwise. While a packet is in flight or held by backpressure the socket is paused,
- * so a connection never buffers more than what one read delivered.
+ * is admitted (every record confirmed by Redis in the shard stream) before its acknowledgement is
+ * written, and nothing is acknowledged otherwise: a packet the shard could not admit (at its cap, or
+ * backpressure engaged) goes live-only and stays unacknowledged, the device resends it. While a
+ * packet is in flight the socket is paused, so a connection never buffers more than what one read
+ * delivered plus one incomplete frame (at most INGESTION_MAX_FRAME_BYTES + 12 bytes), and the server
+ * closes it when the handshake or a started frame takes too long (see sweep in tcp-server.ts).
  */
 export class DeviceConnection {
   device: Device | undefined;
   /** performance.now() when the packet in flight started storing; 0 when none is. */
   inflightSince = 0;
+  /** performance.now() when the connection opened (the handshake deadline runs from here). */
+  readonly openedAt = performance.now();
+  /** performance.now() since when a frame (or the handshake) is incomplete; 0 when none is. */
+  partialSince = 0;
   private readonly decoder: TcpFrameDecoder;
   private readonly queue: TcpDecoderEvent[] = [];
   private readonly queueRx: number[] = [];
@@ -55,17 +68,19 @@ export class DeviceConnection {
   private markIdle: (() => void) | undefined;
   /** Ends a wait for backpressure release early (close, shutdown). */
   private wake: (() => void) | undefined;
-  private readonly log: Logger;
+  private readonly logs: LogLimiter;
+  private readonly remote: string;
 
   constructor(
     readonly socket: Socket,
     private readonly ctx: ConnectionContext,
   ) {
     this.decoder = new TcpFrameDecoder({ maxFrameBytes: ctx.options.maxFrameBytes });
-    this.log = ctx.logger.child({ remote: `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}` });
+    this.remote = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`;
+    this.logs = ctx.logs;
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
-    socket.on('error', (err) => this.log.debug({ err: err.message, imei: this.device?.imei }, 'socket error'));
+    socket.on('error', (err) => this.logs.debug({ remote: this.remote, err: err.message, imei: this.device?.imei }, 'socket error'));
     socket.on('close', () => this.onSocketClose());
   }
 
@@ -83,10 +98,9 @@ export class DeviceConnection {
     this.socket.destroy();
   }
 
-  /** Backpressure state of the device's shard changed. */
-  setPaused(paused: boolean): void {
-    if (paused) this.socket.pause();
-    else if (!this.busy && !this.draining) this.socket.resume();
+  /** True while the IMEI handshake has not been accepted. */
+  get awaitingHandshake(): boolean {
+    return this.device === undefined;
   }
 
   /** Shutdown: read nothing more, let the packet in flight finish (acknowledged if stored), then close. */
@@ -103,6 +117,8 @@ export class DeviceConnection {
   private onData(chunk: Buffer): void {
     if (this.closed || this.draining) return;
     const events = this.decoder.push(chunk);
+    if (!this.decoder.midFrame) this.partialSince = 0;
+    else if (this.partialSince === 0 || events.length > 0) this.partialSince = performance.now();
     if (events.length === 0) return;
     const rx = Date.now();
     const rxAt = performance.now();
@@ -136,9 +152,16 @@ export class DeviceConnection {
             break;
           case 'command':
             this.ctx.metrics.commandResponses.inc();
-            this.log.info(
-              { imei: this.device?.imei, type: event.packet.type, messages: event.packet.messages.map((m) => m.toString('latin1')) },
-              'Codec 12 message received (not stored)',
+            this.logs.debug(
+              {
+                imei: this.device?.imei,
+                type: event.packet.type,
+                count: event.packet.messages.length,
+                messages: event.packet.messages
+                  .slice(0, COMMAND_LOG_MESSAGES)
+                  .map((m) => m.toString('latin1', 0, Math.min(m.length, COMMAND_LOG_CHARS))),
+              },
+              'Codec 12 message received (not stored; messages truncated)',
             );
             break;
           case 'keepalive':
@@ -152,30 +175,26 @@ export class DeviceConnection {
     } finally {
       this.busy = false;
       this.markIdle?.();
-      if (!this.closed && !this.draining && this.socket.isPaused() && !this.shardPaused()) this.socket.resume();
+      if (!this.closed && !this.draining && this.socket.isPaused()) this.socket.resume();
     }
-  }
-
-  private shardPaused(): boolean {
-    return this.device !== undefined && this.ctx.backpressure.isEngaged(this.device.shard);
   }
 
   private onImei(imei: string): void {
     const { allowlist } = this.ctx.options;
     if (!isImei(imei)) {
       this.ctx.metrics.rejected('tcp', 'bad_imei');
-      this.log.warn({ imei, reason: 'bad_imei' }, 'handshake rejected: not an IMEI (15-17 digits)');
+      this.logs.warn({ remote: this.remote, imei: imei.slice(0, 64), reason: 'bad_imei' }, 'handshake rejected: not an IMEI (15-17 digits)');
       this.refuse('bad_handshake');
       return;
     }
     if (allowlist !== undefined && !allowlist.has(imei)) {
-      this.log.warn({ imei }, 'handshake rejected: IMEI not in INGESTION_IMEI_ALLOWLIST');
+      this.logs.warn({ remote: this.remote, imei }, 'handshake rejected: IMEI not in INGESTION_IMEI_ALLOWLIST');
       this.refuse('imei_rejected');
       return;
     }
     this.device = this.ctx.sink.device(imei);
     this.socket.write(IMEI_ACCEPTED);
-    this.log.debug({ imei, shard: this.device.shard }, 'device connected');
+    this.logs.debug({ remote: this.remote, imei, shard: this.device.shard }, 'device connected');
   }
 
   /** Answers the handshake with 0x00 and closes once it is flushed (or the idle timeout fires). */
@@ -189,23 +208,28 @@ export class DeviceConnection {
   private async onPacket(packet: AvlPacket, rx: number, rxAt: number): Promise<void> {
     const device = this.device;
     if (device === undefined) return; // unreachable: the decoder yields packets only after the handshake
-    if (this.ctx.backpressure.isEngaged(device.shard)) {
-      this.ctx.metrics.deferred('tcp', 'backpressure');
-      this.socket.pause();
-      await new Promise<void>((resolve) => {
-        this.wake = resolve;
-        void this.ctx.backpressure.released(device.shard).then(resolve);
-      });
-      this.wake = undefined;
-      if (this.closed || this.draining) return;
-    }
+    // Backpressure engaged: the records go live-only and wait on the device (not acknowledged).
+    const heldBack = this.ctx.backpressure.isEngaged(device.shard);
     this.inflightSince = performance.now();
+    let acknowledge: boolean;
     try {
-      await this.ctx.sink.store('tcp', device, packet, rx);
+      const outcome = await this.ctx.sink.store('tcp', device, packet, rx, heldBack);
+      acknowledge = outcome.result === 'acknowledge';
+      if (outcome.result === 'refused') {
+        this.logs.debug(
+          { imei: device.imei, records: packet.records.length, reason: outcome.reason, backlog: outcome.backlog },
+          'packet not admitted (live-only): not acknowledged, the device resends',
+        );
+      } else if (outcome.future > 0) {
+        this.logs.warn(
+          { imei: device.imei, records: outcome.future, reason: 'future_timestamp' },
+          'records dated too far ahead of the server clock: acknowledged, dead-lettered, not stored',
+        );
+      }
     } catch (err) {
       if (!this.closed) {
         this.ctx.metrics.deferred('tcp', 'store_failed');
-        this.log.warn(
+        this.logs.warn(
           { imei: device.imei, records: packet.records.length, err: err instanceof Error ? err.message : String(err) },
           'packet not stored: not acknowledged, closing the connection so the device resends',
         );
@@ -216,12 +240,12 @@ export class DeviceConnection {
       this.inflightSince = 0;
     }
     // Closed meanwhile (e.g. the Redis timeout fired): the device resends; duplicates are harmless.
-    if (this.closed) return;
+    if (this.closed || !acknowledge) return;
     this.socket.write(ACKS[packet.records.length] ?? encodeTcpAck(packet.records.length));
     this.ctx.metrics.ack.tcp.observe((performance.now() - rxAt) / 1000);
     // A device that sends without reading its acknowledgements would make them pile up here.
     if (this.socket.writableLength > MAX_UNREAD_ACK_BYTES) {
-      this.log.warn({ imei: device.imei }, 'device does not read its acknowledgements: closing the connection');
+      this.logs.warn({ imei: device.imei }, 'device does not read its acknowledgements: closing the connection');
       this.close('slow_reader');
     }
   }
@@ -230,14 +254,14 @@ export class DeviceConnection {
     this.ctx.metrics.rejected('tcp', error.reason);
     this.badFrames++;
     const handshake = error.reason === 'data_before_imei' || error.reason === 'bad_imei';
-    this.log.warn(
-      { imei: this.device?.imei, reason: error.reason, badFrames: this.badFrames },
-      `frame rejected (${error.reason}): ${error.message}; not acknowledged`,
+    this.logs.warn(
+      { remote: this.remote, imei: this.device?.imei, reason: error.reason, detail: error.message.slice(0, 200), badFrames: this.badFrames },
+      `frame rejected (${error.reason}): not acknowledged`,
     );
     if (handshake) {
       this.close('bad_handshake');
     } else if (this.badFrames > this.ctx.options.maxBadFrames) {
-      this.log.warn({ imei: this.device?.imei, badFrames: this.badFrames }, 'too many rejected frames: closing the connection');
+      this.logs.warn({ remote: this.remote, imei: this.device?.imei, badFrames: this.badFrames }, 'too many rejected frames: closing the connection');
       this.close('bad_frames');
     }
   }
@@ -255,7 +279,17 @@ export class DeviceConnection {
   timeOut(): void {
     if (this.closed || this.inflightSince === 0) return;
     this.ctx.metrics.deferred('tcp', 'store_failed');
-    this.log.warn({ imei: this.device?.imei }, 'Redis did not confirm the packet in time: not acknowledged, closing the connection');
+    this.logs.warn({ imei: this.device?.imei }, 'Redis did not confirm the packet in time: not acknowledged, closing the connection');
     this.close('store_failed');
+  }
+
+  /** The handshake or a started frame took too long (slow-loris): close, nothing acknowledged. */
+  expire(reason: 'handshake_timeout' | 'frame_timeout'): void {
+    if (this.closed || this.inflightSince !== 0) return;
+    this.logs.warn(
+      { remote: this.remote, imei: this.device?.imei, reason, buffered: this.decoder.bufferedBytes },
+      reason === 'handshake_timeout' ? 'IMEI handshake not completed in time: closing' : 'frame not completed in time: closing',
+    );
+    this.close(reason);
   }
 }

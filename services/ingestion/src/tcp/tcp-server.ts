@@ -1,6 +1,7 @@
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { idempotent, type Logger, type Service } from '@pitwall/platform';
 import type { BackpressureMonitor } from '../backpressure/backpressure-monitor.js';
+import type { LogLimiter } from '../log-limiter.js';
 import type { IngestionMetrics } from '../metrics.js';
 import type { PacketSink } from '../packet-sink.js';
 import { DeviceConnection, type ConnectionOptions } from './device-connection.js';
@@ -9,16 +10,24 @@ export interface TcpServerOptions extends ConnectionOptions {
   host: string;
   port: number;
   maxConnections: number;
+  maxConnectionsPerAddress: number;
   idleTimeoutMs: number;
+  handshakeTimeoutMs: number;
+  frameTimeoutMs: number;
   redisTimeoutMs: number;
   drainTimeoutMs: number;
 }
 
-/** The Teltonika TCP listener: accepts devices up to the connection limit and runs one DeviceConnection each. */
+/**
+ * The Teltonika TCP listener: accepts devices up to the connection limits (in all and per source
+ * address) and runs one DeviceConnection each. One sweeper enforces every connection's deadlines:
+ * Redis confirmation, IMEI handshake, completion of a started frame.
+ */
 export class TcpIngestionServer implements Service {
   readonly name = 'tcp-server';
   private server: Server | undefined;
   private readonly connections = new Set<DeviceConnection>();
+  private readonly perAddress = new Map<string, number>();
   private sweeper: NodeJS.Timeout | undefined;
   private accepting = false;
 
@@ -28,11 +37,8 @@ export class TcpIngestionServer implements Service {
     private readonly backpressure: BackpressureMonitor,
     private readonly metrics: IngestionMetrics,
     private readonly logger: Logger,
-  ) {
-    backpressure.onChange((shard, engaged) => {
-      for (const connection of this.connections) if (connection.device?.shard === shard) connection.setPaused(engaged);
-    });
-  }
+    private readonly logs: LogLimiter,
+  ) {}
 
   get listening(): boolean {
     return this.server?.listening ?? false;
@@ -65,8 +71,9 @@ export class TcpIngestionServer implements Service {
     });
     this.server = server;
     this.accepting = true;
-    // One timer for every connection's Redis deadline, not one per packet.
-    const sweepMs = Math.max(50, Math.min(1_000, Math.floor(this.options.redisTimeoutMs / 4)));
+    // One timer for every connection's deadlines, not one per packet or connection.
+    const shortest = Math.min(this.options.redisTimeoutMs, this.options.handshakeTimeoutMs, this.options.frameTimeoutMs);
+    const sweepMs = Math.max(50, Math.min(1_000, Math.floor(shortest / 4)));
     this.sweeper = setInterval(() => this.sweep(), sweepMs);
     this.sweeper.unref();
     this.logger.info({ port: this.boundPort, host: this.options.host }, 'TCP listener ready');
@@ -75,18 +82,39 @@ export class TcpIngestionServer implements Service {
   private onConnection(socket: Socket): void {
     if (!this.accepting || this.connections.size >= this.options.maxConnections) {
       this.metrics.closed(this.accepting ? 'max_connections' : 'shutdown');
-      if (this.accepting) this.logger.warn({ limit: this.options.maxConnections }, 'connection refused: INGESTION_MAX_CONNECTIONS reached');
+      if (this.accepting)
+        this.logs.warn(
+          { remote: socket.remoteAddress, limit: this.options.maxConnections },
+          'connection refused: INGESTION_MAX_CONNECTIONS reached',
+        );
       socket.destroy();
       return;
     }
+    const address = socket.remoteAddress ?? '?';
+    const fromAddress = this.perAddress.get(address) ?? 0;
+    if (fromAddress >= this.options.maxConnectionsPerAddress) {
+      this.metrics.closed('max_connections_per_address');
+      this.logs.warn(
+        { remote: address, limit: this.options.maxConnectionsPerAddress },
+        'connection refused: INGESTION_MAX_CONNECTIONS_PER_ADDRESS reached for this address',
+      );
+      socket.destroy();
+      return;
+    }
+    this.perAddress.set(address, fromAddress + 1);
     const connection = new DeviceConnection(socket, {
       sink: this.sink,
       backpressure: this.backpressure,
       metrics: this.metrics,
       logger: this.logger,
+      logs: this.logs,
       options: this.options,
       onClose: (c) => {
-        if (this.connections.delete(c)) this.metrics.tcpConnections.dec();
+        if (!this.connections.delete(c)) return;
+        this.metrics.tcpConnections.dec();
+        const left = (this.perAddress.get(address) ?? 1) - 1;
+        if (left > 0) this.perAddress.set(address, left);
+        else this.perAddress.delete(address);
       },
     });
     this.connections.add(connection);
@@ -97,10 +125,24 @@ export class TcpIngestionServer implements Service {
   }
 
   private sweep(): void {
-    const deadline = performance.now() - this.options.redisTimeoutMs;
+    const now = performance.now();
+    const redisDeadline = now - this.options.redisTimeoutMs;
+    const handshakeDeadline = now - this.options.handshakeTimeoutMs;
+    const frameDeadline = now - this.options.frameTimeoutMs;
     for (const connection of this.connections) {
-      if (connection.inflightSince !== 0 && connection.inflightSince < deadline) connection.timeOut();
+      if (connection.inflightSince !== 0) {
+        if (connection.inflightSince < redisDeadline) connection.timeOut();
+      } else if (connection.awaitingHandshake && connection.openedAt < handshakeDeadline) {
+        connection.expire('handshake_timeout');
+      } else if (connection.partialSince !== 0 && connection.partialSince < frameDeadline) {
+        connection.expire('frame_timeout');
+      }
     }
+  }
+
+  /** Open connections from one source address. */
+  connectionsFrom(address: string): number {
+    return this.perAddress.get(address) ?? 0;
   }
 
   /** Stop accepting, let in-flight packets finish (bounded by the drain timeout), close every socket. */

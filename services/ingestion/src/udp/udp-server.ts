@@ -5,7 +5,7 @@ import { decodeUdpPacket, encodeUdpAck, FrameError, type FrameRejectReason } fro
 import type { BackpressureMonitor } from '../backpressure/backpressure-monitor.js';
 import type { IngestionMetrics } from '../metrics.js';
 import type { PacketSink } from '../packet-sink.js';
-import { LogLimiter } from '../log-limiter.js';
+import type { LogLimiter } from '../log-limiter.js';
 
 export interface UdpServerOptions {
   host: string;
@@ -18,8 +18,9 @@ export interface UdpServerOptions {
 
 /**
  * The Teltonika UDP listener. Each datagram is one packet, acknowledged (0x0005, packet id, 0x01,
- * AVL packet id, count) only after every record is stored. A datagram that cannot be stored now
- * (backpressure, too many in flight, Redis failing) is dropped unacknowledged: the device resends.
+ * AVL packet id, count) only after every record is admitted to its shard. A datagram that cannot be
+ * admitted now (backpressure or the shard at its cap: its records go live-only; too many in flight,
+ * Redis failing: dropped) is not acknowledged: the device resends.
  */
 export class UdpIngestionServer implements Service {
   readonly name = 'udp-server';
@@ -27,17 +28,14 @@ export class UdpIngestionServer implements Service {
   private inflight = 0;
   private draining = false;
   private idleWaiters: (() => void)[] = [];
-  private readonly rejectLog: LogLimiter;
-
   constructor(
     private readonly options: UdpServerOptions,
     private readonly sink: PacketSink,
     private readonly backpressure: BackpressureMonitor,
     private readonly metrics: IngestionMetrics,
     private readonly logger: Logger,
-  ) {
-    this.rejectLog = new LogLimiter(logger, 20, 10_000);
-  }
+    private readonly rejectLog: LogLimiter,
+  ) {}
 
   get boundPort(): number {
     return this.socket?.address().port ?? this.options.port;
@@ -80,10 +78,8 @@ export class UdpIngestionServer implements Service {
       return;
     }
     const device = this.sink.device(decoded.imei);
-    if (this.backpressure.isEngaged(device.shard)) {
-      this.metrics.deferred('udp', 'backpressure');
-      return;
-    }
+    // Backpressure engaged: the records go live-only and wait on the device (not acknowledged).
+    const heldBack = this.backpressure.isEngaged(device.shard);
     if (this.inflight >= this.options.maxInflight) {
       this.metrics.deferred('udp', 'overloaded');
       return;
@@ -91,9 +87,15 @@ export class UdpIngestionServer implements Service {
     this.inflight++;
     const records = decoded.packet.records.length;
     this.sink
-      .store('udp', device, decoded.packet, rx)
+      .store('udp', device, decoded.packet, rx, heldBack)
       .then(
-        () => {
+        (outcome) => {
+          if (outcome.result === 'refused') return;
+          if (outcome.future > 0)
+            this.rejectLog.warn(
+              { imei: device.imei, records: outcome.future, reason: 'future_timestamp' },
+              'records dated too far ahead of the server clock: acknowledged, dead-lettered, not stored',
+            );
           // Confirmed too late: the device has given up on this datagram and will resend it.
           if (performance.now() - rxAt > this.options.redisTimeoutMs) {
             this.metrics.deferred('udp', 'store_failed');
@@ -123,8 +125,8 @@ export class UdpIngestionServer implements Service {
   private reject(reason: FrameRejectReason, message: string, remote: RemoteInfo): void {
     this.metrics.rejected('udp', reason);
     this.rejectLog.warn(
-      { reason, remote: `${remote.address}:${remote.port}` },
-      `datagram rejected (${reason}): ${message}; not acknowledged`,
+      { reason, detail: message.slice(0, 200), remote: `${remote.address}:${remote.port}` },
+      `datagram rejected (${reason}): not acknowledged`,
     );
   }
 
