@@ -53,6 +53,9 @@ export class IngestionMetrics {
   readonly droppedIoElements: Counter<'reason'>;
   readonly droppedIo: { valueTooLarge: Inc; entryFull: Inc };
   readonly logLinesSuppressed: Counter;
+  /** Bytes held in incomplete frames and handshakes over every TCP connection (read at scrape time). */
+  readonly tcpBufferedBytes: Gauge;
+  private bufferedBytesSource: () => number = () => 0;
   readonly ackSeconds: Histogram<'transport'>;
   readonly backpressure: Gauge<'shard'>;
   readonly backlog: Gauge<'shard'>;
@@ -155,6 +158,15 @@ export class IngestionMetrics {
       labelNames: ['shard'],
       registers,
     });
+    const bufferedBytes = (): number => this.bufferedBytesSource();
+    this.tcpBufferedBytes = new Gauge({
+      name: 'pitwall_ingestion_tcp_buffered_bytes',
+      help: 'Bytes of incomplete frames and handshakes held over every TCP connection (each at most INGESTION_MAX_FRAME_BYTES + 12).',
+      registers,
+      collect() {
+        this.set(bufferedBytes());
+      },
+    });
     this.ack = { tcp: this.ackSeconds.labels('tcp'), udp: this.ackSeconds.labels('udp') };
     // Every series exists from the start, so rates and alerts work before the first event.
     for (const transport of ['tcp', 'udp'] as const) {
@@ -182,6 +194,11 @@ export class IngestionMetrics {
     const label = codecLabel(codec);
     this.counterChild(this.packets, `p:${transport}:${label}`, [transport, label]).inc();
     this.counterChild(this.records, `r:${transport}:${label}`, [transport, label]).inc(records);
+  }
+
+  /** Where tcpBufferedBytes reads its value. */
+  measureBufferedBytes(source: () => number): void {
+    this.bufferedBytesSource = source;
   }
 
   admitted(transport: Transport, records: number): void {

@@ -48,8 +48,13 @@ export class TcpFrameDecoder {
   private awaitingImei: boolean;
   /** Unconsumed bytes shorter than a header (or a pending handshake): always small. */
   private pending: Buffer = EMPTY;
-  /** A frame whose size is known, filled across chunks. */
+  /**
+   * A frame whose size is known, filled across chunks. Its buffer grows (doubling, up to the frame's
+   * size) with what the peer actually sent, not with the length it declared: eight header bytes
+   * cannot pin a whole frame's worth of memory.
+   */
   private assembly: Buffer | undefined;
+  private assemblyTotal = 0;
   private assembled = 0;
   /** Bytes of an oversized frame still to discard. */
   private skipping = 0;
@@ -61,9 +66,9 @@ export class TcpFrameDecoder {
     this.awaitingImei = !(options.skipHandshake ?? false);
   }
 
-  /** Bytes held for an incomplete frame. */
+  /** Bytes held for an incomplete frame (what the buffers take, at most twice what was received). */
   get bufferedBytes(): number {
-    return this.pending.length + this.assembled;
+    return this.pending.length + (this.assembly?.length ?? 0);
   }
 
   /** True while bytes of an incomplete frame or handshake are held, or an oversized frame is being skipped. */
@@ -90,7 +95,7 @@ export class TcpFrameDecoder {
 
   /** The stream ended: reports a frame left incomplete. */
   end(): TcpDecoderEvent[] {
-    const buffered = this.bufferedBytes;
+    const buffered = this.pending.length + this.assembled;
     const skipping = this.skipping;
     this.reset();
     if (buffered > 0) return [errorEvent('truncated', `connection ended ${buffered} bytes into a frame`)];
@@ -101,6 +106,7 @@ export class TcpFrameDecoder {
   private reset(): void {
     this.pending = EMPTY;
     this.assembly = undefined;
+    this.assemblyTotal = 0;
     this.assembled = 0;
     this.skipping = 0;
   }
@@ -113,13 +119,19 @@ export class TcpFrameDecoder {
       input = input.subarray(n);
     }
     if (this.assembly !== undefined) {
-      const frame = this.assembly;
-      const n = Math.min(frame.length - this.assembled, input.length);
-      input.copy(frame, this.assembled, 0, n);
+      const n = Math.min(this.assemblyTotal - this.assembled, input.length);
+      if (this.assembled + n > this.assembly.length) {
+        const grown = Buffer.allocUnsafe(Math.min(this.assemblyTotal, Math.max(2 * this.assembly.length, this.assembled + n)));
+        this.assembly.copy(grown, 0, 0, this.assembled);
+        this.assembly = grown;
+      }
+      input.copy(this.assembly, this.assembled, 0, n);
       this.assembled += n;
       input = input.subarray(n);
-      if (this.assembled < frame.length) return;
+      if (this.assembled < this.assemblyTotal) return;
+      const frame = this.assembly;
       this.assembly = undefined;
+      this.assemblyTotal = 0;
       this.assembled = 0;
       this.decodeFrame(frame, 0, frame.length, events);
     }
@@ -165,9 +177,9 @@ export class TcpFrameDecoder {
       }
       const total = HEADER_BYTES + length + CRC_BYTES;
       if (available < total) {
-        const frame = Buffer.allocUnsafe(total);
-        data.copy(frame, 0, pos);
-        this.assembly = frame;
+        this.assembly = Buffer.allocUnsafe(Math.min(total, Math.max(available, 256)));
+        data.copy(this.assembly, 0, pos);
+        this.assemblyTotal = total;
         this.assembled = available;
         pos = data.length;
         break;

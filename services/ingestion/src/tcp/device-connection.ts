@@ -98,6 +98,11 @@ export class DeviceConnection {
     this.socket.destroy();
   }
 
+  /** Bytes held for an incomplete frame or handshake. */
+  get bufferedBytes(): number {
+    return this.decoder.bufferedBytes;
+  }
+
   /** True while the IMEI handshake has not been accepted. */
   get awaitingHandshake(): boolean {
     return this.device === undefined;

@@ -38,7 +38,13 @@ export class TcpIngestionServer implements Service {
     private readonly metrics: IngestionMetrics,
     private readonly logger: Logger,
     private readonly logs: LogLimiter,
-  ) {}
+  ) {
+    metrics.measureBufferedBytes(() => {
+      let bytes = 0;
+      for (const connection of this.connections) bytes += connection.bufferedBytes;
+      return bytes;
+    });
+  }
 
   get listening(): boolean {
     return this.server?.listening ?? false;
