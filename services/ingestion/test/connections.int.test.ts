@@ -60,7 +60,7 @@ describe('ingestion connections', () => {
   it('caps connections per source address and accepts again once one closes', async () => {
     const devices = await Promise.all(Array.from({ length: 5 }, (_, i) => TestDevice.handshake(deadlines.tcpPort, `35630704001000${i}`)));
     const sixth = await TestDevice.connect(deadlines.tcpPort);
-    await sixth.closed;
+    await sixth.closedByServer();
     expect(await closedBy(deadlines, 'max_connections_per_address')).toBe(1);
     devices[0]?.close();
     await waitFor('the closed connection released', async () =>
@@ -77,7 +77,7 @@ describe('ingestion connections', () => {
   it('closes a connection that sends one byte of the handshake and nothing more (slow-loris)', async () => {
     const device = await TestDevice.connect(deadlines.tcpPort);
     device.write(Buffer.from([0x00]));
-    await device.closed;
+    await device.closedByServer();
     expect(device.received).toHaveLength(0);
     expect(await closedBy(deadlines, 'handshake_timeout')).toBe(1);
     await deadlines.proc.waitForLine(/IMEI handshake not completed in time/);
@@ -85,7 +85,7 @@ describe('ingestion connections', () => {
 
   it('closes a connection that connects and sends nothing', async () => {
     const device = await TestDevice.connect(deadlines.tcpPort);
-    await device.closed;
+    await device.closedByServer();
     expect(await closedBy(deadlines, 'handshake_timeout')).toBe(2);
   });
 
@@ -93,7 +93,7 @@ describe('ingestion connections', () => {
     const device = await TestDevice.handshake(deadlines.tcpPort, '356307040010010');
     const frame = encodeTcpAvlPacket(CODEC_8, Array.from({ length: 20 }, () => randomPastRecord(prng(2), CODEC_8)));
     device.write(frame.subarray(0, Math.floor(frame.length / 2)));
-    await device.closed;
+    await device.closedByServer();
     expect(device.received.toString('hex')).toBe('01');
     expect(await closedBy(deadlines, 'frame_timeout')).toBe(1);
   });

@@ -68,6 +68,21 @@ export class TestDevice {
   close(): void {
     this.socket.destroy();
   }
+
+  /** Resolves once the server has closed the connection; rejects if it is still open after timeoutMs. */
+  async closedByServer(timeoutMs = 15_000): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      await Promise.race([
+        this.closed,
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new Error(`the server did not close the connection within ${timeoutMs} ms`)), timeoutMs);
+        }),
+      ]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
 }
 
 export interface Ingestion extends ServiceProcess {

@@ -33,7 +33,7 @@ describe('ingestion logs under a flood', () => {
       Array.from({ length: 100 }, async () => {
         const device = await TestDevice.connect(service.tcpPort);
         device.write(encodeImeiHandshake('not-an-imei-xyz'));
-        await device.closed;
+        await device.closedByServer();
       }),
     );
     // 200 Codec 12 responses of ~6 KB each, then 100 frames with a bad CRC, from 10 devices.
@@ -45,7 +45,7 @@ describe('ingestion logs under a flood', () => {
         const device = await TestDevice.handshake(service.tcpPort, `35630704002000${i}`);
         for (let n = 0; n < 20; n++) device.write(response);
         for (let n = 0; n < 11; n++) device.write(badCrc);
-        await device.closed; // closed for exceeding its bad-frame budget
+        await device.closedByServer(); // closed for exceeding its bad-frame budget
       }),
     );
     await waitFor('every frame counted', async () => {
