@@ -1,5 +1,6 @@
 import { connect, type Socket } from 'node:net';
-import { deviceIdField, encodePositions } from '@pitwall/ingestion';
+import { deviceIdField, encodePositions, PositionStore } from '@pitwall/ingestion';
+import { Histogram, createMetricsRegistry } from '@pitwall/platform';
 import { startSimulation, simulatorImei } from '@pitwall/simulator';
 import { CODEC_8_EXTENDED, encodeImeiHandshake, encodeTcpAvlPacket, type AvlRecord } from '@pitwall/teltonika';
 import { Redis } from 'ioredis';
@@ -8,7 +9,9 @@ import { Redis } from 'ioredis';
 // the measured process for its core. `node load.js '<json options>'`; prints one JSON result line.
 //   flood  1,000+ TCP devices, each sending packets of N records back to back (next on each ack)
 //   fleet  the simulator's devices at a realistic rate, for the acknowledgement latency
-//   xadd   the baseline: raw pipelined XADD of the same Position bytes with ioredis (closed loop or paced)
+//   xadd   the baseline: raw pipelined XADD MAXLEN ~ of the same Position bytes with ioredis (closed
+//          loop or paced): also what ingestion did before the admission script
+//   admit  the admission script alone (ingestion's PositionStore: one EVALSHA per packet), same entries
 
 export interface LoadResult {
   records: number;
@@ -23,7 +26,7 @@ type Options =
   | { mode: 'flood'; port: number; devices: number; recordsPerPacket: number; warmupMs: number; durationMs: number; firstIndex: number }
   | { mode: 'fleet'; port: number; devices: number; rate: number; warmupMs: number; durationMs: number; firstIndex: number }
   | {
-      mode: 'xadd';
+      mode: 'xadd' | 'admit';
       redisUrl: string;
       key: string;
       maxLen: number;
@@ -194,7 +197,7 @@ async function fleet(o: Extract<Options, { mode: 'fleet' }>): Promise<LoadResult
   return result(records, ms, samples);
 }
 
-async function xadd(o: Extract<Options, { mode: 'xadd' }>): Promise<LoadResult> {
+async function xadd(o: Extract<Options, { mode: 'xadd' | 'admit' }>): Promise<LoadResult> {
   const redis = new Redis(o.redisUrl);
   const entries = Array.from({ length: 8 }, (_, v) =>
     encodePositions(
@@ -205,6 +208,16 @@ async function xadd(o: Extract<Options, { mode: 'xadd' }>): Promise<LoadResult> 
     ),
   );
   const maxLen = String(o.maxLen);
+  // Admission: the cap is maxLen (the processor group's backlog), nothing trimmed; the live-only key shares the hash tag.
+  const store =
+    o.mode === 'admit'
+      ? new PositionStore(
+          redis,
+          { streamMaxLen: o.maxLen, liveMaxLen: 10_000, deadLetterKey: `${o.key}:dead-letter`, deadLetterMaxLen: 10_000 },
+          new Histogram({ name: 'bench_admission_seconds', help: 'admission round trip', registers: [createMetricsRegistry()] }),
+        )
+      : undefined;
+  const liveKey = o.key.replace(/:\{/, ':live:{');
   const samples = new Samples();
   const clock = window(o.warmupMs, o.durationMs);
   let records = 0;
@@ -213,10 +226,15 @@ async function xadd(o: Extract<Options, { mode: 'xadd' }>): Promise<LoadResult> 
   const one = async () => {
     const batch = entries[n++ & 7] ?? [];
     const started = performance.now();
-    const pipeline = redis.pipeline();
-    for (const entry of batch) pipeline.xadd(o.key, 'MAXLEN', '~', maxLen, '*', 'p', entry);
-    const replies = (await pipeline.exec()) ?? [];
-    for (const [err] of replies) if (err) throw err;
+    if (store !== undefined) {
+      const admission = await store.append(o.key, liveKey, batch);
+      if (!admission.admitted) throw new Error(`not admitted: backlog ${admission.backlog} at cap ${o.maxLen}`);
+    } else {
+      const pipeline = redis.pipeline();
+      for (const entry of batch) pipeline.xadd(o.key, 'MAXLEN', '~', maxLen, '*', 'p', entry);
+      const replies = (await pipeline.exec()) ?? [];
+      for (const [err] of replies) if (err) throw err;
+    }
     if (clock.measuring()) {
       records += batch.length;
       samples.add(performance.now() - started);
