@@ -131,7 +131,10 @@ export class IngestionMetrics {
       labelNames: ['reason'],
       registers,
     });
-    this.droppedIo = { valueTooLarge: this.droppedIoElements.labels('value_too_large'), entryFull: this.droppedIoElements.labels('entry_full') };
+    this.droppedIo = {
+      valueTooLarge: this.droppedIoElements.labels('value_too_large'),
+      entryFull: this.droppedIoElements.labels('entry_full'),
+    };
     this.droppedIo.valueTooLarge.inc(0);
     this.droppedIo.entryFull.inc(0);
     this.logLinesSuppressed = new Counter({

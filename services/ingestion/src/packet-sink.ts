@@ -23,8 +23,7 @@ export interface Device {
  * cap or the admission script found the shard at its cap.
  */
 export type StoreOutcome =
-  | { result: 'acknowledge'; future: number }
-  | { result: 'refused'; reason: 'backpressure' | 'cap'; backlog: number };
+  { result: 'acknowledge'; future: number } | { result: 'refused'; reason: 'backpressure' | 'cap'; backlog: number };
 
 export interface PacketSinkOptions {
   streamKey: string;

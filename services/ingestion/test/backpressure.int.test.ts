@@ -72,7 +72,13 @@ describe('ingestion backpressure', () => {
     udp.on('message', (m) => udpReplies.push(m));
     const udpHeldBefore = await heldPackets('udp');
     udp.send(
-      encodeUdpAvlPacket({ packetId: 1, avlPacketId: 1, imei: '356307040008002', codec: CODEC_8, records: [randomPastRecord(rand, CODEC_8)] }),
+      encodeUdpAvlPacket({
+        packetId: 1,
+        avlPacketId: 1,
+        imei: '356307040008002',
+        codec: CODEC_8,
+        records: [randomPastRecord(rand, CODEC_8)],
+      }),
       service.udpPort,
       '127.0.0.1',
     );

@@ -96,7 +96,10 @@ describe('ingestion bounds', () => {
   it('drops variable-length IO values over 256 bytes and elements past a 4,096-byte entry, keeping the position', async () => {
     const ts = Date.now() - 30_000;
     const oversized = record(ts, [nx(1, 10_000), nx(2, 100)]);
-    const crowded = record(ts + 1_000, Array.from({ length: 20 }, (_, i) => nx(10 + i, MAX_STORED_IO_VALUE_BYTES)));
+    const crowded = record(
+      ts + 1_000,
+      Array.from({ length: 20 }, (_, i) => nx(10 + i, MAX_STORED_IO_VALUE_BYTES)),
+    );
     const droppedBefore = await metric('pitwall_ingestion_dropped_io_elements_total');
     expect(await send('356307040009002', encodeTcpAvlPacket(CODEC_8_EXTENDED, [oversized, crowded]))).toBe(2);
     const stored = (await entries(key)).map((fields) => ({ fields, position: decodeEntryFields(fields) }));

@@ -63,8 +63,9 @@ describe('ingestion connections', () => {
     await sixth.closedByServer();
     expect(await closedBy(deadlines, 'max_connections_per_address')).toBe(1);
     devices[0]?.close();
-    await waitFor('the closed connection released', async () =>
-      (await scrapeMetric(deadlines.metricsUrl, 'pitwall_ingestion_tcp_connections')) === 4,
+    await waitFor(
+      'the closed connection released',
+      async () => (await scrapeMetric(deadlines.metricsUrl, 'pitwall_ingestion_tcp_connections')) === 4,
     );
     const again = await TestDevice.handshake(deadlines.tcpPort, '356307040010009');
     // Still usable: a packet is stored and acknowledged.
@@ -91,7 +92,10 @@ describe('ingestion connections', () => {
 
   it('closes a connection holding a half-sent frame, without acknowledging it', async () => {
     const device = await TestDevice.handshake(deadlines.tcpPort, '356307040010010');
-    const frame = encodeTcpAvlPacket(CODEC_8, Array.from({ length: 20 }, () => randomPastRecord(prng(2), CODEC_8)));
+    const frame = encodeTcpAvlPacket(
+      CODEC_8,
+      Array.from({ length: 20 }, () => randomPastRecord(prng(2), CODEC_8)),
+    );
     device.write(frame.subarray(0, Math.floor(frame.length / 2)));
     await device.closedByServer();
     expect(device.received.toString('hex')).toBe('01');
@@ -131,7 +135,9 @@ describe('ingestion connections', () => {
     // Frames over INGESTION_MAX_FRAME_BYTES are skipped unbuffered; the others hold what was sent.
     expect(buffered).toBeLessThanOrEqual(N * (16_384 + 12));
     expect(perConnection).toBeLessThan(28 * 1024);
-    expect(await scrapeMetric(memory.metricsUrl, 'pitwall_ingestion_rejected_frames_total', { transport: 'tcp', reason: 'oversized' })).toBe(N);
+    expect(
+      await scrapeMetric(memory.metricsUrl, 'pitwall_ingestion_rejected_frames_total', { transport: 'tcp', reason: 'oversized' }),
+    ).toBe(N);
     for (const d of [...idle, ...large, ...capped]) d.close();
   }, 120_000);
 });

@@ -49,7 +49,10 @@ describe('ingestion logs under a flood', () => {
       }),
     );
     await waitFor('every frame counted', async () => {
-      const crc = await scrapeMetric(service.metricsUrl, 'pitwall_ingestion_rejected_frames_total', { transport: 'tcp', reason: 'crc_mismatch' });
+      const crc = await scrapeMetric(service.metricsUrl, 'pitwall_ingestion_rejected_frames_total', {
+        transport: 'tcp',
+        reason: 'crc_mismatch',
+      });
       const commands = await scrapeMetric(service.metricsUrl, 'pitwall_ingestion_command_responses_total');
       return crc === 110 && commands === 200;
     });

@@ -90,7 +90,10 @@ describe('ingestion when Redis fails', () => {
     expect(pid).toBeGreaterThan(0);
     await waitFor('ingestion ready', async () => (await fetch(`${service.metricsUrl}/readyz`)).status === 200);
     const rand = prng(99);
-    const frame = encodeTcpAvlPacket(CODEC_8_EXTENDED, [randomPastRecord(rand, CODEC_8_EXTENDED), randomPastRecord(rand, CODEC_8_EXTENDED)]);
+    const frame = encodeTcpAvlPacket(CODEC_8_EXTENDED, [
+      randomPastRecord(rand, CODEC_8_EXTENDED),
+      randomPastRecord(rand, CODEC_8_EXTENDED),
+    ]);
     const imei = '356307040009001';
     const device = await TestDevice.handshake(service.tcpPort, imei);
     process.kill(pid, 'SIGSTOP');

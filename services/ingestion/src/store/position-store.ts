@@ -120,7 +120,9 @@ export class PositionStore {
     const pipeline = this.redis.pipeline();
     for (const letter of letters) {
       const original =
-        letter.position.length > DEAD_LETTER_ORIGINAL_MAX_BYTES ? letter.position.subarray(0, DEAD_LETTER_ORIGINAL_MAX_BYTES) : letter.position;
+        letter.position.length > DEAD_LETTER_ORIGINAL_MAX_BYTES
+          ? letter.position.subarray(0, DEAD_LETTER_ORIGINAL_MAX_BYTES)
+          : letter.position;
       pipeline.xadd(
         key,
         'MAXLEN',

@@ -188,7 +188,10 @@ export class DeviceConnection {
     const { allowlist } = this.ctx.options;
     if (!isImei(imei)) {
       this.ctx.metrics.rejected('tcp', 'bad_imei');
-      this.logs.warn({ remote: this.remote, imei: imei.slice(0, 64), reason: 'bad_imei' }, 'handshake rejected: not an IMEI (15-17 digits)');
+      this.logs.warn(
+        { remote: this.remote, imei: imei.slice(0, 64), reason: 'bad_imei' },
+        'handshake rejected: not an IMEI (15-17 digits)',
+      );
       this.refuse('bad_handshake');
       return;
     }
@@ -260,13 +263,22 @@ export class DeviceConnection {
     this.badFrames++;
     const handshake = error.reason === 'data_before_imei' || error.reason === 'bad_imei';
     this.logs.warn(
-      { remote: this.remote, imei: this.device?.imei, reason: error.reason, detail: error.message.slice(0, 200), badFrames: this.badFrames },
+      {
+        remote: this.remote,
+        imei: this.device?.imei,
+        reason: error.reason,
+        detail: error.message.slice(0, 200),
+        badFrames: this.badFrames,
+      },
       `frame rejected (${error.reason}): not acknowledged`,
     );
     if (handshake) {
       this.close('bad_handshake');
     } else if (this.badFrames > this.ctx.options.maxBadFrames) {
-      this.logs.warn({ remote: this.remote, imei: this.device?.imei, badFrames: this.badFrames }, 'too many rejected frames: closing the connection');
+      this.logs.warn(
+        { remote: this.remote, imei: this.device?.imei, badFrames: this.badFrames },
+        'too many rejected frames: closing the connection',
+      );
       this.close('bad_frames');
     }
   }
