@@ -1,7 +1,14 @@
 import { describe, expect, it } from 'vitest';
-import { createPosition, decodePosition, encodePosition, type PositionInit } from '@pitwall/contract';
+import {
+  createPosition,
+  decodePosition,
+  encodePosition,
+  MAX_POSITION_ENTRY_BYTES,
+  MAX_STORED_IO_VALUE_BYTES,
+  type PositionInit,
+} from '@pitwall/contract';
 import { CODEC_8_EXTENDED, type AvlCodecId, type AvlRecord } from '@pitwall/teltonika';
-import { deviceIdField, encodePositions, positionCodec } from '../src/encoding/position-writer.js';
+import { deviceIdField, encodePositions, positionCodec, type DroppedIo } from '../src/encoding/position-writer.js';
 import { AVL_CODECS, prng, randomRecord } from '../../teltonika/test/random.js';
 
 function reference(imei: string, receivedAtMs: number, codec: AvlCodecId, record: AvlRecord): Uint8Array {
@@ -77,5 +84,32 @@ describe('encodePositions', () => {
     expect(Buffer.from(bytes ?? []).toString('hex')).toBe(
       Buffer.from(reference('356307042441013', 1_700_000_000_123, CODEC_8_EXTENDED, record)).toString('hex'),
     );
+  });
+
+  it('leaves out NX values over MAX_STORED_IO_VALUE_BYTES and elements past MAX_POSITION_ENTRY_BYTES, keeping the position', () => {
+    const rand = prng(7);
+    const nx = (id: number, bytes: number) => ({ id, width: 0 as const, value: 0n, raw: new Uint8Array(bytes).fill(id) });
+    const base = randomRecord(rand, CODEC_8_EXTENDED);
+    const records: AvlRecord[] = [
+      { ...base, io: [nx(1, MAX_STORED_IO_VALUE_BYTES + 1), nx(2, MAX_STORED_IO_VALUE_BYTES), nx(3, 65_000)] },
+      { ...base, io: Array.from({ length: 40 }, (_, i) => nx(10 + i, MAX_STORED_IO_VALUE_BYTES)) },
+      { ...base, io: [] },
+    ];
+    const dropped: DroppedIo = { valueTooLarge: 0, entryFull: 0 };
+    const encoded = encodePositions(deviceIdField('356307042441013'), 1_700_000_000_000, CODEC_8_EXTENDED, records, dropped);
+    const positions = encoded.map((bytes) => decodePosition(new Uint8Array(bytes)));
+    expect(positions.map((p) => p.recordedAtMs)).toEqual(records.map((r) => BigInt(r.timestampMs)));
+    expect(positions[0]?.io.map((e) => e.id)).toEqual([2]);
+    const kept = positions[1]?.io.length ?? 0;
+    expect(kept).toBeGreaterThan(10);
+    expect(kept).toBeLessThan(40);
+    for (const bytes of encoded) expect(bytes.length).toBeLessThanOrEqual(MAX_POSITION_ENTRY_BYTES);
+    expect(encoded[1]?.length).toBeGreaterThan(MAX_POSITION_ENTRY_BYTES - 300);
+    expect(dropped).toEqual({ valueTooLarge: 2, entryFull: 40 - kept });
+    // The entries at the cap are what the contract encoder makes of the records without the left-out elements.
+    const trimmed = { ...records[1], io: records[1]?.io.slice(0, kept) ?? [] } as AvlRecord;
+    expect(
+      Buffer.from(encoded[1] ?? []).equals(Buffer.from(reference('356307042441013', 1_700_000_000_000, CODEC_8_EXTENDED, trimmed))),
+    ).toBe(true);
   });
 });
