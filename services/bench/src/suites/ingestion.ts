@@ -43,13 +43,20 @@ export const ingestionSuite: BenchSuite = {
     const port = await freePort();
     let service: ServiceProcess | undefined;
     const resetStreams = async (keys: string[]): Promise<void> => {
-      // A fresh stream with the processor group at its end: the admission script reads an exact lag.
+      // Every throughput run starts on an empty Redis whose append-only file was just rewritten: what
+      // an earlier run appended (nothing is trimmed at append any more) must not slow the next one
+      // through its size or a background AOF rewrite. Then a fresh stream with the processor group at
+      // its end: the admission script reads an exact lag.
       const admin = redis.client();
       try {
-        for (const key of keys) {
-          await admin.del(key);
-          await admin.xgroup('CREATE', key, PROCESSOR_GROUP, '$', 'MKSTREAM');
+        await admin.flushall();
+        await admin.bgrewriteaof();
+        for (;;) {
+          const info = await admin.info('persistence');
+          if (/aof_rewrite_in_progress:0/.test(info) && /aof_rewrite_scheduled:0/.test(info)) break;
+          await new Promise((resolve) => setTimeout(resolve, 100));
         }
+        for (const key of keys) await admin.xgroup('CREATE', key, PROCESSOR_GROUP, '$', 'MKSTREAM');
       } finally {
         admin.disconnect();
       }
@@ -94,6 +101,7 @@ export const ingestionSuite: BenchSuite = {
         },
         log,
       );
+      await resetStreams([]);
       const raw = await runLoad(
         {
           mode: 'xadd',
