@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { collectGarbage, freePort, rssBytesOf, scrapeMetric, sharedRedisUrl, uniqueName, waitFor } from '@pitwall/testkit';
+import { collectGarbage, rssBytesOf, scrapeMetric, sharedRedisUrl, uniqueName, waitFor } from '@pitwall/testkit';
 import { CODEC_8, encodeTcpAvlPacket } from '@pitwall/teltonika';
 import { startIngestion, TestDevice, type Ingestion } from './helpers.js';
 import { prng, randomPastRecord } from '../../teltonika/test/random.js';
@@ -31,7 +31,6 @@ function halfFrame(dataBytes: number, sent: number): Buffer {
 }
 
 beforeAll(async () => {
-  inspectPort = await freePort();
   [deadlines, memory] = await Promise.all([
     startIngestion({
       REDIS_URL: sharedRedisUrl(),
@@ -47,9 +46,12 @@ beforeAll(async () => {
       INGESTION_HANDSHAKE_TIMEOUT_MS: '600000',
       INGESTION_FRAME_TIMEOUT_MS: '600000',
       LOG_LEVEL: 'warn',
-      NODE_OPTIONS: `--inspect=127.0.0.1:${inspectPort}`,
+      // Port 0: the inspector picks a free port itself (no race with other tests' ports) and logs it.
+      NODE_OPTIONS: '--inspect=127.0.0.1:0',
     }),
   ]);
+  const line = await memory.proc.waitForLine(/Debugger listening on ws:\/\/127\.0\.0\.1:\d+/);
+  inspectPort = Number(/127\.0\.0\.1:(\d+)/.exec(line)?.[1]);
 });
 
 afterAll(async () => {
