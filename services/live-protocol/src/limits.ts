@@ -12,4 +12,11 @@ export const PROTOCOL_LIMITS = {
   maxUidLength: 128,
   /** Longest access token: it has to fit in one message. */
   maxTokenLength: 4000,
+  /** Longest `since` cursor a client may send back (cursors the gateway makes are far shorter). */
+  maxCursorLength: 1024,
+  /**
+   * Largest `history_seconds` a subscribe may ask for. A gateway holds less (GATEWAY_HISTORY_SECONDS,
+   * 120 by default) and answers with what it holds.
+   */
+  maxHistorySeconds: 3600,
 } as const;

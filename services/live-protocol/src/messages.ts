@@ -7,6 +7,12 @@ import { PROTOCOL_LIMITS } from './limits.js';
 /** Whatever short string or number the client chose to match replies to requests. */
 export type Uid = string | number;
 
+/**
+ * How far in the position streams a frame goes, the same on every gateway pod (stream entry ids are).
+ * Opaque: a client stores the latest one per event and sends it back as `since` when it subscribes again.
+ */
+export type Cursor = string;
+
 // Client to server
 
 /** First message (or the `access_token` query parameter); sent again to refresh the token. */
@@ -19,6 +25,13 @@ export interface AuthRequest {
 export interface SubscribeRequest {
   type: 'subscribe';
   event_id: number;
+  /**
+   * Resume: the `cursor` of the last `positions` frame (or `subscribed` reply) this client handled for
+   * this event, from any gateway pod. The reply says whether the gap could be filled (`recovered`).
+   */
+  since?: Cursor;
+  /** Trails: the reply's `history` holds the event's positions of the last this many seconds. */
+  history_seconds?: number;
   uid?: Uid;
 }
 
@@ -65,8 +78,25 @@ export interface AuthOkMessage {
 export interface SubscribedMessage {
   type: 'subscribed';
   event_id: number;
-  /** The latest known position of each device of the event. */
+  /**
+   * The latest known position of each device of the event. Empty when `recovered` is true: the
+   * positions the client missed follow instead.
+   */
   snapshot: WirePosition[];
+  /**
+   * Only when the subscribe had `since`. true: every position of the event after that cursor follows, in
+   * order, in `positions` frames before live ones (none missing, none twice). false: the gap is beyond
+   * what the gateway holds; `snapshot` stands in for it.
+   */
+  recovered?: boolean;
+  /**
+   * Only when the subscribe had `history_seconds`: the event's positions of that many seconds (at most
+   * the gateway's window) in stream order, oldest first, up to where the frames that follow start. With
+   * `recovered: true` it stops where the recovered positions start.
+   */
+  history?: WirePosition[];
+  /** Where this reply leaves the client: send it as `since` if no `positions` frame came before a reconnect. */
+  cursor?: Cursor;
   uid?: Uid;
 }
 
@@ -74,6 +104,8 @@ export interface PositionsMessage {
   type: 'positions';
   event_id: number;
   positions: WirePosition[];
+  /** Everything of this event up to here has been sent on this connection: resume from it with `since`. */
+  cursor: Cursor;
 }
 
 /** `client`: the client asked; `forbidden`: Directus no longer lets this user see the event. */
@@ -148,11 +180,30 @@ export function parseClientMessage(text: string): ParseResult {
       }
       return { ok: true, message: { type: 'auth', access_token: token, ...echo } };
     }
-    case 'subscribe':
+    case 'subscribe': {
+      const eventId = readEventId(value.event_id);
+      if (eventId === undefined) return { ok: false, reason: 'subscribe needs event_id, a positive integer', ...echo };
+      const message: SubscribeRequest = { type: 'subscribe', event_id: eventId, ...echo };
+      if (value.since !== undefined) {
+        const since = value.since;
+        if (typeof since !== 'string' || since.length === 0 || since.length > PROTOCOL_LIMITS.maxCursorLength) {
+          return { ok: false, reason: `since must be a cursor string of at most ${PROTOCOL_LIMITS.maxCursorLength} characters`, ...echo };
+        }
+        message.since = since;
+      }
+      if (value.history_seconds !== undefined) {
+        const seconds = value.history_seconds;
+        if (typeof seconds !== 'number' || !Number.isInteger(seconds) || seconds < 0 || seconds > PROTOCOL_LIMITS.maxHistorySeconds) {
+          return { ok: false, reason: `history_seconds must be an integer from 0 to ${PROTOCOL_LIMITS.maxHistorySeconds}`, ...echo };
+        }
+        message.history_seconds = seconds;
+      }
+      return { ok: true, message };
+    }
     case 'unsubscribe': {
       const eventId = readEventId(value.event_id);
-      if (eventId === undefined) return { ok: false, reason: `${value.type} needs event_id, a positive integer`, ...echo };
-      return { ok: true, message: { type: value.type, event_id: eventId, ...echo } };
+      if (eventId === undefined) return { ok: false, reason: 'unsubscribe needs event_id, a positive integer', ...echo };
+      return { ok: true, message: { type: 'unsubscribe', event_id: eventId, ...echo } };
     }
     case 'ping':
       return { ok: true, message: { type: 'ping', ...echo } };
@@ -163,4 +214,36 @@ export function parseClientMessage(text: string): ParseResult {
         ...echo,
       };
   }
+}
+
+const SERVER_TYPES: ReadonlySet<string> = new Set(['auth', 'subscribed', 'positions', 'unsubscribed', 'error', 'pong']);
+
+/**
+ * Reads one server text frame (for clients). Checks only what a client branches on (the type, the event
+ * id of event messages, the position arrays and the error code); anything else is undefined.
+ */
+export function parseServerMessage(text: string): ServerMessage | undefined {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  if (!isRecord(value) || typeof value.type !== 'string' || !SERVER_TYPES.has(value.type)) return undefined;
+  switch (value.type) {
+    case 'subscribed':
+      if (typeof value.event_id !== 'number' || !Array.isArray(value.snapshot)) return undefined;
+      if (value.history !== undefined && !Array.isArray(value.history)) return undefined;
+      break;
+    case 'positions':
+      if (typeof value.event_id !== 'number' || !Array.isArray(value.positions)) return undefined;
+      break;
+    case 'unsubscribed':
+      if (typeof value.event_id !== 'number') return undefined;
+      break;
+    case 'error':
+      if (typeof value.code !== 'string') return undefined;
+      break;
+  }
+  return value as unknown as ServerMessage;
 }

@@ -6,6 +6,7 @@ import {
   ERROR_CODES,
   ERRORS,
   parseClientMessage,
+  parseServerMessage,
   PROTOCOL_LIMITS,
   RETRYABLE_ERROR_CODES,
   TOKEN_ERROR_CODES,
@@ -28,6 +29,41 @@ describe('client messages', () => {
       message: { type: 'unsubscribe', event_id: 42 },
     });
     expect(parseClientMessage('{"type":"ping"}')).toEqual({ ok: true, message: { type: 'ping' } });
+  });
+
+  it('accepts since and history_seconds on subscribe (resume and trails)', () => {
+    expect(parseClientMessage('{"type":"subscribe","event_id":4,"since":"v1.abc","history_seconds":60}')).toEqual({
+      ok: true,
+      message: { type: 'subscribe', event_id: 4, since: 'v1.abc', history_seconds: 60 },
+    });
+    expect(parseClientMessage('{"type":"unsubscribe","event_id":4,"since":"x"}')).toEqual({ ok: true, message: { type: 'unsubscribe', event_id: 4 } });
+  });
+
+  it.each([
+    ['a numeric since', '{"type":"subscribe","event_id":4,"since":5}', /since/],
+    ['an empty since', '{"type":"subscribe","event_id":4,"since":""}', /since/],
+    ['a too long since', `{"type":"subscribe","event_id":4,"since":"${'a'.repeat(PROTOCOL_LIMITS.maxCursorLength + 1)}"}`, /since/],
+    ['a negative history_seconds', '{"type":"subscribe","event_id":4,"history_seconds":-1}', /history_seconds/],
+    ['a fractional history_seconds', '{"type":"subscribe","event_id":4,"history_seconds":1.5}', /history_seconds/],
+    ['a string history_seconds', '{"type":"subscribe","event_id":4,"history_seconds":"60"}', /history_seconds/],
+    ['a huge history_seconds', `{"type":"subscribe","event_id":4,"history_seconds":${PROTOCOL_LIMITS.maxHistorySeconds + 1}}`, /history_seconds/],
+  ])('refuses %s on subscribe', (_what, text, reason) => {
+    const result = parseClientMessage(text);
+    expect(result.ok).toBe(false);
+    if (!result.ok) expect(result.reason).toMatch(reason);
+  });
+
+  it('reads server frames a client branches on, and nothing malformed', () => {
+    expect(parseServerMessage('{"type":"positions","event_id":1,"positions":[],"cursor":"c"}')).toEqual({
+      type: 'positions',
+      event_id: 1,
+      positions: [],
+      cursor: 'c',
+    });
+    expect(parseServerMessage('{"type":"subscribed","event_id":1,"snapshot":[],"recovered":true}')).toMatchObject({ recovered: true });
+    for (const bad of ['x', '[]', '{"type":"nope"}', '{"type":"positions","event_id":1}', '{"type":"subscribed","snapshot":[]}', '{"type":"error"}']) {
+      expect(parseServerMessage(bad), bad).toBeUndefined();
+    }
   });
 
   it('accepts an event id given as a decimal string, as Directus may serialise ids', () => {
