@@ -28,6 +28,15 @@ export const liveGatewayEnv = {
   /** Entries read per shard from the stream tail at start to warm the snapshot cache. */
   GATEWAY_WARM_TAIL_ENTRIES: intVar(10_000, 0, 1_000_000),
   /**
+   * Seconds of positions kept in memory (every device this pod reads) for resumes (`since`) and trails
+   * (`history_seconds`); 0: none (every resume gets `recovered: false` and the snapshot).
+   */
+  GATEWAY_HISTORY_SECONDS: intVar(120, 0, 3_600),
+  /** Bound on the history's estimated heap bytes; beyond it the oldest positions go (the window shrinks). */
+  GATEWAY_HISTORY_MAX_BYTES: intVar(128 * 1024 * 1024, 0, 16 * 1024 * 1024 * 1024),
+  /** How long a subscribe whose cursor is ahead of this pod (it came from a pod a little ahead) waits for it. */
+  GATEWAY_RESUME_WAIT_MS: intVar(2_000, 0, 60_000),
+  /**
    * An event shows positions whose device time is within starts_at - margin .. ends_at + margin (cars
    * drive to the start before it, and back after the end). Trackers are reused from one event to the next.
    */

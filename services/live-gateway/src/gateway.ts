@@ -22,6 +22,7 @@ import { DirectusClient } from './directus/directus-client.js';
 import { EventDirectory } from './events/event-directory.js';
 import { LatestPositions } from './fanout/latest-positions.js';
 import { LiveHub } from './fanout/live-hub.js';
+import { PositionHistory } from './history/position-history.js';
 import { createGatewayMetrics, type GatewayMetrics } from './metrics.js';
 import { GatewayServer } from './server/gateway-server.js';
 import { assertNativeUws } from './server/native-uws.js';
@@ -87,8 +88,17 @@ export function createLiveGateway(config: LiveGatewayConfig, options: LiveGatewa
   );
   const latest = new LatestPositions(config.GATEWAY_LATEST_CACHE_DEVICES);
 
+  const history = new PositionHistory({
+    shards: config.STREAM_SHARDS,
+    sources: config.STREAM_SHARDS,
+    windowMs: config.GATEWAY_HISTORY_SECONDS * 1000,
+    maxBytes: config.GATEWAY_HISTORY_MAX_BYTES,
+  });
+
   const app = uWS.App();
   const hub = new LiveHub(app, directory, latest, metrics, {
+    history,
+    resumeWaitMs: config.GATEWAY_RESUME_WAIT_MS,
     batchWindowMs: config.GATEWAY_BATCH_WINDOW_MS,
     conflateBufferBytes: config.GATEWAY_CONFLATE_BUFFER_BYTES,
     slowClientTimeoutMs: config.GATEWAY_SLOW_CLIENT_TIMEOUT_MS,
@@ -163,6 +173,14 @@ export function createLiveGateway(config: LiveGatewayConfig, options: LiveGatewa
         metrics.latestCacheDevices.set(latest.size);
       },
       onPositions: (positions) => hub.onPositions(positions),
+      onStart: (source, startId, tail) => {
+        if (startId === undefined) history.gap(source);
+        else history.start(source, startId);
+        history.warm(source, [...tail].reverse());
+      },
+      onGap: () => {
+        for (let source = 0; source < config.STREAM_SHARDS; source++) history.gap(source);
+      },
     },
   );
   const collector = new GroupCollector(

@@ -114,7 +114,7 @@ export function createGatewayMetrics(registry: Registry) {
     }),
     framesSent: new Counter({
       name: `${p}frames_sent_total`,
-      help: 'Frames sent, counted per recipient, by kind (positions, snapshot, conflated, control)',
+      help: 'Frames sent, counted per recipient, by kind (positions, snapshot, conflated, recovered, control)',
       labelNames: ['kind'] as const,
       registers,
     }),
@@ -126,7 +126,7 @@ export function createGatewayMetrics(registry: Registry) {
     }),
     positionsSent: new Counter({
       name: `${p}positions_sent_total`,
-      help: 'Positions sent, counted per recipient, by kind (positions, snapshot, conflated)',
+      help: 'Positions sent, counted per recipient, by kind (positions, snapshot (snapshots and trails), conflated, recovered)',
       labelNames: ['kind'] as const,
       registers,
     }),
@@ -157,6 +157,18 @@ export function createGatewayMetrics(registry: Registry) {
       registers,
     }),
     latestCacheDevices: new Gauge({ name: `${p}latest_cache_devices`, help: 'Devices in the latest-position cache', registers }),
+    historyBytes: new Gauge({
+      name: `${p}history_bytes`,
+      help: 'Estimated heap bytes of the position history (resumes and trails), bounded by GATEWAY_HISTORY_MAX_BYTES',
+      registers,
+    }),
+    historyPositions: new Gauge({ name: `${p}history_positions`, help: 'Positions held in the history', registers }),
+    resumes: new Counter({
+      name: `${p}resumes_total`,
+      help: 'Subscribes with a cursor (since) by outcome (recoverable, too_old, ahead, invalid, already_subscribed)',
+      labelNames: ['result'] as const,
+      registers,
+    }),
   };
 }
 

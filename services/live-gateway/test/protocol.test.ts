@@ -47,7 +47,21 @@ describe('server messages', () => {
       snapshot: [JSON.parse(position), JSON.parse(position)],
     });
     expect(JSON.parse(subscribedMessage(1, []))).toEqual({ type: 'subscribed', event_id: 1, snapshot: [] });
-    expect(JSON.parse(positionsMessage(3, [position]))).toEqual({ type: 'positions', event_id: 3, positions: [JSON.parse(position)] });
+    expect(JSON.parse(positionsMessage(3, [position], '1.1.5-0'))).toEqual({
+      type: 'positions',
+      event_id: 3,
+      cursor: '1.1.5-0',
+      positions: [JSON.parse(position)],
+    });
+    expect(JSON.parse(subscribedMessage(2, [], 'u', { recovered: false, cursor: '1.1._', history: [position] }))).toEqual({
+      type: 'subscribed',
+      event_id: 2,
+      uid: 'u',
+      recovered: false,
+      cursor: '1.1._',
+      snapshot: [],
+      history: [JSON.parse(position)],
+    });
     expect(JSON.parse(unsubscribedMessage(3, 'forbidden'))).toEqual({ type: 'unsubscribed', event_id: 3, reason: 'forbidden' });
     expect(JSON.parse(errorMessage('rate_limited', 'slow down', { uid: 9, retryAfterMs: 199.2 }))).toEqual({
       type: 'error',

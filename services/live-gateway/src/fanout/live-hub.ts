@@ -1,6 +1,8 @@
 import type { Uid } from '@pitwall/live-protocol';
 import type { TemplatedApp } from 'uWebSockets.js';
 import { inWindow, type EventDirectory, type EventEntries } from '../events/event-directory.js';
+import type { EntryId } from '../history/entry-id.js';
+import { PositionHistory, type HeldPosition } from '../history/position-history.js';
 import type { GatewayMetrics } from '../metrics.js';
 import type { LivePosition } from '../protocol/position-json.js';
 import { positionsMessage, subscribedMessage } from '../protocol/server-message.js';
@@ -15,6 +17,25 @@ export interface LiveHubOptions {
   conflateBufferBytes: number;
   /** A conflated client without progress for this long is closed. */
   slowClientTimeoutMs: number;
+  /** What this pod read lately, for resumes (`since`) and trails (`history_seconds`); default: none. */
+  history?: PositionHistory;
+  /** How long a subscribe whose cursor is ahead of this pod waits for it (default 2000 ms). */
+  resumeWaitMs?: number;
+}
+
+/** What a subscribe asks besides the snapshot. */
+export interface JoinRequest {
+  /** Resume from this cursor (SubscribeRequest.since). */
+  since?: string | undefined;
+  /** Trails: positions of the last this many seconds (SubscribeRequest.history_seconds). */
+  historySeconds?: number | undefined;
+}
+
+/** A subscribe whose cursor is ahead of this pod, waiting for the pod to read that far. */
+interface CatchUpWaiter {
+  ids: readonly (EntryId | undefined)[];
+  resolve: () => void;
+  timer: NodeJS.Timeout;
 }
 
 interface PendingFrame {
@@ -70,6 +91,8 @@ export class LiveHub {
   private readonly conflatedByEvent = new Map<number, Set<Member>>();
   private readonly members = new Map<HubClient, Member>();
   private subscriptionCount = 0;
+  private readonly history: PositionHistory;
+  private waiters: CatchUpWaiter[] = [];
 
   constructor(
     private readonly app: TemplatedApp,
@@ -78,21 +101,50 @@ export class LiveHub {
     private readonly metrics: GatewayMetrics,
     private readonly options: LiveHubOptions,
     private readonly now: () => number = Date.now,
-  ) {}
+  ) {
+    this.history = options.history ?? new PositionHistory({ shards: 1, sources: 1, windowMs: 0, maxBytes: 0 });
+  }
 
   /** Clients with at least one subscription. */
   get memberCount(): number {
     return this.members.size;
   }
 
-  /** Sends `subscribed` with the event's snapshot and joins the event's topic. */
-  join(client: HubClient, eventId: number, entries: EventEntries, uid?: Uid): void {
+  /**
+   * Resolves once this pod has read as far as the cursor `since` on every shard stream, or after
+   * `timeoutMs` (then join() answers `recovered: false`): the pod reads the same streams, so this is
+   * normally a few milliseconds. A cursor from a pod a little ahead of this one
+   * would otherwise get live frames repeating what it already had.
+   */
+  whenCaughtUp(since: string, timeoutMs = this.options.resumeWaitMs ?? 2_000): Promise<void> {
+    const ids = this.history.decode(since);
+    if (ids === undefined || this.history.recoverability(ids) !== 'ahead') return Promise.resolve();
+    return new Promise((resolve) => {
+      const waiter: CatchUpWaiter = {
+        ids,
+        resolve,
+        timer: setTimeout(() => {
+          this.waiters = this.waiters.filter((w) => w !== waiter);
+          resolve();
+        }, timeoutMs),
+      };
+      this.waiters.push(waiter);
+    });
+  }
+
+  /**
+   * Sends `subscribed` and joins the event's topic. Without `since`: the event's snapshot. With `since`
+   * (a cursor from this or any other pod): when this pod holds everything after it, `recovered: true`
+   * and the missed positions in `positions` frames right behind the reply, before any live frame;
+   * otherwise `recovered: false` and the snapshot. With `historySeconds`: the trail in `history`.
+   */
+  join(client: HubClient, eventId: number, entries: EventEntries, uid?: Uid, request: JoinRequest = {}): void {
     const transport = client.transport;
     if (transport === undefined) return;
-    const snapshot = this.latestOf(entries, undefined);
-    const frame = Buffer.from(subscribedMessage(eventId, snapshot, uid));
     let member = this.members.get(client);
     const isNew = member === undefined || !member.events.has(eventId);
+    const replies = this.replyFrames(eventId, entries, uid, request, isNew);
+    const frame = replies[0] as Buffer;
     if (member === undefined) {
       member = { client, events: new Set(), conflation: undefined, held: false };
       this.members.set(client, member);
@@ -107,12 +159,67 @@ export class LiveHub {
     }
     const joined = member;
     transport.cork(() => {
-      transport.send(frame);
+      for (const reply of replies) transport.send(reply);
       if (!isNew) return;
       if (joined.conflation === undefined) transport.subscribe(eventTopic(eventId));
       else this.joinConflated(joined, eventId, new Set());
     });
-    this.count('snapshot', frame.byteLength, snapshot.length);
+    this.count('snapshot', frame.byteLength, 0);
+  }
+
+  /** The `subscribed` reply, then the frames of a recovery. */
+  private replyFrames(eventId: number, entries: EventEntries, uid: Uid | undefined, request: JoinRequest, isNew: boolean): Buffer[] {
+    const { since, historySeconds } = request;
+    if (since === undefined && historySeconds === undefined) {
+      const snapshot = this.latestOf(entries, undefined);
+      this.metrics.positionsSent.inc({ kind: 'snapshot' }, snapshot.length);
+      return [Buffer.from(subscribedMessage(eventId, snapshot, uid, { cursor: this.history.cursor() }))];
+    }
+    // What is pending for the event goes to its current subscribers now: from here on, everything of
+    // the event up to the processed position has been published, and the frames after this reply
+    // start right after it.
+    this.flush(eventId);
+    const processed = this.history.processedIds();
+    const devices = entries.devices.map((device) => device.deviceId);
+    const prefixes = new Map(entries.devices.map((device) => [device.deviceId, device.prefix]));
+    const accept = (position: HeldPosition) => inWindow(entries, position.ts);
+    const part = (position: HeldPosition) => (prefixes.get(position.deviceId) ?? '') + position.body;
+
+    let after: (EntryId | undefined)[] | undefined;
+    if (since !== undefined) {
+      const ids = this.history.decode(since);
+      const state = isNew ? this.history.recoverability(ids) : 'already_subscribed';
+      this.metrics.resumes.inc({ result: state });
+      if (state === 'recoverable') after = ids;
+    }
+    const recovered = since === undefined ? undefined : after !== undefined;
+    const snapshot = recovered === true ? [] : this.latestOf(entries, undefined);
+    let history: string[] | undefined;
+    if (historySeconds !== undefined) {
+      const seconds = Math.min(historySeconds, this.history.windowMs / 1000);
+      const trail = this.history.collect(devices, accept, { fromMs: this.now() - seconds * 1000, upTo: after });
+      history = trail.map(part);
+    }
+    const missed = after === undefined ? [] : this.history.collect(devices, accept, { after });
+    const replies: Buffer[] = [];
+    const cursorAfterReply = after !== undefined && missed.length > 0 ? this.history.encode(after) : this.history.encode(processed);
+    replies.push(Buffer.from(subscribedMessage(eventId, snapshot, uid, { recovered, history, cursor: cursorAfterReply })));
+    this.metrics.positionsSent.inc({ kind: 'snapshot' }, snapshot.length + (history?.length ?? 0));
+    if (after !== undefined && missed.length > 0) {
+      // In frames of at most MAX_POSITIONS_PER_FRAME; each one's cursor is exact: per source, the newest
+      // id sent so far (the positions are in id order), and the processed position after the last.
+      let upTo = [...after];
+      for (let start = 0; start < missed.length; start += MAX_POSITIONS_PER_FRAME) {
+        const chunk = missed.slice(start, start + MAX_POSITIONS_PER_FRAME);
+        for (const position of chunk) upTo[position.source] = position.id;
+        const last = start + MAX_POSITIONS_PER_FRAME >= missed.length;
+        if (last) upTo = PositionHistory.later(processed, upTo);
+        const bytes = Buffer.from(positionsMessage(eventId, chunk.map(part), this.history.encode(upTo)));
+        replies.push(bytes);
+        this.count('recovered', bytes.byteLength, chunk.length);
+      }
+    }
+    return replies;
   }
 
   /** Ends a subscription. Returns whether there was one. Idempotent. */
@@ -166,6 +273,7 @@ export class LiveHub {
   /** Hot path: positions just read from the stream. */
   onPositions(positions: readonly LivePosition[]): void {
     for (const position of positions) {
+      this.history.add(position);
       this.latest.update(position);
       const routes = this.directory.routesOf(position.deviceId);
       if (routes === undefined) continue;
@@ -197,7 +305,23 @@ export class LiveHub {
       }
     }
     this.metrics.latestCacheDevices.set(this.latest.size);
+    this.metrics.historyBytes.set(this.history.bytes);
+    this.metrics.historyPositions.set(this.history.size);
     if (this.options.batchWindowMs === 0) for (const eventId of [...this.pending.keys()]) this.flush(eventId);
+    if (this.waiters.length > 0) this.releaseWaiters();
+  }
+
+  private releaseWaiters(): void {
+    const waiting: CatchUpWaiter[] = [];
+    for (const waiter of this.waiters) {
+      if (this.history.recoverability(waiter.ids) === 'ahead') {
+        waiting.push(waiter);
+      } else {
+        clearTimeout(waiter.timer);
+        waiter.resolve();
+      }
+    }
+    this.waiters = waiting;
   }
 
   /** Publishes an event's pending positions as one frame, serialised once. */
@@ -209,7 +333,7 @@ export class LiveHub {
     const topic = eventTopic(eventId);
     const recipients = this.app.numSubscribers(topic);
     if (recipients === 0) return;
-    const bytes = Buffer.from(positionsMessage(eventId, frame.parts));
+    const bytes = Buffer.from(positionsMessage(eventId, frame.parts, this.history.cursor()));
     this.app.publish(topic, bytes, false);
     const now = this.now();
     if (frame.traced !== undefined) tracePublished(frame.traced, eventId, recipients);
@@ -298,7 +422,7 @@ export class LiveHub {
         const parts = entries === undefined ? [] : this.latestOf(entries, dirty);
         dirty.clear();
         if (parts.length === 0) continue;
-        const bytes = Buffer.from(positionsMessage(eventId, parts));
+        const bytes = Buffer.from(positionsMessage(eventId, parts, this.history.cursor()));
         transport.send(bytes);
         this.count('conflated', bytes.byteLength, parts.length);
       }
@@ -363,7 +487,7 @@ export class LiveHub {
     this.metrics.watchedEvents.set(this.subscriberCount.size);
   }
 
-  private count(kind: 'positions' | 'snapshot' | 'conflated', bytes: number, positions: number, frames = 1): void {
+  private count(kind: 'positions' | 'snapshot' | 'conflated' | 'recovered', bytes: number, positions: number, frames = 1): void {
     this.metrics.framesSent.inc({ kind }, frames);
     this.metrics.bytesSent.inc({ kind }, bytes);
     if (positions > 0) this.metrics.positionsSent.inc({ kind }, positions);

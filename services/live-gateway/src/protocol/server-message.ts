@@ -41,13 +41,28 @@ export function pongMessage(uid?: Uid): string {
   return withUid<PongMessage>({ type: 'pong' }, uid);
 }
 
-/** `subscribed` with its snapshot; `positions` are finished position JSON texts (WirePosition). */
-export function subscribedMessage(eventId: number, positions: readonly string[], uid?: Uid): string {
-  const uidPart = uid === undefined ? '' : `,"uid":${JSON.stringify(uid)}`;
-  return `{"type":"subscribed","event_id":${eventId}${uidPart},"snapshot":[${positions.join(',')}]}`;
+/** What a `subscribed` reply carries besides its snapshot (SubscribedMessage). */
+export interface SubscribedExtras {
+  /** Only when the subscribe had `since`. */
+  recovered?: boolean | undefined;
+  /** Only when the subscribe had `history_seconds`: finished position JSON texts. */
+  history?: readonly string[] | undefined;
+  cursor?: string | undefined;
 }
 
-/** One `positions` frame of an event; `positions` are finished position JSON texts (WirePosition). */
-export function positionsMessage(eventId: number, positions: readonly string[]): string {
-  return `{"type":"positions","event_id":${eventId},"positions":[${positions.join(',')}]}`;
+/** `subscribed` with its snapshot; `positions` are finished position JSON texts (WirePosition). */
+export function subscribedMessage(eventId: number, positions: readonly string[], uid?: Uid, extras: SubscribedExtras = {}): string {
+  const uidPart = uid === undefined ? '' : `,"uid":${JSON.stringify(uid)}`;
+  const recoveredPart = extras.recovered === undefined ? '' : `,"recovered":${extras.recovered}`;
+  const cursorPart = extras.cursor === undefined ? '' : `,"cursor":${JSON.stringify(extras.cursor)}`;
+  const historyPart = extras.history === undefined ? '' : `,"history":[${extras.history.join(',')}]`;
+  return `{"type":"subscribed","event_id":${eventId}${uidPart}${recoveredPart}${cursorPart},"snapshot":[${positions.join(',')}]${historyPart}}`;
+}
+
+/**
+ * One `positions` frame of an event; `positions` are finished position JSON texts (WirePosition). The
+ * cursor is made by the gateway (history/cursor.ts): JSON-safe characters only.
+ */
+export function positionsMessage(eventId: number, positions: readonly string[], cursor: string): string {
+  return `{"type":"positions","event_id":${eventId},"cursor":"${cursor}","positions":[${positions.join(',')}]}`;
 }

@@ -7,7 +7,7 @@ import type { Authorizer } from '../authz/authorization.js';
 import { DirectusUnavailableError } from '../directus/directus-unavailable-error.js';
 import type { EventEntries } from '../events/event-directory.js';
 import type { HubClient } from '../fanout/hub-client.js';
-import type { LiveHub } from '../fanout/live-hub.js';
+import type { JoinRequest, LiveHub } from '../fanout/live-hub.js';
 import type { GatewayMetrics } from '../metrics.js';
 import { authOkMessage, errorMessage, pongMessage, unsubscribedMessage, type ErrorDetails } from '../protocol/server-message.js';
 import { TokenBucket } from '../util/token-bucket.js';
@@ -249,7 +249,7 @@ export class ClientSession implements HubClient {
         this.send(pongMessage(request.uid));
         return;
       case 'subscribe':
-        this.subscribe(request.event_id, request.uid);
+        this.subscribe(request.event_id, request.uid, { since: request.since, historySeconds: request.history_seconds });
         return;
       case 'unsubscribe':
         this.unsubscribe(request.event_id, request.uid);
@@ -404,7 +404,7 @@ export class ClientSession implements HubClient {
 
   // Subscriptions
 
-  private subscribe(eventId: number, uid: Uid | undefined): void {
+  private subscribe(eventId: number, uid: Uid | undefined, request: JoinRequest): void {
     const { limits } = this.context;
     if (this.expired) {
       this.refuseSubscribe('token_expired', 'expired', 'the access token expired: send a fresh one first', eventId, uid);
@@ -431,7 +431,7 @@ export class ClientSession implements HubClient {
     this.pending ??= new Map();
     this.pending.set(eventId, pending);
     this.pendingCount++;
-    void this.completeSubscribe(eventId, uid, pending).finally(() => {
+    void this.completeSubscribe(eventId, uid, pending, request).finally(() => {
       this.pendingCount--;
       if (this.pending?.get(eventId) === pending) this.pending.delete(eventId);
       // An idle connection keeps no empty map.
@@ -439,7 +439,7 @@ export class ClientSession implements HubClient {
     });
   }
 
-  private async completeSubscribe(eventId: number, uid: Uid | undefined, pending: PendingSubscribe): Promise<void> {
+  private async completeSubscribe(eventId: number, uid: Uid | undefined, pending: PendingSubscribe, request: JoinRequest): Promise<void> {
     const { authorizer, directory, hub, metrics, logger, tracer } = this.context;
     const principal = this.principal;
     const token = this.token;
@@ -471,6 +471,8 @@ export class ClientSession implements HubClient {
           break;
       }
       const entries = await directory.load(eventId);
+      // A cursor from a pod a little ahead: this pod reads the same streams and catches up (no I/O).
+      if (request.since !== undefined) await hub.whenCaughtUp(request.since);
       if (this.closed) return;
       if (pending.cancelled) {
         // Unsubscribed while this was being authorized: the later request wins.
@@ -481,7 +483,7 @@ export class ClientSession implements HubClient {
         this.refuseSubscribe('token_expired', 'expired', 'the access token expired: send a fresh one first', eventId, uid);
         return;
       }
-      hub.join(this, eventId, entries, uid);
+      hub.join(this, eventId, entries, uid, request);
       this.live ??= new Map();
       if (!this.live.has(eventId)) this.live.set(eventId, this.nextCheckAt());
       metrics.subscribeRequests.inc({ result: 'ok' });

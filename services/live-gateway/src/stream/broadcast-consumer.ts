@@ -10,6 +10,7 @@ import {
 } from '@pitwall/contract';
 import { idempotent, type Logger, type Service } from '@pitwall/platform';
 import type { Redis } from 'ioredis';
+import { parseEntryId, type EntryId } from '../history/entry-id.js';
 import type { GatewayMetrics } from '../metrics.js';
 import { toLivePosition, type LivePosition } from '../protocol/position-json.js';
 
@@ -36,6 +37,13 @@ export interface BroadcastConsumerDeps {
   onWarm: (positions: LivePosition[]) => void;
   /** Positions just read, in stream order per shard. */
   onPositions: (positions: LivePosition[]) => void;
+  /**
+   * Reading of shard `source` starts right after `startId` (its group's start; undefined when Redis did
+   * not say); `tail` is what warm-up read at or before it, newest first.
+   */
+  onStart?: (source: number, startId: EntryId | undefined, tail: readonly LivePosition[]) => void;
+  /** Reading of every shard skipped entries: the group was lost and created again at the end. */
+  onGap?: () => void;
 }
 
 const BACKOFF_MAX_MS = 2_000;
@@ -50,6 +58,7 @@ export class BroadcastConsumer implements Service {
   readonly name = 'broadcast-consumer';
   readonly group: string;
   private readonly keys: string[];
+  private readonly sourceOf: Map<string, number>;
   private stopping = false;
   private loop: Promise<void> | undefined;
   private consecutiveErrors = 0;
@@ -62,6 +71,7 @@ export class BroadcastConsumer implements Service {
   ) {
     this.group = liveBroadcastGroup(options.instanceId);
     this.keys = shardKeys(options.streamKey, options.shards);
+    this.sourceOf = new Map(this.keys.map((key, source) => [key, source]));
   }
 
   async start(): Promise<void> {
@@ -103,16 +113,42 @@ export class BroadcastConsumer implements Service {
     }
   }
 
+  /**
+   * Reads each shard's tail up to where its group starts (what the group delivers comes after it, so
+   * nothing is read twice): the latest-position cache and the history start from it.
+   */
   private async warm(): Promise<void> {
-    if (this.options.warmTailEntries === 0) return;
     let warmed = 0;
-    for (const key of this.keys) {
-      const reply = await this.deps.commands.callBuffer('XREVRANGE', key, '+', '-', 'COUNT', this.options.warmTailEntries);
-      const positions = this.decode(parseEntries(reply));
-      warmed += positions.length;
-      this.deps.onWarm(positions);
+    for (const [source, key] of this.keys.entries()) {
+      const start = await this.groupStart(key);
+      let positions: LivePosition[] = [];
+      if (this.options.warmTailEntries > 0) {
+        const end = start === undefined ? '+' : `${start.ms}-${start.seq}`;
+        const reply = await this.deps.commands.callBuffer('XREVRANGE', key, end, '-', 'COUNT', this.options.warmTailEntries);
+        positions = this.decode(parseEntries(reply), source);
+        warmed += positions.length;
+        this.deps.onWarm(positions);
+      }
+      this.deps.onStart?.(source, start, positions);
     }
     this.deps.logger.info({ positions: warmed, shards: this.keys.length }, 'latest-position cache warmed from the stream tail');
+  }
+
+  /** The last-delivered id of this pod's group on `key` (where its reading starts, before the first read). */
+  private async groupStart(key: string): Promise<EntryId | undefined> {
+    const reply: unknown = await this.deps.commands.call('XINFO', 'GROUPS', key);
+    if (!Array.isArray(reply)) return undefined;
+    for (const item of reply) {
+      if (!Array.isArray(item)) continue;
+      let name: unknown;
+      let lastId: unknown;
+      for (let i = 0; i + 1 < item.length; i += 2) {
+        if (item[i] === 'name') name = item[i + 1];
+        if (item[i] === 'last-delivered-id') lastId = item[i + 1];
+      }
+      if (name === this.group && typeof lastId === 'string') return parseEntryId(lastId);
+    }
+    return undefined;
   }
 
   private async readLoop(): Promise<void> {
@@ -171,20 +207,23 @@ export class BroadcastConsumer implements Service {
     for (const batch of batches) {
       const last = batch.entries[batch.entries.length - 1];
       if (last !== undefined) newestIdMs = Math.max(newestIdMs, idTimeMs(last.id));
-      for (const position of this.decode(batch.entries)) positions.push(position);
+      for (const position of this.decode(batch.entries, this.sourceOf.get(batch.key))) positions.push(position);
     }
     if (newestIdMs > 0) this.deps.metrics.streamReadLag.set(Math.max(0, Date.now() - newestIdMs) / 1000);
     this.deps.metrics.positionsReceived.inc(positions.length);
     if (positions.length > 0) this.deps.onPositions(positions);
   }
 
-  private decode(entries: readonly RawStreamEntry[]): LivePosition[] {
+  /** Decodes entries of the stream `source` (a cursor source), tagging each position with it and its entry id. */
+  private decode(entries: readonly RawStreamEntry[], source: number | undefined): LivePosition[] {
     const positions: LivePosition[] = [];
     for (const entry of entries) {
       if (entry.fields.length === 0) continue;
       try {
         const position = toLivePosition(decodeEntryFields(entry.fields));
         position.traceparent = entryTraceparent(entry.fields);
+        position.source = source;
+        position.id = parseEntryId(entry.id);
         positions.push(position);
       } catch (err) {
         if (!(err instanceof StreamEntryError)) throw err;
@@ -203,6 +242,7 @@ export class BroadcastConsumer implements Service {
       // Redis lost it (restart without persistence) or another pod collected it by mistake.
       try {
         await this.createGroups();
+        this.deps.onGap?.();
         this.deps.logger.warn({ group: this.group }, 'fan-out group was gone; created it again at $');
         return;
       } catch (createErr) {

@@ -28,7 +28,7 @@ const feed = startFeed(
   config,
   (position, device) => positionPrefix(device.imei, device.label) + toLivePosition(position).body,
   (eventId, parts) => {
-    app.publish(eventTopic(eventId), positionsMessage(eventId, parts), false);
+    app.publish(eventTopic(eventId), positionsMessage(eventId, parts, '1.1._'), false);
   },
 );
 app.get('/stats', (res) => void res.end(feedStats(feed)));
