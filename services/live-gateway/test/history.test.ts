@@ -140,7 +140,9 @@ describe('position history', () => {
     positions.length = 0;
     expect(h.size).toBe(count);
     const ratio = measured / h.bytes;
-    console.log(`history: ${count} positions, estimated ${h.bytes} bytes, measured ${measured} bytes (${(measured / count).toFixed(0)} per position, ratio ${ratio.toFixed(2)})`);
+    console.log(
+      `history: ${count} positions, estimated ${h.bytes} bytes, measured ${measured} bytes (${(measured / count).toFixed(0)} per position, ratio ${ratio.toFixed(2)})`,
+    );
     expect(ratio).toBeGreaterThan(0.75);
     expect(ratio).toBeLessThan(1.25);
   });

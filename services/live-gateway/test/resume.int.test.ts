@@ -94,7 +94,9 @@ async function startPod(options: { windowMs?: number; startMs?: number; batchWin
       const since = req.getQuery('since');
       const historySeconds = req.getQuery('history');
       res.upgrade(
-        { client: new SocketClient(nextId++, since === '' ? undefined : since, historySeconds === '' ? undefined : Number(historySeconds)) },
+        {
+          client: new SocketClient(nextId++, since === '' ? undefined : since, historySeconds === '' ? undefined : Number(historySeconds)),
+        },
         req.getHeader('sec-websocket-key'),
         req.getHeader('sec-websocket-protocol'),
         req.getHeader('sec-websocket-extensions'),
@@ -228,7 +230,7 @@ describe('resume from a cursor on another pod', () => {
     const { client, subscribed } = await connect(pod, { since: cursor });
     expect(subscribed).toMatchObject({ recovered: false });
     expect(seen(subscribed.snapshot as WirePosition[]).sort()).toEqual(
-      [`${EVENT.devices[0]?.deviceId}@${(20_008) * 10}`, `${EVENT.devices[1]?.deviceId}@${(20_009) * 10}`].sort(),
+      [`${EVENT.devices[0]?.deviceId}@${20_008 * 10}`, `${EVENT.devices[1]?.deviceId}@${20_009 * 10}`].sort(),
     );
     expect(client.positions(1)).toEqual([]);
     // A cursor of another deployment (shard count) is not recoverable either.

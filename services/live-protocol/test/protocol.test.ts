@@ -36,7 +36,10 @@ describe('client messages', () => {
       ok: true,
       message: { type: 'subscribe', event_id: 4, since: 'v1.abc', history_seconds: 60 },
     });
-    expect(parseClientMessage('{"type":"unsubscribe","event_id":4,"since":"x"}')).toEqual({ ok: true, message: { type: 'unsubscribe', event_id: 4 } });
+    expect(parseClientMessage('{"type":"unsubscribe","event_id":4,"since":"x"}')).toEqual({
+      ok: true,
+      message: { type: 'unsubscribe', event_id: 4 },
+    });
   });
 
   it.each([
@@ -46,7 +49,11 @@ describe('client messages', () => {
     ['a negative history_seconds', '{"type":"subscribe","event_id":4,"history_seconds":-1}', /history_seconds/],
     ['a fractional history_seconds', '{"type":"subscribe","event_id":4,"history_seconds":1.5}', /history_seconds/],
     ['a string history_seconds', '{"type":"subscribe","event_id":4,"history_seconds":"60"}', /history_seconds/],
-    ['a huge history_seconds', `{"type":"subscribe","event_id":4,"history_seconds":${PROTOCOL_LIMITS.maxHistorySeconds + 1}}`, /history_seconds/],
+    [
+      'a huge history_seconds',
+      `{"type":"subscribe","event_id":4,"history_seconds":${PROTOCOL_LIMITS.maxHistorySeconds + 1}}`,
+      /history_seconds/,
+    ],
   ])('refuses %s on subscribe', (_what, text, reason) => {
     const result = parseClientMessage(text);
     expect(result.ok).toBe(false);
@@ -61,7 +68,14 @@ describe('client messages', () => {
       cursor: 'c',
     });
     expect(parseServerMessage('{"type":"subscribed","event_id":1,"snapshot":[],"recovered":true}')).toMatchObject({ recovered: true });
-    for (const bad of ['x', '[]', '{"type":"nope"}', '{"type":"positions","event_id":1}', '{"type":"subscribed","snapshot":[]}', '{"type":"error"}']) {
+    for (const bad of [
+      'x',
+      '[]',
+      '{"type":"nope"}',
+      '{"type":"positions","event_id":1}',
+      '{"type":"subscribed","snapshot":[]}',
+      '{"type":"error"}',
+    ]) {
       expect(parseServerMessage(bad), bad).toBeUndefined();
     }
   });
