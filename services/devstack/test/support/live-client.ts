@@ -19,6 +19,9 @@ export interface ServerMessage {
   reason?: string;
   snapshot?: LivePosition[];
   positions?: LivePosition[];
+  history?: LivePosition[];
+  recovered?: boolean;
+  cursor?: string;
 }
 
 /** A viewer on the gateway's /live protocol, recording everything it receives. */
@@ -56,11 +59,11 @@ export class LiveClient {
     return client;
   }
 
-  /** Sends subscribe and resolves with the reply to it: `subscribed` or an `error`. */
-  async subscribe(eventId: number): Promise<ServerMessage> {
+  /** Sends subscribe (with `since` / `history_seconds` when given) and resolves with the reply: `subscribed` or an `error`. */
+  async subscribe(eventId: number, extra: { since?: string; history_seconds?: number } = {}): Promise<ServerMessage> {
     const uid = `s${++this.uid}`;
     const from = this.messages.length;
-    this.socket.send(JSON.stringify({ type: 'subscribe', event_id: eventId, uid }));
+    this.socket.send(JSON.stringify({ type: 'subscribe', event_id: eventId, uid, ...extra }));
     return this.next((m) => m.uid === uid && (m.type === 'subscribed' || m.type === 'error'), `reply to subscribe ${eventId}`, from);
   }
 
