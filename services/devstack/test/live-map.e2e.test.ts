@@ -18,6 +18,8 @@ interface MapWindow {
     connection: string;
     subscribedEventId?: number;
     positions: Map<string, { device_id: string; label: string; lat: number; lon: number }>;
+    trails: Map<string, [number, number, number][]>;
+    historyPositions: number;
     moves: number;
     errors: { code: string; message: string }[];
     session: { accessToken: string };
@@ -119,6 +121,20 @@ describe('the live map in Chromium', () => {
       expect(moved.length).toBeGreaterThan(0);
       expect(after.cars.every((c) => c.label.startsWith('#'))).toBe(true);
       expect(await page.locator('#marker-count').textContent()).toBe('4');
+      // Trails: the subscribe asked for history_seconds (the race ran before the login), and every car's
+      // trail grows with its fixes, oldest first.
+      const trails = await page.evaluate(() => {
+        const s = (globalThis as unknown as MapWindow).pitwall;
+        return {
+          history: s.historyPositions,
+          lengths: [...s.trails.values()].map((t) => t.length),
+          ordered: [...s.trails.values()].every((t) => t.every((p, i) => i === 0 || (t[i - 1]?.[2] ?? 0) < p[2])),
+        };
+      });
+      expect(trails.history).toBeGreaterThan(0);
+      expect(trails.lengths).toHaveLength(4);
+      expect(Math.min(...trails.lengths)).toBeGreaterThan(1);
+      expect(trails.ordered).toBe(true);
       await page.screenshot({ path: join(ARTIFACTS, 'live-map-event-1.png') });
 
       // The page refreshes its Directus token before expiry and re-authenticates the live socket

@@ -40,6 +40,14 @@ describe('the live map server', () => {
     }
   });
 
+  it('serves the page script bundled with the live client: no bare import left for the browser to resolve', async () => {
+    const script = await (await fetch(new URL('app.js', server.url))).text();
+    expect(script).not.toMatch(/from\s*['"]@pitwall\//);
+    expect(script).toContain('LiveClient needs at least one url');
+    // The protocol's own table, not a copy: the close-code actions come from @pitwall/live-protocol.
+    expect(script).toContain('function actionForCloseCode');
+  });
+
   it('serves the config and the track as JSON', async () => {
     expect(await (await fetch(new URL('config.json', server.url))).json()).toEqual(config);
     expect(await (await fetch(new URL('track.json', server.url))).json()).toEqual({

@@ -1,7 +1,17 @@
 /* global document, window, requestAnimationFrame */
 // The live map of `make up`: logs in through Directus' REST API, lists the events the user may read,
-// watches one over the gateway's WebSocket protocol (/live) and draws the track and the cars on a
-// canvas. No map tiles, no internet. State is on window.pitwall for debugging and the browser test.
+// watches one through @pitwall/live-client (the gateway's /live protocol: token refresh, reconnects,
+// gap-free resume) and draws the track, each car's trail and the cars on a canvas. No map tiles, no
+// internet. The map server bundles this file with the library (esbuild). State is on window.pitwall
+// for debugging and the browser test.
+import { LiveClient } from '@pitwall/live-client';
+
+/** Seconds of trail per car: asked from the gateway on subscribe (history_seconds), then kept up. */
+const TRAIL_SECONDS = 120;
+/** Points kept per trail at most (memory bound whatever the fix rate). */
+const TRAIL_MAX_POINTS = 1_000;
+/** A car whose last fix is older than this is drawn grey. */
+const STALE_MS = 30_000;
 
 const $ = (id) => document.getElementById(id);
 
@@ -10,18 +20,18 @@ const state = {
   track: [],
   session: undefined, // { email, accessToken, refreshToken, expiresAt }
   connection: 'disconnected', // disconnected | connecting | authenticated | subscribed
-  socket: undefined,
-  gatewayIndex: 0,
-  reconnectDelayMs: 500,
+  live: undefined, // the LiveClient while logged in
+  subscribedOnce: false, // the first subscribe after login was sent (the client resubscribes itself after that)
   wantedEventId: undefined,
   subscribedEventId: undefined,
   positions: new Map(), // device_id -> position
+  trails: new Map(), // device_id -> [[lat, lon, ts], ...] oldest first, last TRAIL_SECONDS
+  historyPositions: 0, // trail positions the last subscribe brought (history_seconds)
+  resumes: { recovered: 0, notRecovered: 0 },
   updates: 0, // position messages applied since the last subscribe
   moves: 0, // positions that changed a marker's coordinates since the last subscribe
   errors: [], // { at, code, message }
-  refreshTimer: undefined,
-  uid: 0,
-  refreshNow: () => refreshTokens(),
+  refreshNow: () => state.live?.refreshNow() ?? Promise.resolve(),
 };
 window.pitwall = state;
 
@@ -110,28 +120,26 @@ function adoptTokens(email, data) {
     refreshToken: data.refresh_token,
     expiresAt: expiryOf(data.access_token, data.expires),
   };
-  scheduleRefresh();
   showSession();
 }
 
-function scheduleRefresh() {
-  clearTimeout(state.refreshTimer);
-  if (!state.session) return;
-  const lifetime = state.session.expiresAt - Date.now();
-  // Well before expiry: a quarter of the lifetime early, at most 60 s early.
-  const delay = Math.max(1000, lifetime - Math.min(60_000, lifetime / 4));
-  state.refreshTimer = setTimeout(() => void refreshTokens(), delay);
-}
-
+/**
+ * A fresh access token for the live client (Directus /auth/refresh), called by it before expiry and
+ * after the gateway says the token expired. Directus briefly away: a few tries; a refused refresh
+ * token: throw, and the live client stops (log in again).
+ */
 async function refreshTokens() {
-  if (!state.session) return;
-  try {
-    const data = await directus('/auth/refresh', { method: 'POST', body: { refresh_token: state.session.refreshToken, mode: 'json' } });
-    adoptTokens(state.session.email, data);
-    send({ type: 'auth', access_token: state.session.accessToken });
-  } catch (err) {
-    showError('refresh_failed', `could not refresh the token: ${err.message}`);
-    state.refreshTimer = setTimeout(() => void refreshTokens(), 5000);
+  for (let attempt = 0; ; attempt++) {
+    if (!state.session) throw new Error('logged out');
+    try {
+      const data = await directus('/auth/refresh', { method: 'POST', body: { refresh_token: state.session.refreshToken, mode: 'json' } });
+      adoptTokens(state.session.email, data);
+      return state.session.accessToken;
+    } catch (err) {
+      showError('refresh_failed', `could not refresh the token: ${err.message}`);
+      if (err.status === 401 || err.status === 403 || attempt >= 4) throw err;
+      await new Promise((resolve) => setTimeout(resolve, 2_000 * (attempt + 1)));
+    }
   }
 }
 
@@ -147,14 +155,14 @@ async function login(email, password) {
 }
 
 function logout() {
-  clearTimeout(state.refreshTimer);
   const session = state.session;
   state.session = undefined;
   state.wantedEventId = undefined;
+  state.subscribedOnce = false;
   if (session)
     void directus('/auth/logout', { method: 'POST', body: { refresh_token: session.refreshToken, mode: 'json' } }).catch(() => undefined);
-  state.socket?.close(1000, 'logout');
-  state.socket = undefined;
+  state.live?.close();
+  state.live = undefined;
   clearPositions();
   setSubscription(undefined);
   setConnection('disconnected');
@@ -183,95 +191,81 @@ async function loadEvents() {
   }
 }
 
-// ---- Gateway (WebSocket) ------------------------------------------------------------------------
-
-function send(message) {
-  if (state.socket?.readyState === WebSocket.OPEN) state.socket.send(JSON.stringify(message));
-}
+// ---- Gateway (@pitwall/live-client) ------------------------------------------------------------
 
 function connect() {
-  if (!state.session) return;
-  state.socket?.close(1000, 'reconnect');
-  const urls = state.config.gatewayUrls;
-  const url = urls[state.gatewayIndex % urls.length];
-  setConnection('connecting');
-  const socket = new WebSocket(url);
-  state.socket = socket;
-  socket.onopen = () => {
-    if (state.session) send({ type: 'auth', access_token: state.session.accessToken });
-  };
-  socket.onmessage = (event) => {
-    try {
-      onMessage(JSON.parse(event.data));
-    } catch (err) {
-      showError('bad_frame', err.message);
+  if (!state.session || state.live) return;
+  const live = new LiveClient({
+    url: state.config.gatewayUrls,
+    token: () => state.session.accessToken,
+    refreshToken: refreshTokens,
+  });
+  state.live = live;
+  live.on('state', (value) => {
+    if (state.live !== live) return;
+    if (value === 'open') {
+      setConnection('authenticated');
+      if (state.wantedEventId !== undefined && !state.subscribedOnce) subscribe(state.wantedEventId);
+      return;
     }
-  };
-  socket.onclose = (event) => {
-    if (state.socket !== socket) return;
-    state.socket = undefined;
     setSubscription(undefined);
-    setConnection('disconnected');
-    if (!state.session) return;
-    if (event.code !== 1000) showError(`closed_${event.code}`, event.reason || 'connection closed');
-    if (event.code === 1001) state.gatewayIndex += 1; // that pod is going away: try another
-    if (event.code === 4401) void refreshTokens();
-    const delay = state.reconnectDelayMs;
-    state.reconnectDelayMs = Math.min(10_000, delay * 2);
-    setTimeout(connect, delay);
-  };
+    setConnection(value === 'connecting' || value === 'authenticating' ? 'connecting' : 'disconnected');
+  });
+  live.on('reconnecting', ({ closeCode, delayMs }) => {
+    if (closeCode !== 1000) showError(`closed_${closeCode}`, `connection closed; reconnecting in ${delayMs} ms`);
+  });
+  live.on('subscribed', ({ eventId, recovered, snapshot, history }) => {
+    if (eventId !== state.wantedEventId) return;
+    if (recovered === true) {
+      state.resumes.recovered += 1;
+    } else {
+      if (recovered === false) state.resumes.notRecovered += 1;
+      // A first subscribe, or a gap the gateway no longer held: start over from the trail and snapshot.
+      clearPositions();
+      state.historyPositions = history.length;
+      for (const position of history) applyPosition(position);
+      for (const position of snapshot) applyPosition(position);
+    }
+    setSubscription(eventId);
+  });
+  live.on('positions', ({ eventId, positions }) => {
+    if (eventId !== state.subscribedEventId) return;
+    for (const position of positions) applyPosition(position);
+  });
+  live.on('unsubscribed', ({ eventId, reason }) => {
+    if (eventId === state.subscribedEventId) setSubscription(undefined);
+    if (reason === 'forbidden') {
+      showError('forbidden', `no longer allowed to watch event ${eventId}`);
+      clearPositions();
+    }
+  });
+  live.on('error', ({ code, message, eventId, fatal }) => {
+    showError(code, message);
+    if (fatal && eventId !== undefined && eventId === state.wantedEventId) {
+      setSubscription(undefined);
+      clearPositions();
+    }
+  });
+  live.start();
 }
 
 function subscribe(eventId) {
+  state.subscribedOnce = true;
+  const live = state.live;
+  if (!live) return;
+  if (state.wantedEventId !== undefined && state.wantedEventId !== eventId) live.unsubscribe(state.wantedEventId);
   state.wantedEventId = eventId;
-  if (state.subscribedEventId !== undefined && state.subscribedEventId !== eventId) {
-    send({ type: 'unsubscribe', event_id: state.subscribedEventId, uid: `u${++state.uid}` });
-    setSubscription(undefined);
-  }
+  setSubscription(undefined);
   clearPositions();
-  send({ type: 'subscribe', event_id: eventId, uid: `s${++state.uid}` });
-}
-
-function onMessage(message) {
-  switch (message.type) {
-    case 'auth':
-      if (message.status === 'ok') {
-        state.reconnectDelayMs = 500;
-        if (state.connection === 'connecting') setConnection('authenticated');
-        if (message.expires_at && state.session) state.session.expiresAt = message.expires_at;
-        if (state.subscribedEventId === undefined && state.wantedEventId !== undefined) subscribe(state.wantedEventId);
-      }
-      break;
-    case 'subscribed':
-      if (message.event_id !== state.wantedEventId) break;
-      clearPositions();
-      setSubscription(message.event_id);
-      for (const position of message.snapshot ?? []) applyPosition(position);
-      break;
-    case 'positions':
-      if (message.event_id !== state.subscribedEventId) break;
-      for (const position of message.positions) applyPosition(position);
-      break;
-    case 'unsubscribed':
-      if (message.event_id === state.subscribedEventId) setSubscription(undefined);
-      if (message.reason === 'forbidden') {
-        showError('forbidden', `no longer allowed to watch event ${message.event_id}`);
-        clearPositions();
-      }
-      break;
-    case 'error':
-      showError(message.code, message.message);
-      if (message.code === 'token_expired') void refreshTokens();
-      break;
-    default:
-      break;
-  }
+  live.subscribe(eventId, { historySeconds: TRAIL_SECONDS });
 }
 
 // ---- Positions and drawing ----------------------------------------------------------------------
 
 function clearPositions() {
   state.positions.clear();
+  state.trails.clear();
+  state.historyPositions = 0;
   state.updates = 0;
   state.moves = 0;
   requestDraw();
@@ -279,11 +273,23 @@ function clearPositions() {
 
 function applyPosition(position) {
   const previous = state.positions.get(position.device_id);
-  if (previous && position.ts < previous.ts) return; // an older fix arriving late
+  if (previous && position.ts <= previous.ts) return; // a fix already shown (trail and snapshot), or an older one arriving late
   if (previous && (previous.lat !== position.lat || previous.lon !== position.lon)) state.moves += 1;
   state.positions.set(position.device_id, position);
+  let trail = state.trails.get(position.device_id);
+  if (!trail) state.trails.set(position.device_id, (trail = []));
+  trail.push([position.lat, position.lon, position.ts]);
+  const oldest = position.ts - TRAIL_SECONDS * 1000;
+  let drop = 0;
+  while (drop < trail.length && (trail[drop][2] < oldest || trail.length - drop > TRAIL_MAX_POINTS)) drop += 1;
+  if (drop > 0) trail.splice(0, drop);
   state.updates += 1;
   requestDraw();
+}
+
+/** Grey: no fix for STALE_MS (device time, or reception when the device clock is off). */
+function isStale(position, now) {
+  return now - Math.max(position.ts, position.rx) > STALE_MS;
 }
 
 let drawPending = false;
@@ -360,10 +366,26 @@ function draw() {
     ctx.stroke();
   }
   const now = Date.now();
+  ctx.lineJoin = 'round';
+  ctx.lineWidth = 2;
+  for (const [deviceId, trail] of state.trails) {
+    if (trail.length < 2) continue;
+    const position = state.positions.get(deviceId);
+    ctx.strokeStyle = position && !isStale(position, now) ? colorOf(deviceId) : '#555';
+    ctx.globalAlpha = 0.55;
+    ctx.beginPath();
+    trail.forEach(([lat, lon], i) => {
+      const [x, y] = project(lat, lon);
+      if (i === 0) ctx.moveTo(x, y);
+      else ctx.lineTo(x, y);
+    });
+    ctx.stroke();
+    ctx.globalAlpha = 1;
+  }
   ctx.font = '12px system-ui, sans-serif';
   for (const position of state.positions.values()) {
     const [x, y] = project(position.lat, position.lon);
-    const stale = now - position.rx > 30_000;
+    const stale = isStale(position, now);
     ctx.fillStyle = stale ? '#666' : colorOf(position.device_id);
     ctx.beginPath();
     ctx.arc(x, y, 7, 0, 2 * Math.PI);
@@ -386,6 +408,7 @@ function renderTable() {
     .map((p) => {
       const tr = document.createElement('tr');
       tr.dataset.device = p.device_id;
+      if (isStale(p, now)) tr.dataset.stale = 'true';
       for (const text of [p.label || p.device_id, Math.round(p.speed), `${Math.max(0, Math.round((now - p.ts) / 1000))}s`]) {
         const td = document.createElement('td');
         td.textContent = String(text);
@@ -437,7 +460,6 @@ async function start() {
   window.addEventListener('resize', requestDraw);
   setInterval(() => {
     updateTokenState();
-    send({ type: 'ping' });
     requestDraw();
   }, 5000);
   setInterval(updateTokenState, 1000);

@@ -199,6 +199,14 @@ export class LiveClient {
     this.setState('idle');
   }
 
+  /**
+   * Gets a fresh token from refreshToken() now and sends it on the open connection (for an app that
+   * refreshed its session itself). The client does this on its own before the token expires.
+   */
+  async refreshNow(): Promise<void> {
+    await this.sendToken(true);
+  }
+
   /** Subscribes to an event (now, or as soon as the connection is open). Idempotent. */
   subscribe(eventId: number, options: SubscribeOptions = {}): void {
     if (this.subscriptions.has(eventId)) return;
