@@ -1,6 +1,6 @@
 // Every Redis key and consumer-group name of the telemetry plane is built here, and only here.
 
-/** Default base key of the position stream (CONTRACT.md: STREAM_KEY). */
+/** Default base key of the position stream (docs/interfaces.md: STREAM_KEY). */
 export const DEFAULT_STREAM_KEY = 'pitwall:positions';
 
 /** Consumer group of the writer: work-split, every entry is written by exactly one writer. */

@@ -2,7 +2,7 @@ import { commonEnv, instanceIdEnv, intVar, listVar, portVar, urlVar, z, type Env
 import { MIN_SECRET_BYTES } from './auth/token-verifier.js';
 
 /**
- * Environment of the live gateway. The contract's variables first (CONTRACT.md), then this service's
+ * Environment of the live gateway. The shared variables first (docs/interfaces.md), then this service's
  * own tuning knobs, each with a default that suits a pod serving a few thousand viewers.
  */
 export const liveGatewayEnv = {

@@ -5,7 +5,7 @@ import { createLiveGateway, type LiveGateway } from './gateway.js';
 import { EXIT_UWS_NOT_NATIVE } from './server/native-uws.js';
 import { UwsNotNativeError } from './server/uws-not-native-error.js';
 
-// Process entry: configuration only from the environment (CONTRACT.md), then run until SIGTERM:
+// Process entry: configuration only from the environment (docs/interfaces.md), then run until SIGTERM:
 // readiness fails, no new connections, every socket closes with 1001, the group is destroyed,
 // Redis closes, all under GATEWAY_SHUTDOWN_TIMEOUT_MS.
 const config = loadConfig('live-gateway', liveGatewayEnv);

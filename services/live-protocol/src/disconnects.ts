@@ -24,7 +24,7 @@ export interface Disconnect {
   readonly forceful: boolean;
 }
 
-/** Close codes of the protocol (CONTRACT.md), by name. */
+/** Close codes of the protocol (docs/interfaces.md), by name. */
 export const CLOSE_CODES = {
   normal: 1000,
   goingAway: 1001,

@@ -1,7 +1,7 @@
 import type { ErrorCode } from './errors.js';
 import { PROTOCOL_LIMITS } from './limits.js';
 
-// The messages of the live protocol (CONTRACT.md, "WebSocket protocol"), as they are on the wire: JSON
+// The messages of the live protocol (docs/interfaces.md, "WebSocket protocol"), as they are on the wire: JSON
 // text frames, snake_case fields. Every reply to a request echoes the request's `uid`.
 
 /** Whatever short string or number the client chose to match replies to requests. */

@@ -79,7 +79,7 @@ export function listVar() {
     );
 }
 
-/** Variables every service reads (CONTRACT.md). */
+/** Variables every service reads (docs/interfaces.md). */
 export const commonEnv = {
   // The path is the database number (redis://host:6379/2); anything else would fail every connection.
   REDIS_URL: urlVar(['redis', 'rediss'], 'redis://127.0.0.1:6379', {
