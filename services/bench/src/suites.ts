@@ -5,6 +5,15 @@ import { liveGatewaySuite } from './suites/live-gateway.js';
 import { fanoutSuite } from './suites/fanout.js';
 import { raceStartSuite } from './suites/race-start.js';
 import { directusLoginSuite } from './suites/directus-login.js';
+import { reconnectStormSuite } from './suites/reconnect-storm.js';
 
 // Every benchmark of `make bench`, in the order they run. Register a suite with one line here.
-export const suites: BenchSuite[] = [ingestionSuite, writerSuite, liveGatewaySuite, fanoutSuite, directusLoginSuite, raceStartSuite];
+export const suites: BenchSuite[] = [
+  ingestionSuite,
+  writerSuite,
+  liveGatewaySuite,
+  fanoutSuite,
+  directusLoginSuite,
+  raceStartSuite,
+  reconnectStormSuite,
+];
