@@ -1,9 +1,7 @@
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { createPosition, deviceShardKey, encodePosition, POSITION_FIELD } from '@pitwall/contract';
 import { LiveClient, type SocketLike } from '@pitwall/live-client';
 import { Histogram } from '@pitwall/load-tests';
-import { freePort, RedisServer, scrapeMetric, startService, waitFor, type ServiceProcess } from '@pitwall/testkit';
+import { freePort, RedisServer, scrapeMetric, startService, startStandInDirectus, waitFor, type ServiceProcess } from '@pitwall/testkit';
 import { Redis } from 'ioredis';
 import { SignJWT } from 'jose';
 import WebSocket from 'ws';
@@ -27,44 +25,6 @@ const IMEI_BASE = 356307049000000;
 
 function imeiOf(event: number, car: number): string {
   return String(IMEI_BASE + event * 1_000 + car);
-}
-
-/** Directus as the gateway uses it: authorization (200 for every event) and entries; counts requests. */
-async function startStandInDirectus(): Promise<{ url: string; calls: () => number; close: () => Promise<void> }> {
-  let calls = 0;
-  const server: Server = createServer((req, res) => {
-    calls++;
-    const url = new URL(req.url ?? '/', 'http://localhost');
-    const event = /^\/items\/events\/(\d+)$/.exec(url.pathname);
-    res.setHeader('content-type', 'application/json');
-    if (event !== null) {
-      res.end(JSON.stringify({ data: { id: Number(event[1]) } }));
-      return;
-    }
-    if (url.pathname === '/items/entries') {
-      const eventId = Number(url.searchParams.get('filter[event][_eq]'));
-      const data = Array.from({ length: CARS_PER_EVENT }, (_, car) => ({
-        label: `#${car + 1}`,
-        device: { imei: imeiOf(eventId, car) },
-        event: { starts_at: null, ends_at: null },
-      }));
-      res.end(JSON.stringify({ data }));
-      return;
-    }
-    res.statusCode = 404;
-    res.end('{}');
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
-  const { port } = server.address() as AddressInfo;
-  return {
-    url: `http://127.0.0.1:${port}`,
-    calls: () => calls,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  };
 }
 
 /** One car per event per FIX_INTERVAL_MS, every car, until stopped. */
@@ -125,7 +85,9 @@ export const reconnectStormSuite: BenchSuite = {
     const viewerCount = quick ? 500 : 5_000;
     const redisServer = await RedisServer.start();
     const redis = new Redis(redisServer.url);
-    const directus = await startStandInDirectus();
+    const directus = await startStandInDirectus((eventId) =>
+      Array.from({ length: CARS_PER_EVENT }, (_, car) => ({ label: `#${car + 1}`, imei: imeiOf(eventId, car) })),
+    );
     const streamKey = 'storm:positions';
     const gateways: ServiceProcess[] = [];
     const viewers: Viewer[] = [];
