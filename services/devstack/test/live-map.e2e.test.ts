@@ -137,6 +137,29 @@ describe('the live map in Chromium', () => {
       expect(trails.ordered).toBe(true);
       await page.screenshot({ path: join(ARTIFACTS, 'live-map-event-1.png') });
 
+      // Directus realtime (the page's second socket, same token): a car entered in the event while the
+      // page is open is listed with its label at once, before the gateway has any position of it.
+      const admin = async (method: string, path: string, body?: unknown): Promise<{ id: number }> => {
+        const res = await fetch(`${pipeline.directusUrl}${path}`, {
+          method,
+          headers: { authorization: `Bearer ${seed.adminToken}`, 'content-type': 'application/json' },
+          body: body === undefined ? undefined : JSON.stringify(body),
+        });
+        if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${await res.text()}`);
+        return res.status === 204 ? { id: 0 } : ((await res.json()) as { data: { id: number } }).data;
+      };
+      const imei = `3563070${String(Date.now()).slice(-8)}`;
+      const device = await admin('POST', '/items/devices', { imei, name: 'realtime test car' });
+      const entry = await admin('POST', '/items/entries', { event: 1, device: device.id, label: '#99 Realtime' });
+      try {
+        await page.waitForSelector(`#devices tr[data-device="${imei}"][data-no-fix="true"]`, { timeout: 20_000 });
+        expect(await page.locator(`#devices tr[data-device="${imei}"] td`).first().textContent()).toBe('#99 Realtime');
+      } finally {
+        await admin('DELETE', `/items/entries/${entry.id}`);
+        await admin('DELETE', `/items/devices/${device.id}`);
+      }
+      await page.waitForSelector(`#devices tr[data-device="${imei}"]`, { state: 'detached', timeout: 20_000 });
+
       // The page refreshes its Directus token before expiry and re-authenticates the live socket
       // with it, without losing the subscription (forced here instead of waiting 15 minutes).
       const tokenBefore = await page.evaluate(() => (globalThis as unknown as MapWindow).pitwall.session.accessToken);

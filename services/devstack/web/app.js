@@ -5,6 +5,7 @@
 // internet. The map server bundles this file with the library (esbuild). State is on window.pitwall
 // for debugging and the browser test.
 import { LiveClient } from '@pitwall/live-client';
+import { backoffDelayMs } from '@pitwall/live-protocol';
 
 /** Seconds of trail per car: asked from the gateway on subscribe (history_seconds), then kept up. */
 const TRAIL_SECONDS = 120;
@@ -31,6 +32,10 @@ const state = {
   updates: 0, // position messages applied since the last subscribe
   moves: 0, // positions that changed a marker's coordinates since the last subscribe
   errors: [], // { at, code, message }
+  // Directus realtime (its own WebSocket, the same token): the watched event's entries and status.
+  business: undefined, // { socket, eventId, attempt, timer }
+  entries: new Map(), // entry id -> { label, imei }
+  eventStatus: undefined,
   refreshNow: () => state.live?.refreshNow() ?? Promise.resolve(),
 };
 window.pitwall = state;
@@ -120,6 +125,8 @@ function adoptTokens(email, data) {
     refreshToken: data.refresh_token,
     expiresAt: expiryOf(data.access_token, data.expires),
   };
+  // Directus's own socket takes the fresh token too.
+  sendBusiness({ type: 'auth', access_token: state.session.accessToken });
   showSession();
 }
 
@@ -163,6 +170,7 @@ function logout() {
     void directus('/auth/logout', { method: 'POST', body: { refresh_token: session.refreshToken, mode: 'json' } }).catch(() => undefined);
   state.live?.close();
   state.live = undefined;
+  followEvent(undefined);
   clearPositions();
   setSubscription(undefined);
   setConnection('disconnected');
@@ -243,6 +251,7 @@ function connect() {
     showError(code, message);
     if (fatal && eventId !== undefined && eventId === state.wantedEventId) {
       setSubscription(undefined);
+      followEvent(undefined);
       clearPositions();
     }
   });
@@ -258,6 +267,106 @@ function subscribe(eventId) {
   setSubscription(undefined);
   clearPositions();
   live.subscribe(eventId, { historySeconds: TRAIL_SECONDS });
+  followEvent(eventId);
+}
+
+// ---- Directus realtime (business updates) -------------------------------------------------------
+
+function sendBusiness(message) {
+  const socket = state.business?.socket;
+  if (socket?.readyState === WebSocket.OPEN) socket.send(JSON.stringify(message));
+}
+
+/**
+ * Follows an event's entries and status through Directus's realtime WebSocket (the seed's second
+ * socket, same access token): a car entered while the page is open shows with its label at once, before
+ * its first position. Without realtime (WEBSOCKETS_ENABLED=false) the page simply lists what positions bring.
+ */
+function followEvent(eventId) {
+  const previous = state.business;
+  state.business = undefined;
+  if (previous) {
+    clearTimeout(previous.timer);
+    previous.socket?.close(1000);
+  }
+  state.entries.clear();
+  state.eventStatus = undefined;
+  requestDraw();
+  if (eventId === undefined || !state.session) return;
+  const business = { socket: undefined, eventId, attempt: 0, timer: undefined };
+  state.business = business;
+  openBusiness(business);
+}
+
+function openBusiness(business) {
+  const url = `${state.config.directusUrl.replace(/^http/, 'ws')}/websocket`;
+  const socket = new WebSocket(url);
+  business.socket = socket;
+  socket.onopen = () => {
+    if (state.business === business && state.session)
+      socket.send(JSON.stringify({ type: 'auth', access_token: state.session.accessToken }));
+  };
+  socket.onmessage = (event) => {
+    if (state.business !== business) return;
+    let message;
+    try {
+      message = JSON.parse(event.data);
+    } catch {
+      return;
+    }
+    if (message.type === 'ping') {
+      socket.send(JSON.stringify({ type: 'pong' }));
+    } else if (message.type === 'auth' && message.status === 'ok') {
+      business.attempt = 0;
+      socket.send(
+        JSON.stringify({
+          type: 'subscribe',
+          collection: 'entries',
+          uid: 'entries',
+          query: { fields: ['id', 'label', 'device.imei'], filter: { event: { _eq: business.eventId } } },
+        }),
+      );
+      socket.send(
+        JSON.stringify({
+          type: 'subscribe',
+          collection: 'events',
+          uid: 'event',
+          query: { fields: ['id', 'status'], filter: { id: { _eq: business.eventId } } },
+        }),
+      );
+    } else if (message.type === 'subscription') {
+      onBusinessChange(message);
+    }
+  };
+  socket.onclose = () => {
+    if (state.business !== business || !state.session) return;
+    // Directus away (or realtime off): try again later, with the protocol's backoff.
+    business.timer = setTimeout(() => {
+      if (state.business === business) openBusiness(business);
+    }, backoffDelayMs(business.attempt++));
+  };
+  socket.onerror = () => undefined;
+}
+
+function onBusinessChange(message) {
+  const rows = Array.isArray(message.data) ? message.data : [];
+  if (message.uid === 'event') {
+    const event = rows.find((row) => typeof row === 'object' && row !== null);
+    if (event && event.status !== undefined) state.eventStatus = event.status;
+    $('subscription-state').title = state.eventStatus === undefined ? '' : `status: ${state.eventStatus}`;
+    return;
+  }
+  if (message.uid !== 'entries') return;
+  if (message.event === 'init') state.entries.clear();
+  if (message.event === 'delete') {
+    for (const id of rows) state.entries.delete(String(typeof id === 'object' && id !== null ? id.id : id));
+  } else {
+    for (const row of rows) {
+      if (typeof row !== 'object' || row === null) continue;
+      state.entries.set(String(row.id), { label: row.label ?? '', imei: row.device?.imei });
+    }
+  }
+  requestDraw();
 }
 
 // ---- Positions and drawing ----------------------------------------------------------------------
@@ -416,6 +525,19 @@ function renderTable() {
       }
       return tr;
     });
+  // Entered cars without a position yet (Directus realtime): listed with their label at once.
+  for (const entry of state.entries.values()) {
+    if (!entry.imei || state.positions.has(entry.imei)) continue;
+    const tr = document.createElement('tr');
+    tr.dataset.device = entry.imei;
+    tr.dataset.noFix = 'true';
+    for (const text of [entry.label || entry.imei, '–', 'no fix']) {
+      const td = document.createElement('td');
+      td.textContent = text;
+      tr.append(td);
+    }
+    rows.push(tr);
+  }
   body.replaceChildren(...rows);
   $('marker-count').textContent = String(state.positions.size);
 }

@@ -21,6 +21,8 @@ export default async function setup(project: TestProject): Promise<() => Promise
   const directus = await startDirectus({
     postgresAdminUrl,
     logFile: join(logDir, 'directus-shared.log'),
+    // Realtime on, as in `make up`: the live map follows its event's entries through it.
+    env: { WEBSOCKETS_ENABLED: 'true' },
     onInstallLog: (line) => process.stderr.write(`${line}\n`),
   });
   try {

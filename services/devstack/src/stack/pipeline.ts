@@ -116,6 +116,9 @@ export async function startPipeline(options: PipelineOptions = {}): Promise<Pipe
         port: await port(8055),
         logFile: join(logDir, 'directus.log'),
         accessTokenTtl: options.accessTokenTtl,
+        // Realtime on: the live map follows its event's entries and status through Directus's own
+        // WebSocket (the architecture's second socket), beside the gateway's.
+        env: { WEBSOCKETS_ENABLED: 'true' },
         onInstallLog: (line) => log(line),
       });
       directus = started;
