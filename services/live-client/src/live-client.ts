@@ -63,7 +63,10 @@ export interface LiveClientOptions {
 }
 
 export interface SubscribeOptions {
-  /** Ask for the event's positions of this many last seconds (trails) on the first subscribe. */
+  /**
+   * Ask for the event's positions of this many last seconds (trails): on the first subscribe, and on a
+   * resume the gateway could not recover (a recovered one needs none).
+   */
   historySeconds?: number;
 }
 
@@ -487,7 +490,8 @@ export class LiveClient {
   private sendSubscribe(subscription: Subscription): void {
     const request: SubscribeRequest = { type: 'subscribe', event_id: subscription.eventId, uid: `s${subscription.eventId}` };
     if (subscription.cursor !== undefined) request.since = subscription.cursor;
-    else if (subscription.historySeconds !== undefined) request.history_seconds = subscription.historySeconds;
+    // The gateway sends the trail only when it cannot recover: then it stands in for the gap.
+    if (subscription.historySeconds !== undefined) request.history_seconds = subscription.historySeconds;
     subscription.state = 'pending';
     this.send(request);
   }

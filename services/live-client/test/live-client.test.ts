@@ -185,7 +185,7 @@ describe('live client', () => {
     const second = await authenticate(h);
     expect(second.url).toBe('ws://gw-2/live');
     expect(second.sent.slice(1)).toEqual([
-      { type: 'subscribe', event_id: 7, uid: 's7', since: 'c1' },
+      { type: 'subscribe', event_id: 7, uid: 's7', since: 'c1', history_seconds: 60 },
       { type: 'subscribe', event_id: 8, uid: 's8', since: 'd0' },
     ]);
     await second.receive({ type: 'subscribed', event_id: 7, snapshot: [], recovered: true, cursor: 'c1' });

@@ -95,6 +95,15 @@ describe('position history', () => {
     expect(h.collect(['d0', 'd1', 'd2'], all, { after: h.decode(cursors[20] ?? '') })).toHaveLength(9);
   });
 
+  it('moves the cursor past a skipped position without keeping it', () => {
+    const h = history();
+    const before = h.cursor();
+    h.skip(at(0, '2000-0', 'a'));
+    h.add(at(0, '2001-0', 'a'));
+    expect(h.cursor()).toBe('1.2.2001-0.1000-0');
+    expect(ids(h.collect(['a'], all, { after: h.decode(before) }))).toEqual(['0:2001-0']);
+  });
+
   it('says ahead for a cursor beyond what it read, invalid for garbage, and nothing is recoverable across a gap', () => {
     const h = history();
     h.add(at(0, '2000-0', 'a'));

@@ -182,8 +182,9 @@ describe('resume from a cursor on another pod', () => {
     const cursor = lastCursor(viewer.client);
     feedBoth(missed);
 
-    const resumed = await connect(two, { since: cursor });
-    expect(resumed.subscribed).toMatchObject({ type: 'subscribed', recovered: true, snapshot: [] });
+    const resumed = await connect(two, { since: cursor, history: '60' });
+    // Recovered: no trail again (the client has it), the missed positions follow.
+    expect(resumed.subscribed).toMatchObject({ type: 'subscribed', recovered: true, snapshot: [], history: [] });
     await waitFor('recovered positions', () => resumed.client.positions(1).length === 30 || undefined);
     feedBoth(live);
     await waitFor('live positions', () => resumed.client.positions(1).length === 50 || undefined);
@@ -222,15 +223,20 @@ describe('resume from a cursor on another pod', () => {
 
   it('answers recovered:false with the snapshot when the cursor is older than what the pod holds', async () => {
     const pod = await startPod({ windowMs: 5_000 });
-    pod.feed(entries(1_000, 10));
+    const now = Date.now();
+    pod.feed(entries(now - 30_000, 10));
     const cursor = pod.history.cursor();
     // Missed by the client, then dropped by age.
-    pod.feed(entries(2_000, 10));
-    pod.feed(entries(20_000, 10));
-    const { client, subscribed } = await connect(pod, { since: cursor });
+    pod.feed(entries(now - 29_000, 10));
+    const recent = entries(now - 1_000, 10);
+    pod.feed(recent);
+    const { client, subscribed } = await connect(pod, { since: cursor, history: '3600' });
     expect(subscribed).toMatchObject({ recovered: false });
+    // The trail stands in for the gap, with the snapshot: what the pod still holds (its 5 s).
+    expect(seen(subscribed.history as WirePosition[])).toEqual(expectedOf(recent));
+    const lastOf = (car: number) => livePosition(recent.filter((e) => e.deviceId === EVENT.devices[car]?.deviceId).at(-1) as Entry).ts;
     expect(seen(subscribed.snapshot as WirePosition[]).sort()).toEqual(
-      [`${EVENT.devices[0]?.deviceId}@${20_008 * 10}`, `${EVENT.devices[1]?.deviceId}@${20_009 * 10}`].sort(),
+      [`${EVENT.devices[0]?.deviceId}@${lastOf(0)}`, `${EVENT.devices[1]?.deviceId}@${lastOf(1)}`].sort(),
     );
     expect(client.positions(1)).toEqual([]);
     // A cursor of another deployment (shard count) is not recoverable either.

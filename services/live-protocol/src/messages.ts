@@ -91,8 +91,8 @@ export interface SubscribedMessage {
   recovered?: boolean;
   /**
    * Only when the subscribe had `history_seconds`: the event's positions of that many seconds (at most
-   * the gateway's window) in stream order, oldest first, up to where the frames that follow start. With
-   * `recovered: true` it stops where the recovered positions start.
+   * the gateway's window) in stream order, oldest first, up to where the frames that follow start. Empty
+   * when `recovered` is true (the client has its trail), so a client may always send both.
    */
   history?: WirePosition[];
   /** Where this reply leaves the client: send it as `since` if no `positions` frame came before a reconnect. */

@@ -194,11 +194,13 @@ export class LiveHub {
     }
     const recovered = since === undefined ? undefined : after !== undefined;
     const snapshot = recovered === true ? [] : this.latestOf(entries, undefined);
+    // A recovered client has its trail already: it gets none again (a reconnect storm would otherwise
+    // send every viewer its whole trail once more).
     let history: string[] | undefined;
-    if (historySeconds !== undefined) {
+    if (historySeconds !== undefined && recovered === true) history = [];
+    else if (historySeconds !== undefined) {
       const seconds = Math.min(historySeconds, this.history.windowMs / 1000);
-      const trail = this.history.collect(devices, accept, { fromMs: this.now() - seconds * 1000, upTo: after });
-      history = trail.map(part);
+      history = this.history.collect(devices, accept, { fromMs: this.now() - seconds * 1000 }).map(part);
     }
     const missed = after === undefined ? [] : this.history.collect(devices, accept, { after });
     const replies: Buffer[] = [];

@@ -131,6 +131,20 @@ export class PositionHistory {
     this.evict();
   }
 
+  /**
+   * A position read but not forwarded (a filter dropped it): the cursor moves past it, the history does
+   * not keep it (a resume must replay exactly what live viewers got).
+   */
+  skip(position: LivePosition): void {
+    const { source, id } = position;
+    if (source === undefined || id === undefined || source >= this.options.sources) return;
+    if (this.gapAt[source] === true) {
+      this.gapAt[source] = false;
+      this.floor[source] = id;
+    }
+    this.advance(source, id);
+  }
+
   /** The cursor of everything read so far (what a frame flushed now covers). */
   cursor(): string {
     return (this.encoded ??= encodeCursor(this.options.shards, this.processed));
