@@ -165,7 +165,7 @@ export function createGatewayMetrics(registry: Registry) {
     historyPositions: new Gauge({ name: `${p}history_positions`, help: 'Positions held in the history', registers }),
     resumes: new Counter({
       name: `${p}resumes_total`,
-      help: 'Subscribes with a cursor (since) by outcome (recoverable, too_old, ahead, invalid, already_subscribed)',
+      help: 'Subscribes with a cursor (since) by outcome (recoverable, too_old, ahead, invalid, not_new_or_behind)',
       labelNames: ['result'] as const,
       registers,
     }),

@@ -143,7 +143,10 @@ export class LiveHub {
     if (transport === undefined) return;
     let member = this.members.get(client);
     const isNew = member === undefined || !member.events.has(eventId);
-    const replies = this.replyFrames(eventId, entries, uid, request, isNew);
+    // A client already behind (more queued than the conflation threshold) gets no recovery: uWS would
+    // drop a big frame queued behind what it has not read, and the gap would go unnoticed.
+    const behind = transport.bufferedAmount() > this.options.conflateBufferBytes;
+    const replies = this.replyFrames(eventId, entries, uid, request, isNew && !behind);
     const frame = replies[0] as Buffer;
     if (member === undefined) {
       member = { client, events: new Set(), conflation: undefined, held: false };
@@ -188,7 +191,7 @@ export class LiveHub {
     let after: (EntryId | undefined)[] | undefined;
     if (since !== undefined) {
       const ids = this.history.decode(since);
-      const state = isNew ? this.history.recoverability(ids) : 'already_subscribed';
+      const state = isNew ? this.history.recoverability(ids) : 'not_new_or_behind';
       this.metrics.resumes.inc({ result: state });
       if (state === 'recoverable') after = ids;
     }
@@ -208,18 +211,12 @@ export class LiveHub {
     replies.push(Buffer.from(subscribedMessage(eventId, snapshot, uid, { recovered, history, cursor: cursorAfterReply })));
     this.metrics.positionsSent.inc({ kind: 'snapshot' }, snapshot.length + (history?.length ?? 0));
     if (after !== undefined && missed.length > 0) {
-      // In frames of at most MAX_POSITIONS_PER_FRAME; each one's cursor is exact: per source, the newest
-      // id sent so far (the positions are in id order), and the processed position after the last.
-      let upTo = [...after];
-      for (let start = 0; start < missed.length; start += MAX_POSITIONS_PER_FRAME) {
-        const chunk = missed.slice(start, start + MAX_POSITIONS_PER_FRAME);
-        for (const position of chunk) upTo[position.source] = position.id;
-        const last = start + MAX_POSITIONS_PER_FRAME >= missed.length;
-        if (last) upTo = PositionHistory.later(processed, upTo);
-        const bytes = Buffer.from(positionsMessage(eventId, chunk.map(part), this.history.encode(upTo)));
-        replies.push(bytes);
-        this.count('recovered', bytes.byteLength, chunk.length);
-      }
+      // One frame, whatever its size: uWS refuses a frame only while more than maxBackpressure is
+      // queued, which a small reply on a client that is not behind never is; several frames could
+      // see the later ones dropped behind the first. Its cursor: where the pod is now.
+      const bytes = Buffer.from(positionsMessage(eventId, missed.map(part), this.history.encode(processed)));
+      replies.push(bytes);
+      this.count('recovered', bytes.byteLength, missed.length);
     }
     return replies;
   }

@@ -195,11 +195,6 @@ export class PositionHistory {
     return found.sort((a, b) => compareIds(a.id, b.id) || a.source - b.source);
   }
 
-  /** Per source, the later of two cursors' ids. */
-  static later(a: readonly (EntryId | undefined)[], b: readonly (EntryId | undefined)[]): (EntryId | undefined)[] {
-    return a.map((id, source) => (atOrAfter(id, b[source]) ? id : b[source]));
-  }
-
   /** The processed ids now (a copy). */
   processedIds(): (EntryId | undefined)[] {
     return [...this.processed];
