@@ -128,6 +128,8 @@ export class LiveHub {
           resolve();
         }, timeoutMs),
       };
+      // A waiting subscribe never keeps a stopping process alive.
+      waiter.timer.unref();
       this.waiters.push(waiter);
     });
   }
