@@ -13,6 +13,14 @@ export const writerEnv = {
   /** Entries read per shard per XREADGROUP (COUNT); one batch = one transaction. */
   WRITER_BATCH_SIZE: intVar(5_000, 1, 100_000),
   /**
+   * Bytes one read may bring at most (over the pipeline's shards). The COUNT of every read, re-read
+   * of pending entries and claim is lowered so that COUNT x shards x the largest stored entry
+   * (MAX_POSITION_ENTRY_BYTES) fits; a reply bigger than this anyway (entries stored before the
+   * bound) shrinks the COUNT of the next ones. Acknowledgements held for positions_latest are
+   * bounded by twice this.
+   */
+  WRITER_BATCH_MAX_BYTES: intVar(8 * 1024 * 1024, 64 * 1024, 1024 * 1024 * 1024),
+  /**
    * Parallel pipelines, each with its own blocking read and PostgreSQL transaction, each owning every
    * n-th shard (so never the same device); at most STREAM_SHARDS of them run.
    */
@@ -35,7 +43,19 @@ export const writerEnv = {
   /** Consumers idle this long with nothing pending are removed from the group; 0 keeps them. */
   WRITER_CONSUMER_EXPIRY_MS: intVar(86_400_000, 0, 365 * 86_400_000),
   /** Approximate length cap of the dead-letter stream (XADD MAXLEN ~). */
-  WRITER_DEAD_LETTER_MAXLEN: intVar(100_000, 1, 100_000_000),
+  WRITER_DEAD_LETTER_MAXLEN: intVar(10_000, 1, 100_000_000),
+  /** Bytes of an entry's original fields a dead letter keeps at most (the rest is cut, its size recorded). */
+  WRITER_DEAD_LETTER_ORIGINAL_BYTES: intVar(1_024, 0, 1024 * 1024),
+
+  // Trimming (ingestion never trims the shard streams: the writer does)
+  /**
+   * Entries acknowledged by group processor are kept this long (by entry id time) before the writer
+   * trims them, so gateways' warm-up and resumes still find recent positions. Nothing processor has
+   * not acknowledged is ever trimmed.
+   */
+  WRITER_STREAM_RETENTION_MS: intVar(300_000, 0, 7 * 86_400_000),
+  /** How often each shard is trimmed (XTRIM MINID below processor's oldest unacknowledged entry). */
+  WRITER_TRIM_INTERVAL_MS: intVar(5_000, 100, 3_600_000),
   /**
    * How new entries are written: `copy` COPYs straight into positions and falls back to the staging
    * path when a key exists; `staging` always COPYs into a temporary table and inserts with ON

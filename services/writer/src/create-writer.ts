@@ -18,6 +18,7 @@ import { PositionStore } from './store/position-store.js';
 import { GroupConsumer } from './stream/group-consumer.js';
 import { ProcessorGroup } from './stream/processor-group.js';
 import { RespConnection } from './stream/resp-connection.js';
+import { StreamTrimmer } from './stream/stream-trimmer.js';
 import { Writer } from './writer.js';
 
 /** A reply may take this long beyond what its command blocks before the connection is taken for dead. */
@@ -52,6 +53,7 @@ export function createWriter(config: WriterConfig, deps: { logger: Logger; regis
     consumer: config.INSTANCE_ID,
     deadLetterKey: deadLetterKey(config.STREAM_KEY),
     deadLetterMaxLen: config.WRITER_DEAD_LETTER_MAXLEN,
+    deadLetterOriginalBytes: config.WRITER_DEAD_LETTER_ORIGINAL_BYTES,
   };
   // Each pipeline reads on a connection of its own (nothing queues behind its BLOCK) and acknowledges
   // and claims on another; both hand back raw replies. The shared ioredis client serves the rest.
@@ -72,10 +74,13 @@ export function createWriter(config: WriterConfig, deps: { logger: Logger; regis
         keys: pipelineKeys,
         consumer: config.INSTANCE_ID,
         count: config.WRITER_BATCH_SIZE,
+        maxBytes: config.WRITER_BATCH_MAX_BYTES,
         blockMs: config.WRITER_BLOCK_MS,
       }),
     };
   });
+  const trimConnection = connection(0, 'trim');
+  const trimmer = new StreamTrimmer(trimConnection, { keys, retentionMs: config.WRITER_STREAM_RETENTION_MS });
   const statsGroup = new ProcessorGroup(commands, { ...groupOptions, keys });
   const store = new PositionStore(pool, { onCommit: (kind, seconds) => metrics.commitSeconds.observe({ path: kind }, seconds) });
   const schema = new SchemaService({
@@ -101,11 +106,14 @@ export function createWriter(config: WriterConfig, deps: { logger: Logger; regis
     retryInitialMs: config.WRITER_RETRY_INITIAL_MS,
     retryMaxMs: Math.max(config.WRITER_RETRY_MAX_MS, config.WRITER_RETRY_INITIAL_MS),
     statsIntervalMs: config.WRITER_STATS_INTERVAL_MS,
+    trimmer,
+    trimIntervalMs: config.WRITER_TRIM_INTERVAL_MS,
     newEntryPath: config.WRITER_WRITE_PATH,
     latestIntervalMs: config.WRITER_LATEST_INTERVAL_MS,
     batchWaitMs: config.WRITER_BATCH_WAIT_MS,
     // Bounds what a crash re-delivers; far above what one interval holds at full speed.
     maxHeldEntries: Math.max(100_000, 10 * config.WRITER_BATCH_SIZE * config.STREAM_SHARDS),
+    maxHeldBytes: 2 * config.WRITER_BATCH_MAX_BYTES,
   });
 
   health.addReadinessCheck('redis', redisReadiness(commands));
@@ -118,7 +126,7 @@ export function createWriter(config: WriterConfig, deps: { logger: Logger; regis
     name: 'redis',
     start: () => Promise.resolve(),
     close: async () => {
-      await Promise.all([...readers, ...ackers].map((connection) => connection.close()));
+      await Promise.all([...readers, ...ackers, trimConnection].map((connection) => connection.close()));
       await closeRedisClient(commands);
     },
   };

@@ -14,6 +14,8 @@ export class WriterMetrics {
   readonly commitSeconds: Histogram<'path'>;
   readonly deadLetters: Counter<'reason'>;
   readonly trimmed: Counter;
+  readonly streamTrimmed: Counter;
+  readonly trimFailures: Counter;
   readonly retries: Counter<'operation'>;
   readonly pending: Gauge<'shard'>;
   readonly lag: Gauge<'shard'>;
@@ -65,6 +67,16 @@ export class WriterMetrics {
     this.trimmed = new Counter({
       name: 'pitwall_writer_trimmed_entries_total',
       help: 'Pending entries that had been trimmed from the stream before they were written (lost upstream: raise STREAM_MAXLEN)',
+      registers,
+    });
+    this.streamTrimmed = new Counter({
+      name: 'pitwall_writer_stream_trimmed_entries_total',
+      help: 'Entries the writer trimmed from the shard streams: acknowledged by group processor and older than WRITER_STREAM_RETENTION_MS',
+      registers,
+    });
+    this.trimFailures = new Counter({
+      name: 'pitwall_writer_stream_trim_failures_total',
+      help: 'Trims of a shard stream that failed (Redis unreachable); retried next WRITER_TRIM_INTERVAL_MS',
       registers,
     });
     this.retries = new Counter({

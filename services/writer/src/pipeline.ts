@@ -41,6 +41,11 @@ export interface PipelineOptions {
   /** Acknowledgements held for positions_latest at most (entries); beyond it the next batch flushes. */
   maxHeldEntries?: number;
   /**
+   * The same in bytes (the held entries' replies and encoded rows stay in memory until then): twice
+   * WRITER_BATCH_MAX_BYTES.
+   */
+  maxHeldBytes?: number;
+  /**
    * After a read that came back short (the pipeline has caught up with the stream), the next read
    * starts at least this long after it (WRITER_BATCH_WAIT_MS), so a steady trickle of positions is
    * written in a few larger transactions instead of one per read. 0 reads again at once.
@@ -84,6 +89,10 @@ interface PreparedBatch {
   /** What was read, per shard (acknowledged together). */
   batches: StreamEntries[];
   size: number;
+  /** COUNT per shard it was read with: fewer entries on every shard means the stream is caught up. */
+  readCount: number;
+  /** Bytes it keeps in memory: its replies and its encoded rows. */
+  bytes: number;
   encoded: EncodedBatch | undefined;
   /** Read batch and entry index of each row, by row index. */
   rowBatches: Uint16Array;
@@ -131,6 +140,7 @@ export class ShardPipeline {
   /** Entries whose rows are committed, waiting for positions_latest before their XACK. */
   private held: StreamEntries[] = [];
   private heldCount = 0;
+  private heldBytes = 0;
   private heldTraces: BatchTrace[] = [];
   private lastLatestAt = Date.now();
   /** A read of new entries failed since the pending list was last re-read. */
@@ -155,15 +165,16 @@ export class ShardPipeline {
       const ahead: Promise<PreparedBatch>[] = [];
       const readAhead = async (after: Promise<PreparedBatch> | undefined): Promise<PreparedBatch> => {
         const previous = await after;
-        if (previous !== undefined && this.caughtUp(previous.batches)) {
+        if (previous !== undefined && this.caughtUp(previous)) {
           await this.pause(previous.readStartedAtMs + (this.options.batchWaitMs ?? 0) - Date.now());
         }
         const readStartedAtMs = Date.now();
         // After a full read, more is likely waiting: read without BLOCK, so that when the backlog ends
         // exactly there, the empty reply (which flushes positions_latest and the held acks) comes at
         // once instead of after WRITER_BLOCK_MS.
-        const block = previous === undefined || this.caughtUp(previous.batches);
-        return this.prepare(this.stopping ? [] : await this.readNew(block), 'new', readStartedAtMs);
+        const block = previous === undefined || this.caughtUp(previous);
+        const read = this.stopping ? { batches: [], count: this.options.consumer.count } : await this.readNew(block);
+        return this.prepare(read.batches, 'new', readStartedAtMs, read.count);
       };
       const fillAhead = () => {
         while (ahead.length < READ_AHEAD && !this.stopping) {
@@ -200,9 +211,9 @@ export class ShardPipeline {
     }
   }
 
-  /** A read came back short of COUNT on every shard (or empty): the pipeline has caught up with the stream. */
-  private caughtUp(read: readonly StreamEntries[]): boolean {
-    return read.every((entries) => entries.length < this.options.consumer.options.count);
+  /** A read came back short of its COUNT on every shard (or empty): the pipeline has caught up with the stream. */
+  private caughtUp(batch: PreparedBatch): boolean {
+    return batch.batches.every((entries) => entries.length < batch.readCount);
   }
 
   /** Waits `ms` (if positive), or less when the writer stops. */
@@ -211,7 +222,7 @@ export class ShardPipeline {
   }
 
   /** Never rejects: Redis failures are retried; at shutdown it returns nothing. */
-  private async readNew(block: boolean): Promise<StreamEntries[]> {
+  private async readNew(block: boolean): Promise<{ batches: StreamEntries[]; count: number }> {
     try {
       return await this.withRetry('redis', async () => {
         try {
@@ -222,7 +233,7 @@ export class ShardPipeline {
         }
       });
     } catch (err) {
-      if (err instanceof BatchAbandonedError) return [];
+      if (err instanceof BatchAbandonedError) return { batches: [], count: this.options.consumer.count };
       throw err;
     }
   }
@@ -233,6 +244,7 @@ export class ShardPipeline {
     const cursors = new Map(consumer.options.keys.map((key) => [key, '0']));
     let recovered = 0;
     while (cursors.size > 0 && !this.stopping) {
+      // COUNT fits WRITER_BATCH_MAX_BYTES: a full pending list is re-read in bounded slices, never at once.
       const { batches, exhausted } = await this.withRetry('redis', () => consumer.readPending(cursors));
       for (const key of exhausted) cursors.delete(key);
       for (const batch of batches) cursors.set(batch.key, batch.lastId());
@@ -286,7 +298,12 @@ export class ShardPipeline {
    * so it yields to the event loop every few hundred entries: a long synchronous stretch would stall
    * that transaction's COPY data and replies on the socket and serialise what should overlap.
    */
-  private async prepare(batches: StreamEntries[], source: EntrySource, readStartedAtMs = 0): Promise<PreparedBatch> {
+  private async prepare(
+    batches: StreamEntries[],
+    source: EntrySource,
+    readStartedAtMs = 0,
+    readCount = this.options.consumer.count,
+  ): Promise<PreparedBatch> {
     const size = countEntries(batches);
     const builder = new CopyBatchBuilder(size * 320, size);
     const rowBatches = new Uint16Array(size);
@@ -322,11 +339,16 @@ export class ShardPipeline {
         }
       }
     }
+    const encoded = builder.length > 0 ? builder.finish() : undefined;
+    let bytes = encoded?.copyData.length ?? 0;
+    for (const reply of new Set(batches.map((b) => b.reply))) bytes += reply.length;
     return {
       source,
       batches,
       size,
-      encoded: builder.length > 0 ? builder.finish() : undefined,
+      readCount,
+      bytes,
+      encoded,
       rowBatches,
       rowEntries,
       letters,
@@ -376,6 +398,7 @@ export class ShardPipeline {
     }
     this.held.push(...batches);
     this.heldCount += size;
+    this.heldBytes += batch.bytes;
     if (batch.trace !== undefined) this.heldTraces.push(batch.trace);
     if (latestWritten || this.latest.size === 0) await this.ackHeld();
 
@@ -404,9 +427,10 @@ export class ShardPipeline {
     const interval = this.options.latestIntervalMs ?? 0;
     return (
       this.stopping ||
-      this.caughtUp(batch.batches) ||
+      this.caughtUp(batch) ||
       Date.now() - this.lastLatestAt >= interval ||
-      this.heldCount + batch.size >= (this.options.maxHeldEntries ?? Number.POSITIVE_INFINITY)
+      this.heldCount + batch.size >= (this.options.maxHeldEntries ?? Number.POSITIVE_INFINITY) ||
+      this.heldBytes + batch.bytes >= (this.options.maxHeldBytes ?? Number.POSITIVE_INFINITY)
     );
   }
 
@@ -434,6 +458,7 @@ export class ShardPipeline {
     }
     this.held = [];
     this.heldCount = 0;
+    this.heldBytes = 0;
     this.heldTraces = [];
     this.options.metrics.entriesAcked.inc(count);
   }

@@ -4,6 +4,7 @@ import { ShardPipeline, type PipelineOptions } from './pipeline.js';
 import { describePgError } from './store/pg-errors.js';
 import type { GroupConsumer } from './stream/group-consumer.js';
 import type { ProcessorGroup } from './stream/processor-group.js';
+import type { StreamTrimmer } from './stream/stream-trimmer.js';
 
 export interface WriterOptions extends Omit<PipelineOptions, 'group' | 'consumer' | 'stop'> {
   /** Per pipeline: its shards' group, and its consumer on connections of its own. */
@@ -13,6 +14,9 @@ export interface WriterOptions extends Omit<PipelineOptions, 'group' | 'consumer
   /** Pool of the store, probed for the readiness check while nothing is written. */
   pool: pg.Pool;
   statsIntervalMs: number;
+  /** Trims every shard below what processor has not acknowledged (none: never trims). */
+  trimmer?: StreamTrimmer;
+  trimIntervalMs?: number;
   /** Called when a pipeline fails for a reason it cannot handle (a bug); the default crashes the process. */
   onFatal?: (err: unknown) => void;
 }
@@ -31,6 +35,9 @@ export class Writer implements Service {
   private probeProblem: string | undefined;
   private statsTimer: NodeJS.Timeout | undefined;
   private statsRun: Promise<void> | undefined;
+  private trimTimer: NodeJS.Timeout | undefined;
+  private trimRun: Promise<void> | undefined;
+  private trimFailing = false;
   private readonly shardLabels: Map<string, string>;
 
   constructor(private readonly options: WriterOptions) {
@@ -64,6 +71,13 @@ export class Writer implements Service {
       this.statsRun ??= this.refreshStats().finally(() => (this.statsRun = undefined));
     }, this.options.statsIntervalMs);
     this.statsTimer.unref();
+    const { trimmer, trimIntervalMs } = this.options;
+    if (trimmer !== undefined) {
+      this.trimTimer = setInterval(() => {
+        this.trimRun ??= this.trim(trimmer).finally(() => (this.trimRun = undefined));
+      }, trimIntervalMs ?? 5_000);
+      this.trimTimer.unref();
+    }
     return Promise.resolve();
   }
 
@@ -71,9 +85,30 @@ export class Writer implements Service {
   close = idempotent(async () => {
     this.stop.abort();
     clearInterval(this.statsTimer);
+    clearInterval(this.trimTimer);
     await Promise.all(this.runs);
     await this.statsRun;
+    await this.trimRun;
   });
+
+  /** One trim of every shard; a failure is counted, logged once until a trim succeeds again, and retried next interval. */
+  async trim(trimmer: StreamTrimmer): Promise<void> {
+    const { metrics, logger } = this.options;
+    for (const key of trimmer.options.keys) {
+      if (this.stop.signal.aborted) return;
+      try {
+        const removed = await trimmer.trim(key);
+        if (removed > 0) metrics.streamTrimmed.inc(removed);
+        if (this.trimFailing) logger.info('stream trims succeed again');
+        this.trimFailing = false;
+      } catch (err) {
+        metrics.trimFailures.inc();
+        if (!this.trimFailing)
+          logger.warn({ err: err instanceof Error ? err.message : String(err), shard: key }, 'stream trim failed; retrying');
+        this.trimFailing = true;
+      }
+    }
+  }
 
   /** Pending and lag gauges per shard, and a PostgreSQL probe so readiness reflects an outage while idle. */
   private async refreshStats(): Promise<void> {

@@ -139,6 +139,9 @@ describe('writer process', () => {
     const poisonIds: string[] = [];
     for (const [, bytes] of poison) poisonIds.push(String(await redis.xadd(key, '*', POSITION_FIELD, bytes)));
     poisonIds.push(String(await redis.xadd(key, '*', 'other', 'field')));
+    // A big one (written before ingestion bounded entries): its dead letter keeps 1 KiB of it.
+    const big = Buffer.alloc(20_000, 0xff);
+    poisonIds.push(String(await redis.xadd(key, '*', POSITION_FIELD, big)));
     ids.push(...(await produce(redis, streamKey, 1, good.slice(20))));
 
     await waitAllAcked(redis, streamKey, 1);
@@ -149,15 +152,18 @@ describe('writer process', () => {
       for (let i = 0; i + 1 < fields.length; i += 2) map.set(fields[i]!.toString(), fields[i + 1]!);
       return map;
     });
-    expect(parsed.map((l) => l.get('reason')?.toString())).toEqual([...poison.map(([reason]) => reason), 'undecodable']);
+    expect(parsed.map((l) => l.get('reason')?.toString())).toEqual([...poison.map(([reason]) => reason), 'undecodable', 'undecodable']);
     expect(parsed.map((l) => l.get('source_id')?.toString())).toEqual(poisonIds);
     expect(parsed.every((l) => l.get('source_stream')?.toString() === key)).toBe(true);
     expect(parsed.slice(0, 4).map((l) => l.get('orig.p'))).toEqual(poison.map(([, bytes]) => bytes));
     expect(parsed[4]!.get('orig.other')?.toString()).toBe('field');
+    expect(parsed[5]!.get('orig.p')).toEqual(big.subarray(0, 1_024 - 'orig.p'.length));
+    expect(parsed[5]!.get('orig_bytes')?.toString()).toBe(String('orig.p'.length + big.length));
+    expect(parsed[0]!.get('orig_bytes')).toBeUndefined();
     expect(parsed[0]!.get('error')?.toString()).toMatch(/undecodable Position/);
-    expect(await scrapeMetric(writer.metricsUrl, 'pitwall_writer_dead_letters_total')).toBe(5);
-    expect(await scrapeMetric(writer.metricsUrl, 'pitwall_writer_dead_letters_total', { reason: 'undecodable' })).toBe(2);
-    expect(await scrapeMetric(writer.metricsUrl, 'pitwall_writer_entries_acked_total')).toBe(45);
+    expect(await scrapeMetric(writer.metricsUrl, 'pitwall_writer_dead_letters_total')).toBe(6);
+    expect(await scrapeMetric(writer.metricsUrl, 'pitwall_writer_dead_letters_total', { reason: 'undecodable' })).toBe(3);
+    expect(await scrapeMetric(writer.metricsUrl, 'pitwall_writer_entries_acked_total')).toBe(46);
   });
 
   it('re-processes its own pending entries after a SIGKILL mid-batch: every position exactly once', async () => {
@@ -246,6 +252,29 @@ describe('writer process', () => {
     for (const w of writers) {
       await expect(scrapeMetric(w.metricsUrl, 'pitwall_writer_rows_total', { result: 'duplicate' })).rejects.toThrow(/not exported/);
     }
+  });
+
+  it('trims the shard streams below what it has acknowledged, keeping WRITER_STREAM_RETENTION_MS of them', async () => {
+    const databaseUrl = await createTestDatabase('writer_trim');
+    const streamKey = uniqueName('positions');
+    const key = shardKey(streamKey, 0);
+    // 200 entries an hour old (beyond the retention), then 50 recent ones.
+    await redis.xgroup('CREATE', key, PROCESSOR_GROUP, '0', 'MKSTREAM');
+    const old = makePositions(200, { devices: 20, startMs: Date.now() - 7_200_000 });
+    const base = Date.now() - 3_600_000;
+    for (const [i, position] of old.entries())
+      await redis.xadd(key, `${base}-${i + 1}`, POSITION_FIELD, Buffer.from(encodePosition(position)));
+    const recent = makePositions(50, { devices: 5 });
+    await produce(redis, streamKey, 1, recent);
+    const writer = await startWriter(databaseUrl, streamKey, {
+      STREAM_SHARDS: '1',
+      WRITER_STREAM_RETENTION_MS: '600000',
+      WRITER_TRIM_INTERVAL_MS: '100',
+    });
+    await waitAllAcked(redis, streamKey, 1);
+    await waitFor('old entries trimmed', async () => (await redis.xlen(key)) === 50);
+    expect(await storedKeys(databaseUrl)).toEqual(keysOf([...old, ...recent]));
+    expect(await scrapeMetric(writer.metricsUrl, 'pitwall_writer_stream_trimmed_entries_total')).toBe(200);
   });
 
   it('writes a trickle of positions in a few transactions once it has caught up (WRITER_BATCH_WAIT_MS)', async () => {

@@ -1,4 +1,4 @@
-import { PROCESSOR_GROUP } from '@pitwall/contract';
+import { MAX_POSITION_ENTRY_BYTES, PROCESSOR_GROUP } from '@pitwall/contract';
 import type { RespConnection } from './resp-connection.js';
 import { encodeCommand, RespCursor } from './resp.js';
 import { encodeAck, parseAutoClaim, parseStreamRead, type StreamEntries } from './stream-entries.js';
@@ -8,9 +8,25 @@ export interface GroupConsumerOptions {
   keys: readonly string[];
   /** Consumer name in group `processor` (INSTANCE_ID). */
   consumer: string;
-  /** COUNT per shard of every read and claim. */
+  /** Largest COUNT per shard of every read and claim (WRITER_BATCH_SIZE). */
   count: number;
+  /** Bytes one reply may bring at most (WRITER_BATCH_MAX_BYTES): lowers COUNT to fit. */
+  maxBytes: number;
   blockMs: number;
+}
+
+/**
+ * Bytes of a stored entry in a stream reply beside its Position: its id, field names, a traceparent
+ * (field `tp`) and the RESP framing of each.
+ */
+export const ENTRY_OVERHEAD_BYTES = 160;
+
+/**
+ * The COUNT per shard that keeps one reply within `maxBytes` when every entry is as large as a
+ * stored entry may be (MAX_POSITION_ENTRY_BYTES + overhead), capped by `count`; at least 1.
+ */
+export function countForBytes(count: number, maxBytes: number, shards: number): number {
+  return Math.max(1, Math.min(count, Math.floor(maxBytes / (shards * (MAX_POSITION_ENTRY_BYTES + ENTRY_OVERHEAD_BYTES)))));
 }
 
 /** Entries of several reads (what one XACK per shard acknowledges). */
@@ -26,40 +42,69 @@ export function countEntries(batches: readonly StreamEntries[]): number {
  * (nothing else queues behind a BLOCK); `acks` serves acknowledgements, claims and re-reads of pending entries.
  */
 export class GroupConsumer {
-  /** The same two commands every time, encoded once: with BLOCK, and without (returns at once). */
-  private readonly readNewBlocking: Buffer;
-  private readonly readNewNow: Buffer;
+  /** COUNT per shard that fits WRITER_BATCH_MAX_BYTES with the largest stored entries. */
+  readonly maxCount: number;
+  /** COUNT per shard of the next read: maxCount, less after a reply bigger than maxBytes. */
+  private current: number;
+  /** The read of new entries, encoded once per COUNT: with BLOCK, and without (returns at once). */
+  private encodedCount = 0;
+  private readNewBlocking: Buffer = Buffer.alloc(0);
+  private readNewNow: Buffer = Buffer.alloc(0);
 
   constructor(
     private readonly reads: RespConnection,
     private readonly acks: RespConnection,
     readonly options: GroupConsumerOptions,
   ) {
-    const { keys, consumer, count, blockMs } = options;
-    const read = (block: (string | number)[]) =>
-      encodeCommand([
-        'XREADGROUP',
-        'GROUP',
-        PROCESSOR_GROUP,
-        consumer,
-        'COUNT',
-        count,
-        ...block,
-        'STREAMS',
-        ...keys,
-        ...keys.map(() => '>'),
-      ]);
-    this.readNewBlocking = read(['BLOCK', blockMs]);
-    this.readNewNow = read([]);
+    this.maxCount = countForBytes(options.count, options.maxBytes, options.keys.length);
+    this.current = this.maxCount;
+  }
+
+  /** COUNT per shard of the next read. */
+  get count(): number {
+    return this.current;
   }
 
   /**
    * Entries never delivered before, up to COUNT per shard, waiting at most BLOCK ms for the first
-   * (or not at all when `block` is false). Empty when none arrived in time.
+   * (or not at all when `block` is false). Empty when none arrived in time. `count` is the COUNT it
+   * was read with (a read that brought fewer has caught up with the stream).
    */
-  async readNew(block = true): Promise<StreamEntries[]> {
+  async readNew(block = true): Promise<{ batches: StreamEntries[]; count: number }> {
+    const count = this.current;
+    if (count !== this.encodedCount) {
+      const { keys, consumer, blockMs } = this.options;
+      const read = (extra: (string | number)[]) =>
+        encodeCommand([
+          'XREADGROUP',
+          'GROUP',
+          PROCESSOR_GROUP,
+          consumer,
+          'COUNT',
+          count,
+          ...extra,
+          'STREAMS',
+          ...keys,
+          ...keys.map(() => '>'),
+        ]);
+      this.readNewBlocking = read(['BLOCK', blockMs]);
+      this.readNewNow = read([]);
+      this.encodedCount = count;
+    }
     const reply = block ? await this.reads.send(this.readNewBlocking, this.options.blockMs) : await this.reads.send(this.readNewNow);
-    return parseStreamRead(reply);
+    this.observe(reply);
+    return { batches: parseStreamRead(reply), count };
+  }
+
+  /**
+   * Sizes the next reads after a reply: one bigger than maxBytes (entries stored before ingestion
+   * bounded them) shrinks COUNT in proportion; one under half of it lets COUNT double back towards
+   * maxCount.
+   */
+  private observe(reply: Buffer): void {
+    const { maxBytes } = this.options;
+    if (reply.length > maxBytes) this.current = Math.max(1, Math.floor((this.current * maxBytes) / reply.length));
+    else if (reply.length * 2 <= maxBytes && this.current < this.maxCount) this.current = Math.min(this.maxCount, this.current * 2);
   }
 
   /**
@@ -75,13 +120,15 @@ export class GroupConsumer {
       PROCESSOR_GROUP,
       this.options.consumer,
       'COUNT',
-      this.options.count,
+      this.current,
       'STREAMS',
       ...keys,
       ...keys.map((k) => after.get(k) ?? '0'),
     ]);
     // Not on `reads`: behind a read-ahead's BLOCK it would wait for that read to time out.
-    const batches = parseStreamRead(await this.acks.send(command));
+    const reply = await this.acks.send(command);
+    this.observe(reply);
+    const batches = parseStreamRead(reply);
     const withEntries = new Set(batches.map((b) => b.key));
     return { batches, exhausted: keys.filter((k) => !withEntries.has(k)) };
   }
@@ -93,8 +140,9 @@ export class GroupConsumer {
    */
   async claim(key: string, cursor: string, minIdleMs: number): Promise<{ entries: StreamEntries; next: string; deleted: string[] }> {
     const reply = await this.acks.send(
-      encodeCommand(['XAUTOCLAIM', key, PROCESSOR_GROUP, this.options.consumer, minIdleMs, cursor, 'COUNT', this.options.count]),
+      encodeCommand(['XAUTOCLAIM', key, PROCESSOR_GROUP, this.options.consumer, minIdleMs, cursor, 'COUNT', this.current]),
     );
+    this.observe(reply);
     return parseAutoClaim(reply, key);
   }
 

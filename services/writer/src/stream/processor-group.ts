@@ -31,6 +31,8 @@ export interface ProcessorGroupOptions {
   consumer: string;
   deadLetterKey: string;
   deadLetterMaxLen: number;
+  /** Bytes of an entry's original fields a dead letter keeps at most (WRITER_DEAD_LETTER_ORIGINAL_BYTES). */
+  deadLetterOriginalBytes: number;
 }
 
 const ORIGINAL_FIELD_PREFIX = Buffer.from('orig.');
@@ -50,6 +52,28 @@ function asNumber(value: unknown): number | undefined {
   if (typeof value === 'number') return value;
   if (typeof value === 'string' && value !== '') return Number(value);
   return undefined;
+}
+
+/**
+ * An entry's fields as a dead letter keeps them: `orig.<field>` and its value, cut once `maxBytes` of
+ * them are kept, so one dead letter costs at most that much whatever the entry held. Returns the
+ * fields and the entry's original size when it was cut.
+ */
+export function originalFields(fields: readonly Buffer[], maxBytes: number): { fields: Buffer[]; cutFrom: number | undefined } {
+  const kept: Buffer[] = [];
+  let budget = maxBytes;
+  let total = 0;
+  for (let i = 0; i + 1 < fields.length; i += 2) {
+    const name = Buffer.concat([ORIGINAL_FIELD_PREFIX, fields[i] as Buffer]);
+    const value = fields[i + 1] as Buffer;
+    total += name.length + value.length;
+    if (budget < name.length) continue;
+    budget -= name.length;
+    const part = value.subarray(0, budget);
+    budget -= part.length;
+    kept.push(name, part);
+  }
+  return { fields: kept, cutFrom: total > maxBytes ? total : undefined };
 }
 
 /** Throws the first error of a pipeline's results. */
@@ -85,17 +109,17 @@ export class ProcessorGroup {
 
   /**
    * Appends entries to the dead-letter stream (approximately capped), each with the reason, the
-   * error, where it came from, and its original fields verbatim under `orig.<field>`.
+   * error, where it came from, and its original fields under `orig.<field>`, cut after
+   * WRITER_DEAD_LETTER_ORIGINAL_BYTES (then `orig_bytes` tells the original size): the stream is
+   * bounded in bytes, about MAXLEN x (that + 1 KiB of error and metadata).
    */
   async deadLetter(letters: readonly DeadLetter[]): Promise<void> {
     if (letters.length === 0) return;
-    const { deadLetterKey, deadLetterMaxLen, consumer } = this.options;
+    const { deadLetterKey, deadLetterMaxLen, deadLetterOriginalBytes, consumer } = this.options;
     const pipeline = this.commands.pipeline();
     for (const { key, entry, reason, error } of letters) {
-      const original: Buffer[] = [];
-      for (let i = 0; i + 1 < entry.fields.length; i += 2) {
-        original.push(Buffer.concat([ORIGINAL_FIELD_PREFIX, entry.fields[i] as Buffer]), entry.fields[i + 1] as Buffer);
-      }
+      const { fields: original, cutFrom } = originalFields(entry.fields, deadLetterOriginalBytes);
+      if (cutFrom !== undefined) original.push(Buffer.from('orig_bytes'), Buffer.from(String(cutFrom)));
       pipeline.call('XADD', [
         deadLetterKey,
         'MAXLEN',
