@@ -11,3 +11,4 @@ export * from './service-process.js';
 export * from './shared-servers.js';
 export * from './stand-in-directus.js';
 export * from './wait.js';
+export * from './chart-limits.js';

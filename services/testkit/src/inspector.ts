@@ -11,6 +11,12 @@ export function rssBytesOf(pid: number): number {
   return Number(match?.[1] ?? 0) * 1024;
 }
 
+/** Peak resident set size of a process since it started (VmHWM), bytes (Linux): no sampling can miss it. */
+export function peakRssBytesOf(pid: number): number {
+  const match = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return Number(match?.[1] ?? 0) * 1024;
+}
+
 /** Sends DevTools protocol commands, in order, to the first target of an inspector; returns their results. */
 async function inspectorCommands(inspectPort: number, commands: { method: string; params?: object }[]): Promise<unknown[]> {
   const targets = (await (await fetch(`http://127.0.0.1:${inspectPort}/json/list`)).json()) as { webSocketDebuggerUrl: string }[];
