@@ -37,6 +37,20 @@ export const liveGatewayEnv = {
   /** How long a subscribe whose cursor is ahead of this pod (it came from a pod a little ahead) waits for it. */
   GATEWAY_RESUME_WAIT_MS: intVar(2_000, 0, 60_000),
   /**
+   * Bytes of stream entries the warm-up reads at most, over every shard (each its share), in chunks
+   * of about 1 MiB: what it costs in memory does not grow with the entries' size.
+   */
+  GATEWAY_WARM_MAX_BYTES: intVar(32 * 1024 * 1024, 64 * 1024, 1024 * 1024 * 1024),
+  /** The warm-up stops after this long, the cache warmed or not: a slow Redis never holds the pod's start. */
+  GATEWAY_WARM_TIMEOUT_MS: intVar(10_000, 100, 600_000),
+  /**
+   * A position whose device time is more than this ahead of the clock is neither forwarded nor kept
+   * for snapshots (counted as dropped, reason future): ingestion dead-letters them too
+   * (INGESTION_MAX_FUTURE_MS), this keeps one stored before that, or from a skewed ingestion clock,
+   * from pinning its device.
+   */
+  GATEWAY_MAX_FUTURE_MS: intVar(300_000, 0, 7 * 86_400_000),
+  /**
    * An event shows positions whose device time is within starts_at - margin .. ends_at + margin (cars
    * drive to the start before it, and back after the end). Trackers are reused from one event to the next.
    */

@@ -86,11 +86,12 @@ export function createLiveGateway(config: LiveGatewayConfig, options: LiveGatewa
     config.GATEWAY_ENTRIES_REFRESH_INTERVAL_MS,
     config.GATEWAY_EVENT_WINDOW_MARGIN_MS,
   );
-  const latest = new LatestPositions(config.GATEWAY_LATEST_CACHE_DEVICES);
+  const latest = new LatestPositions(config.GATEWAY_LATEST_CACHE_DEVICES, { maxFutureMs: config.GATEWAY_MAX_FUTURE_MS });
 
   const history = new PositionHistory({
     shards: config.STREAM_SHARDS,
-    sources: config.STREAM_SHARDS,
+    // The shard streams, then their live-only streams (BroadcastConsumer: source shards + n).
+    sources: 2 * config.STREAM_SHARDS,
     windowMs: config.GATEWAY_HISTORY_SECONDS * 1000,
     maxBytes: config.GATEWAY_HISTORY_MAX_BYTES,
   });
@@ -153,6 +154,11 @@ export function createLiveGateway(config: LiveGatewayConfig, options: LiveGatewa
     logger,
     maxRetriesPerRequest: null,
   });
+  const liveReader = createRedisClient(config.REDIS_URL, {
+    name: `live-gateway:${config.INSTANCE_ID}:live-reader`,
+    logger,
+    maxRetriesPerRequest: null,
+  });
   const consumer = new BroadcastConsumer(
     {
       streamKey: config.STREAM_KEY,
@@ -161,11 +167,14 @@ export function createLiveGateway(config: LiveGatewayConfig, options: LiveGatewa
       blockMs: config.GATEWAY_READ_BLOCK_MS,
       count: config.GATEWAY_READ_COUNT,
       warmTailEntries: config.GATEWAY_WARM_TAIL_ENTRIES,
+      warmMaxBytes: config.GATEWAY_WARM_MAX_BYTES,
+      warmTimeoutMs: config.GATEWAY_WARM_TIMEOUT_MS,
       touchIntervalMs: Math.max(1_000, Math.floor(config.GATEWAY_GROUP_IDLE_MS / 10)),
     },
     {
       commands,
       reader,
+      liveReader,
       metrics,
       logger,
       onWarm: (positions) => {
@@ -200,7 +209,7 @@ export function createLiveGateway(config: LiveGatewayConfig, options: LiveGatewa
     name: 'redis',
     start: () => Promise.resolve(),
     close: idempotent(async () => {
-      await Promise.all([closeRedisClient(reader), closeRedisClient(commands)]);
+      await Promise.all([closeRedisClient(reader), closeRedisClient(liveReader), closeRedisClient(commands)]);
     }),
   };
 

@@ -95,6 +95,22 @@ export function createGatewayMetrics(registry: Registry) {
       registers,
     }),
     positionsReceived: new Counter({ name: `${p}positions_received_total`, help: 'Positions read from the stream', registers }),
+    livePositionsReceived: new Counter({
+      name: `${p}live_stream_positions_received_total`,
+      help: 'Positions read from the live-only streams (records ingestion could not admit to the durable shards)',
+      registers,
+    }),
+    positionsDropped: new Counter({
+      name: `${p}positions_dropped_total`,
+      help: 'Positions not forwarded, by reason: stale (not newer than the last one forwarded for the device), future (beyond GATEWAY_MAX_FUTURE_MS)',
+      labelNames: ['reason'],
+      registers,
+    }),
+    warmBytes: new Counter({
+      name: `${p}warm_bytes_total`,
+      help: 'Bytes of stream entries read to warm the latest-position cache at start',
+      registers,
+    }),
     invalidEntries: new Counter({ name: `${p}stream_entries_invalid_total`, help: 'Stream entries that were not a Position', registers }),
     streamReadErrors: new Counter({ name: `${p}stream_read_errors_total`, help: 'Failed XREADGROUP calls', registers }),
     streamReadLag: new Gauge({

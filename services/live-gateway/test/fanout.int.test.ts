@@ -173,6 +173,24 @@ describe('fan-out over uWS topics', () => {
     await Promise.all([one, oneAgain, two, both].map((c) => c.close()));
   });
 
+  it('forwards a device position only when newer than the last one forwarded: resends never show twice nor move a car back', async () => {
+    const server = await startHubServer();
+    const one = await subscriber(server, [1]);
+    // During an outage from the live-only stream; then the device's resends arrive through the durable
+    // stream (older and the same), with another device's position; then the device's next one.
+    server.hub.onPositions([position('356307040000000', 300)]);
+    server.hub.onPositions([position('356307040000000', 200), position('356307040000000', 300), position('356307040000001', 250)]);
+    server.hub.onPositions([position('356307040000000', 400)]);
+    await waitFor('positions', () => one.positions(1).length === 3);
+    expect(one.positions(1).map((p) => [p.device_id, p.ts])).toEqual([
+      ['356307040000000', 300],
+      ['356307040000001', 250],
+      ['356307040000000', 400],
+    ]);
+    expect(await value(server.metrics.positionsDropped, { reason: 'stale' })).toBe(2);
+    await one.close();
+  });
+
   it('conflates a client that stops reading without delaying a fast one; it gets the latest position of each device when it reads again', async () => {
     const server = await startHubServer({ conflateBufferBytes: 64 * 1024, maxBackpressure: 1024 * 1024 });
     const fast = await subscriber(server, [3]);

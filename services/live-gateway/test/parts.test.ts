@@ -22,11 +22,22 @@ function position(deviceId: string, ts: number): LivePosition {
 describe('latest-position cache', () => {
   it('keeps the newest position of each device by device time', () => {
     const latest = new LatestPositions(10);
-    expect(latest.update(position('a', 10))).toBe(true);
-    expect(latest.update(position('a', 5))).toBe(false);
+    expect(latest.update(position('a', 10))).toBe('kept');
+    expect(latest.update(position('a', 5))).toBe('stale');
     expect(latest.get('a')?.ts).toBe(10);
-    expect(latest.update(position('a', 20))).toBe(true);
+    expect(latest.update(position('a', 20))).toBe('kept');
     expect(latest.get('a')?.ts).toBe(20);
+  });
+
+  it('is the monotonic filter: the same device time twice is stale, and one far ahead of the clock never pins a device', () => {
+    const now = 1_000_000;
+    const latest = new LatestPositions(10, { maxFutureMs: 300_000, now: () => now });
+    expect(latest.update(position('a', now))).toBe('kept');
+    expect(latest.update(position('a', now))).toBe('stale');
+    expect(latest.update(position('a', now + 10 * 365 * 86_400_000))).toBe('future');
+    expect(latest.get('a')?.ts).toBe(now);
+    expect(latest.update(position('a', now + 1_000))).toBe('kept');
+    expect(latest.update(position('a', now + 300_000))).toBe('kept');
   });
 
   it('is bounded: the least recently updated device goes first', () => {

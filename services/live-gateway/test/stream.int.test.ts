@@ -1,6 +1,13 @@
 import { Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
-import { liveBroadcastGroup, POSITION_FIELD, shardKeys } from '@pitwall/contract';
+import {
+  createPosition,
+  encodePosition,
+  liveBroadcastGroup,
+  MAX_STORED_IO_VALUE_BYTES,
+  POSITION_FIELD,
+  shardKeys,
+} from '@pitwall/contract';
 import { createLogger, createMetricsRegistry } from '@pitwall/platform';
 import { sharedRedisUrl, sleep, uniqueName, waitFor } from '@pitwall/testkit';
 import { createGatewayMetrics } from '../src/metrics.js';
@@ -11,24 +18,54 @@ import { addPositions } from './support/stream.js';
 
 const logger = createLogger('live-gateway-test', 'silent');
 
+/** A Position of ~4 KiB: 15 variable-length IO values of MAX_STORED_IO_VALUE_BYTES. */
+function encodeLargePosition(i: number): Uint8Array {
+  return encodePosition(
+    createPosition({
+      deviceId: String(356_307_040_100_000 + i),
+      recordedAtMs: BigInt(1_000_000 + i),
+      receivedAtMs: BigInt(1_000_000 + i),
+      io: Array.from({ length: 15 }, (_, k) => ({ id: 10_000 + k, width: 0, raw: new Uint8Array(MAX_STORED_IO_VALUE_BYTES) })),
+    }),
+  );
+}
+
 async function groupsOf(redis: Redis, key: string): Promise<string[]> {
   const reply = (await redis.call('XINFO', 'GROUPS', key)) as unknown[][];
   return reply.map((g) => String(g[g.indexOf('name') + 1]));
 }
 
-function startConsumer(streamKey: string, shards: number, instanceId: string) {
+function startConsumer(
+  streamKey: string,
+  shards: number,
+  instanceId: string,
+  warm: { warmTailEntries?: number; warmMaxBytes?: number; warmTimeoutMs?: number } = {},
+) {
   const commands = new Redis(sharedRedisUrl());
   const reader = new Redis(sharedRedisUrl(), { maxRetriesPerRequest: null });
+  const liveReader = new Redis(sharedRedisUrl(), { maxRetriesPerRequest: null });
   const metrics = createGatewayMetrics(createMetricsRegistry());
   const warmed: LivePosition[] = [];
   const received: LivePosition[] = [];
   const consumer = new BroadcastConsumer(
-    { streamKey, shards, instanceId, blockMs: 100, count: 100, warmTailEntries: 50, touchIntervalMs: 100 },
-    { commands, reader, metrics, logger, onWarm: (p) => warmed.push(...p), onPositions: (p) => received.push(...p) },
+    {
+      streamKey,
+      shards,
+      instanceId,
+      blockMs: 100,
+      count: 100,
+      warmTailEntries: 50,
+      warmMaxBytes: 32 * 1024 * 1024,
+      warmTimeoutMs: 10_000,
+      touchIntervalMs: 100,
+      ...warm,
+    },
+    { commands, reader, liveReader, metrics, logger, onWarm: (p) => warmed.push(...p), onPositions: (p) => received.push(...p) },
   );
   const close = async () => {
     await consumer.close();
     commands.disconnect();
+    liveReader.disconnect();
   };
   return { consumer, metrics, warmed, received, close };
 }
@@ -70,6 +107,56 @@ describe('per-pod broadcast group on a real Redis', () => {
 
     await pod.close();
     for (const key of keys) expect(await groupsOf(redis, key)).not.toContain(group);
+  });
+
+  it('reads the live-only streams from their tail at start, beside the durable shards', async () => {
+    const streamKey = uniqueName('bc');
+    const devices = ['356307040000010', '356307040000011', '356307040000012'];
+    // Before start: neither warmed nor fanned out (the live-only stream is read from its tail).
+    await addPositions(redis, streamKey, 2, [{ deviceId: devices[0]!, ts: 500 }], { live: true });
+    const pod = startConsumer(streamKey, 2, uniqueName('pod'));
+    await pod.consumer.start();
+    await addPositions(
+      redis,
+      streamKey,
+      2,
+      devices.map((deviceId) => ({ deviceId, ts: 1_000 })),
+      { live: true },
+    );
+    await addPositions(redis, streamKey, 2, [{ deviceId: devices[0]!, ts: 2_000 }]);
+    await addPositions(redis, streamKey, 2, [{ deviceId: devices[1]!, ts: 3_000 }], { live: true });
+    await waitFor('positions of both', () => pod.received.length === 5);
+    expect(pod.received.map((p) => `${p.deviceId}@${p.ts}`).sort()).toEqual(
+      [...devices.map((d) => `${d}@1000`), `${devices[0]!}@2000`, `${devices[1]!}@3000`].sort(),
+    );
+    expect(pod.warmed).toEqual([]);
+    expect((await pod.metrics.livePositionsReceived.get()).values[0]?.value).toBe(4);
+    await pod.close();
+  });
+
+  it('bounds its warm-up by bytes (GATEWAY_WARM_MAX_BYTES) and by time (GATEWAY_WARM_TIMEOUT_MS)', async () => {
+    const streamKey = uniqueName('bc');
+    // 300 entries of ~4 KiB (the largest ingestion stores), 1.2 MB, on one shard; 100 KiB may be read.
+    const [key] = shardKeys(streamKey, 1);
+    const pipeline = redis.pipeline();
+    for (let i = 0; i < 300; i++) pipeline.xadd(key!, '*', POSITION_FIELD, Buffer.from(encodeLargePosition(i)));
+    await pipeline.exec();
+    const maxBytes = 100 * 1024;
+    const bounded = startConsumer(streamKey, 1, uniqueName('pod'), { warmTailEntries: 10_000, warmMaxBytes: maxBytes });
+    await bounded.consumer.start();
+    const read = (await bounded.metrics.warmBytes.get()).values[0]?.value ?? 0;
+    expect(read).toBeGreaterThanOrEqual(maxBytes);
+    expect(read).toBeLessThanOrEqual(2 * maxBytes);
+    expect(bounded.warmed.length).toBeGreaterThan(0);
+    expect(bounded.warmed.length).toBeLessThan(300);
+    // Newest first: what it kept is the tail.
+    expect(bounded.warmed[0]?.ts).toBe(1_000_000 + 299);
+    await bounded.close();
+
+    const timedOut = startConsumer(streamKey, 1, uniqueName('pod'), { warmTailEntries: 10_000, warmTimeoutMs: 0 });
+    await timedOut.consumer.start();
+    expect(timedOut.warmed).toEqual([]);
+    await timedOut.close();
   });
 
   it('moves a group left by a previous run of the same pod to $ instead of replaying it', async () => {

@@ -274,8 +274,15 @@ export class LiveHub {
   /** Hot path: positions just read from the stream. */
   onPositions(positions: readonly LivePosition[]): void {
     for (const position of positions) {
+      // The monotonic filter: only a position newer than the last one of its device goes out (and
+      // into the history, which replays exactly what viewers got; the cursor moves past it anyway).
+      const result = this.latest.update(position);
+      if (result !== 'kept') {
+        this.history.skip(position);
+        this.metrics.positionsDropped.inc({ reason: result });
+        continue;
+      }
       this.history.add(position);
-      this.latest.update(position);
       const routes = this.directory.routesOf(position.deviceId);
       if (routes === undefined) continue;
       for (const route of routes) {

@@ -2,6 +2,8 @@ import {
   decodeEntryFields,
   entryTraceparent,
   liveBroadcastGroup,
+  liveShardKeys,
+  MAX_POSITION_ENTRY_BYTES,
   parseEntries,
   parseReadReply,
   shardKeys,
@@ -22,6 +24,10 @@ export interface BroadcastConsumerOptions {
   count: number;
   /** Entries read per shard from the tail at start for the latest-position cache (0: none). */
   warmTailEntries: number;
+  /** Bytes of entries the warm-up reads at most, over every shard (GATEWAY_WARM_MAX_BYTES). */
+  warmMaxBytes: number;
+  /** The warm-up stops after this long, warmed or not (GATEWAY_WARM_TIMEOUT_MS). */
+  warmTimeoutMs: number;
   /** How often the consumer shows it is alive even when the stream is quiet (see touch()). */
   touchIntervalMs: number;
 }
@@ -31,11 +37,13 @@ export interface BroadcastConsumerDeps {
   commands: Redis;
   /** Dedicated to the blocking XREADGROUP. */
   reader: Redis;
+  /** Dedicated to the blocking XREAD of the live-only streams. */
+  liveReader: Redis;
   metrics: GatewayMetrics;
   logger: Logger;
   /** Positions read from the tail at start, newest first per shard (cache warming, not fan-out). */
   onWarm: (positions: LivePosition[]) => void;
-  /** Positions just read, in stream order per shard. */
+  /** Positions just read, in stream order per source (shard n: source n; its live-only stream: shards + n). */
   onPositions: (positions: LivePosition[]) => void;
   /**
    * Reading of shard `source` starts right after `startId` (its group's start; undefined when Redis did
@@ -47,20 +55,49 @@ export interface BroadcastConsumerDeps {
 }
 
 const BACKOFF_MAX_MS = 2_000;
+/** Entries of one XREVRANGE of the warm-up: ~1 MiB with the largest stored entries. */
+const WARM_CHUNK_ENTRIES = 256;
+/** Bytes of a stored entry beside its Position (id, field names, traceparent). */
+const ENTRY_OVERHEAD_BYTES = 160;
+
+/** Where the warm-up of one shard is: the id to read below, what it read. */
+interface WarmCursor {
+  key: string;
+  source: number;
+  start: EntryId | undefined;
+  end: string;
+  entries: number;
+  bytes: number;
+  done: boolean;
+  /** Its tail, newest first. */
+  positions: LivePosition[];
+}
 
 /**
  * Reads every shard in this pod's own group `live-broadcast-<INSTANCE_ID>`, created at `$` (only
  * what arrives from now on; a stale group of the same name is moved to `$`), with NOACK so nothing
  * accumulates in a pending list: live positions are worth nothing once late. One XREADGROUP covers
  * every shard, with a finite BLOCK and a bounded COUNT. On close the group is destroyed.
+ *
+ * Beside it, the live-only streams (`liveShardKey`: records ingestion could not admit while the
+ * durable path is at its cap, a PostgreSQL outage) with a plain XREAD from their tail at start (no
+ * group: nothing to acknowledge or collect), on a connection of their own; their positions are of
+ * source shards + n. Both feed the same onPositions; the fan-out forwards a device's position only
+ * when it is newer than the last one (LatestPositions), so the device's resends into the durable
+ * stream later show nothing twice.
  */
 export class BroadcastConsumer implements Service {
   readonly name = 'broadcast-consumer';
   readonly group: string;
   private readonly keys: string[];
   private readonly sourceOf: Map<string, number>;
+  private readonly liveKeys: string[];
+  /** Per live-only stream, the id the next XREAD reads after. */
+  private readonly liveIds: string[];
   private stopping = false;
   private loop: Promise<void> | undefined;
+  private liveLoop: Promise<void> | undefined;
+  private liveErrors = 0;
   private consecutiveErrors = 0;
   private lastTouchMs = 0;
   running = false;
@@ -72,21 +109,27 @@ export class BroadcastConsumer implements Service {
     this.group = liveBroadcastGroup(options.instanceId);
     this.keys = shardKeys(options.streamKey, options.shards);
     this.sourceOf = new Map(this.keys.map((key, source) => [key, source]));
+    this.liveKeys = liveShardKeys(options.streamKey, options.shards);
+    this.liveIds = this.liveKeys.map(() => '$');
   }
 
   async start(): Promise<void> {
     await this.createGroups();
     await this.touch();
+    await this.startLiveIds();
     await this.warm();
     this.running = true;
     this.loop = this.readLoop();
+    this.liveLoop = this.readLiveLoop();
   }
 
   close = idempotent(async () => {
     this.stopping = true;
     // Abort the blocked read at once rather than waiting up to BLOCK ms.
     this.deps.reader.disconnect();
+    this.deps.liveReader.disconnect();
     await this.loop;
+    await this.liveLoop;
     this.running = false;
     await this.destroyGroups();
   });
@@ -115,23 +158,97 @@ export class BroadcastConsumer implements Service {
 
   /**
    * Reads each shard's tail up to where its group starts (what the group delivers comes after it, so
-   * nothing is read twice): the latest-position cache and the history start from it.
+   * nothing is read twice): the latest-position cache and the history start from it. Newest first,
+   * in chunks of WARM_CHUNK_ENTRIES taken from each shard in turn: at most GATEWAY_WARM_TAIL_ENTRIES
+   * per shard, GATEWAY_WARM_MAX_BYTES over all (each shard its share) and GATEWAY_WARM_TIMEOUT_MS.
+   * One chunk of entries is in memory at a time (about 1 MiB with the largest stored entries).
    */
   private async warm(): Promise<void> {
-    let warmed = 0;
+    const { warmTailEntries, warmMaxBytes, warmTimeoutMs } = this.options;
+    const started = Date.now();
+    const shardBytes = Math.max(1, Math.floor(warmMaxBytes / this.keys.length));
+    const chunk = Math.max(1, Math.min(WARM_CHUNK_ENTRIES, Math.floor(shardBytes / (MAX_POSITION_ENTRY_BYTES + ENTRY_OVERHEAD_BYTES))));
+    const cursors: WarmCursor[] = [];
     for (const [source, key] of this.keys.entries()) {
       const start = await this.groupStart(key);
-      let positions: LivePosition[] = [];
-      if (this.options.warmTailEntries > 0) {
-        const end = start === undefined ? '+' : `${start.ms}-${start.seq}`;
-        const reply = await this.deps.commands.callBuffer('XREVRANGE', key, end, '-', 'COUNT', this.options.warmTailEntries);
-        positions = this.decode(parseEntries(reply), source);
+      const end = start === undefined ? '+' : `${start.ms}-${start.seq}`;
+      cursors.push({ key, source, start, end, entries: 0, bytes: 0, done: warmTailEntries === 0, positions: [] });
+    }
+    let warmed = 0;
+    let timedOut = false;
+    while (!timedOut && cursors.some((c) => !c.done)) {
+      for (const cursor of cursors) {
+        if (cursor.done) continue;
+        if (Date.now() - started >= warmTimeoutMs) {
+          timedOut = true;
+          break;
+        }
+        const count = Math.min(chunk, warmTailEntries - cursor.entries);
+        const entries = parseEntries(await this.deps.commands.callBuffer('XREVRANGE', cursor.key, cursor.end, '-', 'COUNT', count));
+        let bytes = 0;
+        for (const entry of entries) for (const field of entry.fields) bytes += field.length;
+        cursor.bytes += bytes;
+        cursor.entries += entries.length;
+        this.deps.metrics.warmBytes.inc(bytes);
+        const last = entries.at(-1);
+        if (last !== undefined) cursor.end = `(${last.id}`;
+        cursor.done = entries.length < count || cursor.entries >= warmTailEntries || cursor.bytes >= shardBytes;
+        const positions = this.decode(entries, cursor.source);
+        for (const position of positions) cursor.positions.push(position);
         warmed += positions.length;
         this.deps.onWarm(positions);
       }
-      this.deps.onStart?.(source, start, positions);
     }
-    this.deps.logger.info({ positions: warmed, shards: this.keys.length }, 'latest-position cache warmed from the stream tail');
+    for (const cursor of cursors) this.deps.onStart?.(cursor.source, cursor.start, cursor.positions);
+    const bytes = cursors.reduce((sum, c) => sum + c.bytes, 0);
+    const fields = { positions: warmed, bytes, shards: this.keys.length, ms: Date.now() - started };
+    if (timedOut) this.deps.logger.warn(fields, 'latest-position cache warm-up stopped at GATEWAY_WARM_TIMEOUT_MS');
+    else this.deps.logger.info(fields, 'latest-position cache warmed from the stream tail');
+  }
+
+  /** Each live-only stream is read from its tail as of now (its newest id; 0-0 while it does not exist). */
+  private async startLiveIds(): Promise<void> {
+    for (const [i, key] of this.liveKeys.entries()) {
+      const newest = parseEntries(await this.deps.commands.callBuffer('XREVRANGE', key, '+', '-', 'COUNT', 1))[0];
+      this.liveIds[i] = newest?.id ?? '0-0';
+    }
+  }
+
+  /** Plain XREAD of the live-only streams, after the last id read of each: no group, nothing to acknowledge. */
+  private async readLiveLoop(): Promise<void> {
+    const { blockMs, count, shards } = this.options;
+    const index = new Map(this.liveKeys.map((key, i) => [key, i]));
+    while (!this.stopping) {
+      try {
+        const reply = await this.deps.liveReader.callBuffer(
+          'XREAD',
+          'COUNT',
+          count,
+          'BLOCK',
+          blockMs,
+          'STREAMS',
+          ...this.liveKeys,
+          ...this.liveIds,
+        );
+        this.liveErrors = 0;
+        const positions: LivePosition[] = [];
+        for (const batch of parseReadReply(reply)) {
+          const last = batch.entries.at(-1);
+          const i = index.get(batch.key);
+          if (last !== undefined && i !== undefined) this.liveIds[i] = last.id;
+          for (const position of this.decode(batch.entries, i === undefined ? undefined : shards + i)) positions.push(position);
+        }
+        this.deps.metrics.livePositionsReceived.inc(positions.length);
+        if (positions.length > 0) this.deps.onPositions(positions);
+      } catch (err) {
+        if (this.stopping) break;
+        this.deps.metrics.streamReadErrors.inc();
+        this.liveErrors++;
+        if (this.liveErrors === 1)
+          this.deps.logger.warn({ err: err instanceof Error ? err.message : String(err) }, 'live-only stream read failed; retrying');
+        await new Promise((resolve) => setTimeout(resolve, Math.min(50 * 2 ** Math.min(this.liveErrors, 6), BACKOFF_MAX_MS)));
+      }
+    }
   }
 
   /** The last-delivered id of this pod's group on `key` (where its reading starts, before the first read). */

@@ -1,4 +1,4 @@
-import { createPosition, deviceShardKey, encodePosition, POSITION_FIELD } from '@pitwall/contract';
+import { createPosition, deviceShardKey, encodePosition, liveShardKey, POSITION_FIELD, shardOf } from '@pitwall/contract';
 import type { Redis } from 'ioredis';
 
 export interface TestPosition {
@@ -9,8 +9,17 @@ export interface TestPosition {
   lon?: number;
 }
 
-/** Appends positions to their shards as ingestion does (one pipeline). */
-export async function addPositions(redis: Redis, streamKey: string, shards: number, positions: readonly TestPosition[]): Promise<void> {
+/**
+ * Appends positions to their shards as ingestion does (one pipeline); with `live`, to the shards'
+ * live-only streams, as ingestion does with records it cannot admit.
+ */
+export async function addPositions(
+  redis: Redis,
+  streamKey: string,
+  shards: number,
+  positions: readonly TestPosition[],
+  { live = false }: { live?: boolean } = {},
+): Promise<void> {
   const pipeline = redis.pipeline();
   for (const p of positions) {
     const encoded = encodePosition(
@@ -26,7 +35,8 @@ export async function addPositions(redis: Redis, streamKey: string, shards: numb
         satellites: 9,
       }),
     );
-    pipeline.xadd(deviceShardKey(streamKey, shards, p.deviceId), '*', POSITION_FIELD, Buffer.from(encoded));
+    const key = live ? liveShardKey(streamKey, shardOf(p.deviceId, shards)) : deviceShardKey(streamKey, shards, p.deviceId);
+    pipeline.xadd(key, '*', POSITION_FIELD, Buffer.from(encoded));
   }
   const results = await pipeline.exec();
   for (const [err] of results ?? []) if (err) throw err;
