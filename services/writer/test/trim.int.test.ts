@@ -25,6 +25,13 @@ async function ids(key: string): Promise<string[]> {
   return (await redis.xrange(key, '-', '+')).map(([id]) => id);
 }
 
+/** XINFO GROUPS lag of group processor (null when Redis cannot tell). */
+async function lagOf(key: string): Promise<number | null> {
+  const groups = (await redis.call('XINFO', 'GROUPS', key)) as unknown[][];
+  const group = groups.find((g) => g[g.indexOf('name') + 1] === PROCESSOR_GROUP) ?? [];
+  return group[group.indexOf('lag') + 1] as number | null;
+}
+
 /** Delivers up to `count` new entries to `consumer`; returns their ids. */
 async function deliver(key: string, consumer: string, count: number): Promise<string[]> {
   const reply = (await redis.xreadgroup('GROUP', PROCESSOR_GROUP, consumer, 'COUNT', count, 'STREAMS', key, '>')) as
@@ -60,6 +67,8 @@ describe('writer stream trim', () => {
     // Everything before the first undelivered entry is acknowledged: it goes, the undelivered stay.
     expect(await trimmer.trim(key)).toBe(15);
     expect(await ids(key)).toEqual(all.slice(20));
+    // The group's lag stays known after a trim (ingestion's admission reads it): 10 undelivered.
+    expect(await lagOf(key)).toBe(10);
 
     const rest = await deliver(key, 'live', 100);
     expect(await trimmer.trim(key)).toBe(0);
