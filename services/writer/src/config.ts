@@ -44,8 +44,6 @@ export const writerEnv = {
   WRITER_CONSUMER_EXPIRY_MS: intVar(86_400_000, 0, 365 * 86_400_000),
   /** Approximate length cap of the dead-letter stream (XADD MAXLEN ~). */
   WRITER_DEAD_LETTER_MAXLEN: intVar(10_000, 1, 100_000_000),
-  /** Bytes of an entry's original fields a dead letter keeps at most (the rest is cut, its size recorded). */
-  WRITER_DEAD_LETTER_ORIGINAL_BYTES: intVar(1_024, 0, 1024 * 1024),
 
   // Trimming (ingestion never trims the shard streams: the writer does)
   /**

@@ -53,7 +53,6 @@ export function createWriter(config: WriterConfig, deps: { logger: Logger; regis
     consumer: config.INSTANCE_ID,
     deadLetterKey: deadLetterKey(config.STREAM_KEY),
     deadLetterMaxLen: config.WRITER_DEAD_LETTER_MAXLEN,
-    deadLetterOriginalBytes: config.WRITER_DEAD_LETTER_ORIGINAL_BYTES,
   };
   // Each pipeline reads on a connection of its own (nothing queues behind its BLOCK) and acknowledges
   // and claims on another; both hand back raw replies. The shared ioredis client serves the rest.

@@ -1,4 +1,13 @@
-import { createPosition, deadLetterKey, encodePosition, POSITION_FIELD, PROCESSOR_GROUP, shardKey, shardKeys } from '@pitwall/contract';
+import {
+  createPosition,
+  DEAD_LETTER_ORIGINAL_MAX_BYTES,
+  deadLetterKey,
+  encodePosition,
+  POSITION_FIELD,
+  PROCESSOR_GROUP,
+  shardKey,
+  shardKeys,
+} from '@pitwall/contract';
 import {
   createTestDatabase,
   scrapeMetric,
@@ -139,7 +148,7 @@ describe('writer process', () => {
     const poisonIds: string[] = [];
     for (const [, bytes] of poison) poisonIds.push(String(await redis.xadd(key, '*', POSITION_FIELD, bytes)));
     poisonIds.push(String(await redis.xadd(key, '*', 'other', 'field')));
-    // A big one (written before ingestion bounded entries): its dead letter keeps 1 KiB of it.
+    // A big one (written before ingestion bounded entries): its dead letter keeps 4 KiB of it.
     const big = Buffer.alloc(20_000, 0xff);
     poisonIds.push(String(await redis.xadd(key, '*', POSITION_FIELD, big)));
     ids.push(...(await produce(redis, streamKey, 1, good.slice(20))));
@@ -157,8 +166,8 @@ describe('writer process', () => {
     expect(parsed.every((l) => l.get('source_stream')?.toString() === key)).toBe(true);
     expect(parsed.slice(0, 4).map((l) => l.get('orig.p'))).toEqual(poison.map(([, bytes]) => bytes));
     expect(parsed[4]!.get('orig.other')?.toString()).toBe('field');
-    expect(parsed[5]!.get('orig.p')).toEqual(big.subarray(0, 1_024 - 'orig.p'.length));
-    expect(parsed[5]!.get('orig_bytes')?.toString()).toBe(String('orig.p'.length + big.length));
+    expect(parsed[5]!.get('orig.p')).toEqual(big.subarray(0, DEAD_LETTER_ORIGINAL_MAX_BYTES));
+    expect(parsed[5]!.get('orig_bytes')?.toString()).toBe(String(big.length));
     expect(parsed[0]!.get('orig_bytes')).toBeUndefined();
     expect(parsed[0]!.get('error')?.toString()).toMatch(/undecodable Position/);
     expect(await scrapeMetric(writer.metricsUrl, 'pitwall_writer_dead_letters_total')).toBe(6);

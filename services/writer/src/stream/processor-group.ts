@@ -1,4 +1,10 @@
-import { PROCESSOR_GROUP, type RawStreamEntry } from '@pitwall/contract';
+import {
+  DEAD_LETTER_ORIGINAL_MAX_BYTES,
+  DEAD_LETTER_ORIGINAL_PREFIX,
+  DEAD_LETTER_REASON_FIELD,
+  PROCESSOR_GROUP,
+  type RawStreamEntry,
+} from '@pitwall/contract';
 import type { Redis } from 'ioredis';
 
 /** An entry to park in the dead-letter stream, with why. */
@@ -31,11 +37,9 @@ export interface ProcessorGroupOptions {
   consumer: string;
   deadLetterKey: string;
   deadLetterMaxLen: number;
-  /** Bytes of an entry's original fields a dead letter keeps at most (WRITER_DEAD_LETTER_ORIGINAL_BYTES). */
-  deadLetterOriginalBytes: number;
 }
 
-const ORIGINAL_FIELD_PREFIX = Buffer.from('orig.');
+const ORIGINAL_FIELD_PREFIX = Buffer.from(DEAD_LETTER_ORIGINAL_PREFIX);
 
 function flatRecord(reply: unknown): Map<string, unknown> {
   const record = new Map<string, unknown>();
@@ -55,23 +59,23 @@ function asNumber(value: unknown): number | undefined {
 }
 
 /**
- * An entry's fields as a dead letter keeps them: `orig.<field>` and its value, cut once `maxBytes` of
- * them are kept, so one dead letter costs at most that much whatever the entry held. Returns the
- * fields and the entry's original size when it was cut.
+ * An entry's fields as a dead letter keeps them: `orig.<field>` and its value, the values cut once
+ * `maxBytes` of them are kept (DEAD_LETTER_ORIGINAL_MAX_BYTES, contract), so one dead letter costs
+ * about that much whatever the entry held. Returns the fields and, when cut, the values' original size.
  */
-export function originalFields(fields: readonly Buffer[], maxBytes: number): { fields: Buffer[]; cutFrom: number | undefined } {
+export function originalFields(
+  fields: readonly Buffer[],
+  maxBytes = DEAD_LETTER_ORIGINAL_MAX_BYTES,
+): { fields: Buffer[]; cutFrom: number | undefined } {
   const kept: Buffer[] = [];
   let budget = maxBytes;
   let total = 0;
   for (let i = 0; i + 1 < fields.length; i += 2) {
-    const name = Buffer.concat([ORIGINAL_FIELD_PREFIX, fields[i] as Buffer]);
     const value = fields[i + 1] as Buffer;
-    total += name.length + value.length;
-    if (budget < name.length) continue;
-    budget -= name.length;
+    total += value.length;
     const part = value.subarray(0, budget);
     budget -= part.length;
-    kept.push(name, part);
+    kept.push(Buffer.concat([ORIGINAL_FIELD_PREFIX, fields[i] as Buffer]), part);
   }
   return { fields: kept, cutFrom: total > maxBytes ? total : undefined };
 }
@@ -109,16 +113,16 @@ export class ProcessorGroup {
 
   /**
    * Appends entries to the dead-letter stream (approximately capped), each with the reason, the
-   * error, where it came from, and its original fields under `orig.<field>`, cut after
-   * WRITER_DEAD_LETTER_ORIGINAL_BYTES (then `orig_bytes` tells the original size): the stream is
+   * error, where it came from, and its original fields under `orig.<field>`, their values cut after
+   * DEAD_LETTER_ORIGINAL_MAX_BYTES (then `orig_bytes` tells their original size): the stream is
    * bounded in bytes, about MAXLEN x (that + 1 KiB of error and metadata).
    */
   async deadLetter(letters: readonly DeadLetter[]): Promise<void> {
     if (letters.length === 0) return;
-    const { deadLetterKey, deadLetterMaxLen, deadLetterOriginalBytes, consumer } = this.options;
+    const { deadLetterKey, deadLetterMaxLen, consumer } = this.options;
     const pipeline = this.commands.pipeline();
     for (const { key, entry, reason, error } of letters) {
-      const { fields: original, cutFrom } = originalFields(entry.fields, deadLetterOriginalBytes);
+      const { fields: original, cutFrom } = originalFields(entry.fields);
       if (cutFrom !== undefined) original.push(Buffer.from('orig_bytes'), Buffer.from(String(cutFrom)));
       pipeline.call('XADD', [
         deadLetterKey,
@@ -126,7 +130,7 @@ export class ProcessorGroup {
         '~',
         deadLetterMaxLen,
         '*',
-        'reason',
+        DEAD_LETTER_REASON_FIELD,
         reason,
         'error',
         error.slice(0, 1000),
