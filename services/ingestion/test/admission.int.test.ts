@@ -80,6 +80,21 @@ describe('admission script', () => {
     }
   });
 
+  it('sends the admission calls of one event-loop turn in one socket write, each with its own reply', async () => {
+    const { shard, live } = keys();
+    await redis.xgroup('CREATE', shard, PROCESSOR_GROUP, '$', 'MKSTREAM');
+    const s = store(1_000);
+    // Packets of many devices read in the same poll phase: the Redis socket stays corked until the
+    // turn ends, then one writev carries every call.
+    const calls = Array.from({ length: 20 }, () => s.append(shard, live, entries(2)));
+    expect(redis.stream.writableCorked).toBe(1);
+    const outcomes = await Promise.all(calls);
+    expect(redis.stream.writableCorked).toBe(0);
+    expect(outcomes.map((o) => o.admitted)).toEqual(Array.from({ length: 20 }, () => true));
+    expect(outcomes.map((o) => o.backlog)).toEqual(Array.from({ length: 20 }, (_, i) => 2 * i));
+    expect(await redis.xlen(shard)).toBe(40);
+  });
+
   it('reloads the script after Redis lost its script cache (NOSCRIPT)', async () => {
     // A Redis of the test's own: flushing the shared one's script cache would disturb other tests.
     const server = await RedisServer.start();

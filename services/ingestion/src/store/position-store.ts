@@ -1,3 +1,4 @@
+import type { Writable } from 'node:stream';
 import type { Redis } from 'ioredis';
 import {
   DEAD_LETTER_ORIGINAL_MAX_BYTES,
@@ -50,6 +51,8 @@ export class PositionStore {
   private readonly cap: string;
   private readonly liveMaxLen: string;
   private readonly deadLetterMaxLen: string;
+  /** The Redis socket corked for the current event-loop turn (see coalesceWrites). */
+  private corked: Writable | undefined;
 
   constructor(
     private readonly redis: Redis,
@@ -90,6 +93,7 @@ export class PositionStore {
       traceparent ?? '',
       ...entries,
     ];
+    this.coalesceWrites();
     let reply: unknown;
     try {
       try {
@@ -108,6 +112,24 @@ export class PositionStore {
     if (reply[0] === 1 && reply.length !== 2 + entries.length)
       throw new StoreError(`admission to ${shardKey} returned ${reply.length - 2} ids for ${entries.length} records`);
     return { admitted: reply[0] === 1, backlog: reply[1] };
+  }
+
+  /**
+   * Packets of many devices are read in the same poll phase: their admission calls go out in one
+   * socket write (writev) at the end of the turn instead of one write per packet, and their replies
+   * come back in one read. The Redis socket is corked at the turn's first call and uncorked in
+   * setImmediate (the same turn's check phase), so nothing waits longer than the turn itself. On
+   * loopback the write syscall cost ~16 us of CPU per packet at 2,000 devices x 1 Hz.
+   */
+  private coalesceWrites(): void {
+    const stream: Writable | undefined = this.redis.stream;
+    if (stream === undefined || stream === this.corked) return;
+    stream.cork();
+    this.corked = stream;
+    setImmediate(() => {
+      this.corked = undefined;
+      stream.uncork();
+    });
   }
 
   /**
