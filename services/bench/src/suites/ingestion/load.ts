@@ -20,6 +20,8 @@ export interface LoadResult {
   p50Ms: number;
   p99Ms: number;
   samples: number;
+  /** CPU seconds (user + system) this load process used in the measured window (xadd/admit: the raw client's cost). */
+  cpuSeconds: number;
 }
 
 type Options =
@@ -75,26 +77,35 @@ class Samples {
   }
 }
 
-function result(records: number, ms: number, samples: Samples): LoadResult {
+function result(records: number, ms: number, samples: Samples, cpuSeconds = 0): LoadResult {
   const { p50, p99, samples: n } = samples.percentiles();
-  return { records, seconds: ms / 1000, rate: records / (ms / 1000), p50Ms: p50, p99Ms: p99, samples: n };
+  return { records, seconds: ms / 1000, rate: records / (ms / 1000), p50Ms: p50, p99Ms: p99, samples: n, cpuSeconds };
+}
+
+function cpuSecondsNow(): number {
+  const { user, system } = process.cpuUsage();
+  return (user + system) / 1e6;
 }
 
 /** Runs `measure` windows: counting starts after warmup and stops after duration. */
-function window(warmupMs: number, durationMs: number): { measuring: () => boolean; done: Promise<number> } {
+function window(warmupMs: number, durationMs: number): { measuring: () => boolean; done: Promise<number>; cpuSeconds: () => number } {
   let start = 0;
+  let cpuStart = 0;
+  let cpu = 0;
   let measuring = false;
   const done = new Promise<number>((resolve) => {
     setTimeout(() => {
       measuring = true;
       start = performance.now();
+      cpuStart = cpuSecondsNow();
       setTimeout(() => {
         measuring = false;
+        cpu = cpuSecondsNow() - cpuStart;
         resolve(performance.now() - start);
       }, durationMs);
     }, warmupMs);
   });
-  return { measuring: () => measuring, done };
+  return { measuring: () => measuring, done, cpuSeconds: () => cpu };
 }
 
 async function flood(o: Extract<Options, { mode: 'flood' }>): Promise<LoadResult> {
@@ -262,7 +273,7 @@ async function xadd(o: Extract<Options, { mode: 'xadd' | 'admit' }>): Promise<Lo
   }
   const ms = await clock.done;
   await redis.quit();
-  return result(records, ms, samples);
+  return result(records, ms, samples, clock.cpuSeconds());
 }
 
 async function main(): Promise<void> {
