@@ -4,7 +4,7 @@ import { sampledTraceparent, withSpan } from '@pitwall/platform/tracing';
 import type { AvlPacket, AvlRecord } from '@pitwall/teltonika';
 import { deviceIdField, encodePositions, type DroppedIo } from './encoding/position-writer.js';
 import { codecLabel, type IngestionMetrics, type Transport } from './metrics.js';
-import type { DeadLetter, PositionStore } from './store/position-store.js';
+import type { Admission, DeadLetter, PositionStore } from './store/position-store.js';
 
 /** What ingestion derives once per device: its shard, the shard's keys, its encoded id field. */
 export interface Device {
@@ -114,11 +114,10 @@ export class PacketSink {
     this.flushDropped();
     // A sampled packet's positions carry its trace on (writer, gateway); its Redis calls are its children.
     const traceparent = sampledTraceparent(span);
-    const append = heldBack ? this.positions.appendLive.bind(this.positions) : this.positions.append.bind(this.positions);
     const admission =
       traceparent === undefined
-        ? await append(device.shardKey, device.liveKey, entries)
-        : await withSpan(span, () => append(device.shardKey, device.liveKey, entries, traceparent));
+        ? await this.append(heldBack, device, entries)
+        : await withSpan(span, () => this.append(heldBack, device, entries, traceparent));
     if (!admission.admitted) {
       this.metrics.refused(transport, heldBack ? 'backpressure' : 'cap', entries.length);
       return { result: 'refused', reason: heldBack ? 'backpressure' : 'cap', backlog: admission.backlog };
@@ -141,6 +140,12 @@ export class PacketSink {
     }
     this.metrics.stored(transport, packet.codec, packet.records.length);
     return { result: 'acknowledge', future: future?.length ?? 0 };
+  }
+
+  private append(heldBack: boolean, device: Device, entries: readonly Buffer[], traceparent?: string): Promise<Admission> {
+    return heldBack
+      ? this.positions.appendLive(device.shardKey, device.liveKey, entries, traceparent)
+      : this.positions.append(device.shardKey, device.liveKey, entries, traceparent);
   }
 
   private flushDropped(): void {

@@ -64,7 +64,7 @@ export class DeviceConnection {
   private closed = false;
   private draining = false;
   private badFrames = 0;
-  private idle: Promise<void> = Promise.resolve();
+  /** Set by drain() while a packet is in flight: called when the connection is idle again. */
   private markIdle: (() => void) | undefined;
   /** Ends a wait for backpressure release early (close, shutdown). */
   private wake: (() => void) | undefined;
@@ -116,7 +116,12 @@ export class DeviceConnection {
     this.queueRx.length = 0;
     this.queueRxAt.length = 0;
     this.wake?.();
-    await this.idle;
+    // No promise per packet: only a drain waits for the packet in flight.
+    if (!this.busy) return;
+    await new Promise<void>((resolve) => {
+      const earlier = this.markIdle;
+      this.markIdle = earlier === undefined ? resolve : () => (earlier(), resolve());
+    });
   }
 
   private onData(chunk: Buffer): void {
@@ -142,7 +147,6 @@ export class DeviceConnection {
 
   private async pump(): Promise<void> {
     this.busy = true;
-    this.idle = new Promise((resolve) => (this.markIdle = resolve));
     try {
       while (this.queue.length > 0 && !this.closed && !this.draining) {
         const event = this.queue.shift() as TcpDecoderEvent;
@@ -179,7 +183,9 @@ export class DeviceConnection {
       }
     } finally {
       this.busy = false;
-      this.markIdle?.();
+      const markIdle = this.markIdle;
+      this.markIdle = undefined;
+      markIdle?.();
       if (!this.closed && !this.draining && this.socket.isPaused()) this.socket.resume();
     }
   }
