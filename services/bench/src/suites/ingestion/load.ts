@@ -1,8 +1,8 @@
-import { connect, type Socket } from 'node:net';
+import { connect, createServer, type Socket } from 'node:net';
 import { deviceIdField, encodePositions, PositionStore } from '@pitwall/ingestion';
 import { Histogram, createMetricsRegistry } from '@pitwall/platform';
 import { startSimulation, simulatorImei } from '@pitwall/simulator';
-import { CODEC_8_EXTENDED, encodeImeiHandshake, encodeTcpAvlPacket, type AvlRecord } from '@pitwall/teltonika';
+import { CODEC_8_EXTENDED, encodeImeiHandshake, encodeTcpAck, encodeTcpAvlPacket, type AvlRecord } from '@pitwall/teltonika';
 import { Redis } from 'ioredis';
 
 // Load generator of the ingestion suite, run as its own process so the client never competes with
@@ -11,6 +11,8 @@ import { Redis } from 'ioredis';
 //   fleet  the simulator's devices at a realistic rate, for the acknowledgement latency
 //   xadd   the baseline: raw pipelined XADD MAXLEN ~ of the same Position bytes with ioredis (closed
 //          loop or paced): also what ingestion did before the admission script
+//   echo   the floor of any Node server at one packet per read: answers the handshake, then every
+//          read with a one-record acknowledgement (no decoding, no Redis); reports its own CPU
 //   admit  the admission script alone (ingestion's PositionStore: one EVALSHA per packet), same entries
 
 export interface LoadResult {
@@ -27,6 +29,7 @@ export interface LoadResult {
 type Options =
   | { mode: 'flood'; port: number; devices: number; recordsPerPacket: number; warmupMs: number; durationMs: number; firstIndex: number }
   | { mode: 'fleet'; port: number; devices: number; rate: number; warmupMs: number; durationMs: number; firstIndex: number }
+  | { mode: 'echo'; port: number; warmupMs: number; durationMs: number }
   | {
       mode: 'xadd' | 'admit';
       redisUrl: string;
@@ -276,9 +279,50 @@ async function xadd(o: Extract<Options, { mode: 'xadd' | 'admit' }>): Promise<Lo
   return result(records, ms, samples, clock.cpuSeconds());
 }
 
+/** A bare TCP server acknowledging one record per read: what the kernel and Node charge per packet at 1 Hz. */
+async function echo(o: Extract<Options, { mode: 'echo' }>): Promise<LoadResult> {
+  const accepted = Buffer.from([0x01]);
+  const ack = encodeTcpAck(1);
+  let records = 0;
+  let measuring = false;
+  const server = createServer((socket) => {
+    socket.setNoDelay(true);
+    let handshaken = false;
+    socket.on('data', () => {
+      if (!handshaken) {
+        handshaken = true;
+        socket.write(accepted);
+        return;
+      }
+      if (measuring) records++;
+      socket.write(ack);
+    });
+    socket.on('error', () => undefined);
+  });
+  await new Promise<void>((resolve) => server.listen(o.port, '127.0.0.1', resolve));
+  process.stdout.write('LISTENING\n');
+  await new Promise((resolve) => setTimeout(resolve, o.warmupMs));
+  measuring = true;
+  const started = performance.now();
+  const cpu0 = cpuSecondsNow();
+  await new Promise((resolve) => setTimeout(resolve, o.durationMs));
+  measuring = false;
+  const cpu = cpuSecondsNow() - cpu0;
+  const ms = performance.now() - started;
+  server.close();
+  return result(records, ms, new Samples(), cpu);
+}
+
 async function main(): Promise<void> {
   const options = JSON.parse(process.argv[2] ?? '{}') as Options;
-  const outcome = options.mode === 'flood' ? await flood(options) : options.mode === 'fleet' ? await fleet(options) : await xadd(options);
+  const outcome =
+    options.mode === 'flood'
+      ? await flood(options)
+      : options.mode === 'fleet'
+        ? await fleet(options)
+        : options.mode === 'echo'
+          ? await echo(options)
+          : await xadd(options);
   process.stdout.write(`RESULT ${JSON.stringify(outcome)}\n`);
   process.exit(0);
 }
