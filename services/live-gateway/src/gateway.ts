@@ -16,6 +16,7 @@ import { DirectusTokenVerifier } from './auth/directus-token-verifier.js';
 import { LocalTokenVerifier } from './auth/local-token-verifier.js';
 import type { TokenVerifier } from './auth/token-verifier.js';
 import { Authorizer } from './authz/authorization.js';
+import { ClaimAuthorizer } from './authz/claim-authorizer.js';
 import { DirectusAuthorizer } from './authz/directus-authorizer.js';
 import type { LiveGatewayConfig } from './config.js';
 import { DirectusClient } from './directus/directus-client.js';
@@ -77,8 +78,9 @@ export function createLiveGateway(config: LiveGatewayConfig, options: LiveGatewa
       ? new LocalTokenVerifier(config.DIRECTUS_SECRET)
       : new DirectusTokenVerifier(directus, metrics, { refusedTtlMs: config.GATEWAY_REFUSED_TOKEN_CACHE_MS });
   const directusAuthorizer = new DirectusAuthorizer(directus, metrics, config.GATEWAY_PERMISSION_CACHE_TTL_MS);
-  // Sources in order; the first with an opinion decides (a token-claim source goes before Directus).
-  const authorizer = new Authorizer([directusAuthorizer]);
+  // Sources in order; the first with an opinion decides: the verified token's pitwall_events claim
+  // (no call), then Directus (GET /items/events/:id with the user's token).
+  const authorizer = new Authorizer([new ClaimAuthorizer(metrics), directusAuthorizer]);
   const directory = new EventDirectory(
     directus,
     config.DIRECTUS_SERVICE_TOKEN,

@@ -62,9 +62,19 @@ export function createGatewayMetrics(registry: Registry) {
       buckets: LATENCY_BUCKETS_SECONDS,
       registers,
     }),
+    claimAuthorizations: new Counter({
+      name: `${p}claim_authorizations_total`,
+      help:
+        "Subscribes and re-checks decided from the token's pitwall_events claim (allowed) or left to Directus " +
+        '(not_listed, partial, no_claim)',
+      labelNames: ['result'] as const,
+      registers,
+    }),
     revalidations: new Counter({
       name: `${p}revalidations_total`,
-      help: 'Periodic re-authorizations of live subscriptions by result',
+      help:
+        'Re-authorizations of live subscriptions by result: periodic ones of subscriptions Directus authorized, and ' +
+        'those of claim-authorized subscriptions whose event left the claim at a token refresh',
       labelNames: ['result'] as const,
       registers,
     }),
@@ -72,7 +82,8 @@ export function createGatewayMetrics(registry: Registry) {
       name: `${p}directus_calls_total`,
       help:
         'Calls to Directus by purpose (verify, authorize, entries) and result (200, 401, 403, 404, 429, 5xx, other, unreachable, ' +
-        "limited: refused by the gateway's own limiter)",
+        "limited: refused by the gateway's own limiter, abandoned: dropped from its queue because every connection " +
+        'that asked had closed)',
       labelNames: ['call', 'result'] as const,
       registers,
     }),

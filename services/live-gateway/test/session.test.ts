@@ -6,6 +6,7 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { AuthenticationError } from '../src/auth/authentication-error.js';
 import type { Principal, TokenVerifier } from '../src/auth/token-verifier.js';
 import { Authorizer, type AuthorizationDecision, type AuthorizationRequest } from '../src/authz/authorization.js';
+import { ClaimAuthorizer } from '../src/authz/claim-authorizer.js';
 import { DirectusUnavailableError } from '../src/directus/directus-unavailable-error.js';
 import { EventDirectory, type EventEntries } from '../src/events/event-directory.js';
 import { LatestPositions } from '../src/fanout/latest-positions.js';
@@ -92,8 +93,19 @@ interface Harness {
   text(message: unknown): void;
 }
 
+/**
+ * Tokens named `claim:1,2` carry `pitwall_events: [1, 2]`, `claim:partial:1` a partial claim of event 1;
+ * every other token has no claim.
+ */
+function claimsOf(token: string): Record<string, unknown> {
+  const match = /^claim:(partial:)?([\d,]*)/.exec(token);
+  if (match === null) return {};
+  const events = (match[2] ?? '').split(',').filter(Boolean).map(Number);
+  return match[1] === undefined ? { pitwall_events: events } : { pitwall_events: events, pitwall_events_partial: true };
+}
+
 function principal(token: string, expiresAtMs = Date.now() + 600_000): Principal {
-  return { userId: token.startsWith('other') ? 'user-b' : 'user-a', expiresAtMs, sessionKey: `t:${token}`, claims: {} };
+  return { userId: token.startsWith('other') ? 'user-b' : 'user-a', expiresAtMs, sessionKey: `t:${token}`, claims: claimsOf(token) };
 }
 
 function harness(limits: Partial<SessionLimits> = {}, query?: { token: string; verified: Promise<Principal> }): Harness {
@@ -113,7 +125,8 @@ function harness(limits: Partial<SessionLimits> = {}, query?: { token: string; v
   const context: SessionContext = {
     limits: { ...LIMITS, ...limits },
     verifier,
-    authorizer: new Authorizer([{ name: 'test', decide }]),
+    // The gateway's order: the token's claim first, then "Directus" (what each test says).
+    authorizer: new Authorizer([new ClaimAuthorizer(metrics), { name: 'test', decide }]),
     directory: { load: () => Promise.resolve(ENTRIES) },
     hub,
     metrics,
@@ -190,7 +203,7 @@ describe('client session: before authentication', () => {
     expect(h.transport.sent).toEqual([]);
     verifying.resolve(principal('query-token'));
     await settle();
-    expect(h.verify).toHaveBeenCalledWith('query-token');
+    expect(h.verify).toHaveBeenCalledWith('query-token', h.session);
     // Nothing was answered before the token was; the subscribe's own reply comes once it is authorized.
     const replies = h.transport.sent.map((m) => [m.type, 'uid' in m ? m.uid : undefined]);
     expect(replies[0]).toEqual(['auth', undefined]);
@@ -348,5 +361,113 @@ describe('client session: authenticated', () => {
     h.text({ type: 'auth', access_token: 'other-user' });
     await settle();
     expect(h.transport.ended).toEqual({ code: 4401, reason: 'user changed' });
+  });
+});
+
+describe('client session: authorization from the token claim', () => {
+  async function authenticatedWith(token: string, limits: Partial<SessionLimits> = {}): Promise<Harness> {
+    const h = harness(limits);
+    h.text({ type: 'auth', access_token: token });
+    await settle();
+    expect(h.transport.of('auth')).toHaveLength(1);
+    return h;
+  }
+
+  it('subscribes to an event its token lists without asking Directus, and never re-validates it', async () => {
+    const h = await authenticatedWith('claim:1,2', { revalidateIntervalMs: 1_000 });
+    h.text({ type: 'subscribe', event_id: 1, uid: 's1' });
+    await settle();
+    expect(h.transport.of('subscribed')).toEqual([expect.objectContaining({ event_id: 1, uid: 's1' })]);
+    expect(h.decide).not.toHaveBeenCalled();
+    for (let i = 0; i < 5; i++) {
+      await vi.advanceTimersByTimeAsync(1_500);
+      h.session.revalidateDue(Date.now());
+    }
+    await settle();
+    expect(h.decide).not.toHaveBeenCalled();
+    expect(h.transport.topics.has('event/1')).toBe(true);
+  });
+
+  it('asks Directus about an event the claim does not list, and about every event of a partial claim', async () => {
+    const h = await authenticatedWith('claim:1,2');
+    h.text({ type: 'subscribe', event_id: 3 });
+    await settle();
+    expect(h.decide).toHaveBeenCalledTimes(1);
+    expect(h.decide).toHaveBeenLastCalledWith(expect.objectContaining({ eventId: 3, fresh: false, interest: h.session }));
+
+    const partial = await authenticatedWith('claim:partial:1');
+    partial.text({ type: 'subscribe', event_id: 1 });
+    await settle();
+    expect(partial.decide).toHaveBeenCalledTimes(1);
+
+    const none = await authenticatedWith('no-claim');
+    none.text({ type: 'subscribe', event_id: 1 });
+    await settle();
+    expect(none.decide).toHaveBeenCalledTimes(1);
+  });
+
+  it('re-checks at Directus, on a refresh, a subscription whose event left the claim; ends it when refused', async () => {
+    const h = await authenticatedWith('claim:1,2', { revalidateIntervalMs: 1_000 });
+    for (const id of [1, 2]) h.text({ type: 'subscribe', event_id: id });
+    await settle();
+    expect(h.transport.of('subscribed')).toHaveLength(2);
+    expect(h.decide).not.toHaveBeenCalled();
+
+    h.decide.mockResolvedValue({ result: 'forbidden' });
+    h.text({ type: 'auth', access_token: 'claim:2' });
+    await settle();
+    expect(h.decide).toHaveBeenCalledTimes(1);
+    expect(h.decide).toHaveBeenLastCalledWith(expect.objectContaining({ eventId: 1, fresh: true }));
+    expect(h.transport.of('unsubscribed')).toEqual([{ type: 'unsubscribed', event_id: 1, reason: 'forbidden' }]);
+    expect(h.transport.topics.has('event/1')).toBe(false);
+    // Event 2 is still listed: no call, still live, still never re-validated.
+    await vi.advanceTimersByTimeAsync(1_500);
+    h.session.revalidateDue(Date.now());
+    await settle();
+    expect(h.decide).toHaveBeenCalledTimes(1);
+    expect(h.transport.topics.has('event/2')).toBe(true);
+  });
+
+  it('keeps a subscription Directus still allows after it left the claim, re-validating it periodically from then on', async () => {
+    const h = await authenticatedWith('claim:1', { revalidateIntervalMs: 1_000 });
+    h.text({ type: 'subscribe', event_id: 1 });
+    await settle();
+    h.text({ type: 'auth', access_token: 'claim:partial:' });
+    await settle();
+    expect(h.decide).toHaveBeenCalledTimes(1);
+    expect(h.transport.of('unsubscribed')).toEqual([]);
+    await vi.advanceTimersByTimeAsync(1_500);
+    h.session.revalidateDue(Date.now());
+    await settle();
+    expect(h.decide).toHaveBeenCalledTimes(2);
+    // Listed again by the next token: claim-authorized again at its next check, then left alone.
+    h.text({ type: 'auth', access_token: 'claim:1' });
+    await settle();
+    await vi.advanceTimersByTimeAsync(1_500);
+    h.session.revalidateDue(Date.now());
+    await settle();
+    expect(h.decide).toHaveBeenCalledTimes(2);
+    await vi.advanceTimersByTimeAsync(1_500);
+    h.session.revalidateDue(Date.now());
+    await settle();
+    expect(h.decide).toHaveBeenCalledTimes(2);
+    expect(h.transport.topics.has('event/1')).toBe(true);
+  });
+
+  it('always gives a retry hint with authorization_unavailable, also when Directus gave none', async () => {
+    const h = await authenticatedWith('no-claim');
+    h.decide.mockResolvedValueOnce({ result: 'unavailable' });
+    h.text({ type: 'subscribe', event_id: 4, uid: 'u' });
+    await settle();
+    const [error] = h.transport.of('error');
+    expect(error).toMatchObject({ code: 'authorization_unavailable', event_id: 4, uid: 'u' });
+    expect(error && 'retry_after_ms' in error ? error.retry_after_ms : undefined).toBeGreaterThan(0);
+  });
+
+  it('is no longer an interested party once its socket has closed', async () => {
+    const h = await authenticatedWith('no-claim');
+    expect(h.session.active).toBe(true);
+    h.session.disconnect('protocol');
+    expect(h.session.active).toBe(false);
   });
 });

@@ -2,6 +2,7 @@ import { decodeJwt, decodeProtectedHeader, type JWTPayload } from 'jose';
 import type { DirectusClient } from '../directus/directus-client.js';
 import { DirectusUnavailableError } from '../directus/directus-unavailable-error.js';
 import type { GatewayMetrics } from '../metrics.js';
+import { SharedInterest, type Interest } from '../util/interest.js';
 import { TtlCache } from '../util/ttl-cache.js';
 import { AuthenticationError } from './authentication-error.js';
 import { DIRECTUS_ALGORITHM, DIRECTUS_ISSUER, sessionKeyOf, tokenDigest, type Principal, type TokenVerifier } from './token-verifier.js';
@@ -22,7 +23,7 @@ export interface DirectusTokenVerifierOptions {
 export class DirectusTokenVerifier implements TokenVerifier {
   private readonly verified: TtlCache<Principal>;
   private readonly refused: TtlCache<string>;
-  private readonly inFlight = new Map<string, Promise<Principal>>();
+  private readonly inFlight = new Map<string, { check: Promise<Principal>; interest: SharedInterest }>();
 
   constructor(
     private readonly directus: DirectusClient,
@@ -35,7 +36,7 @@ export class DirectusTokenVerifier implements TokenVerifier {
     this.refused = new TtlCache(max, now);
   }
 
-  verify(token: string): Promise<Principal> {
+  verify(token: string, interest?: Interest): Promise<Principal> {
     const key = tokenDigest(token);
     const cached = this.verified.get(key);
     if (cached !== undefined) {
@@ -48,14 +49,18 @@ export class DirectusTokenVerifier implements TokenVerifier {
       return Promise.reject(new AuthenticationError(refusal));
     }
     const running = this.inFlight.get(key);
-    if (running !== undefined) return running;
+    if (running !== undefined) {
+      running.interest.add(interest);
+      return running.check;
+    }
     this.metrics.cacheMisses.inc({ cache: 'token' });
-    const check = this.check(token, key).finally(() => this.inFlight.delete(key));
-    this.inFlight.set(key, check);
+    const shared = new SharedInterest(interest);
+    const check = this.check(token, key, shared).finally(() => this.inFlight.delete(key));
+    this.inFlight.set(key, { check, interest: shared });
     return check;
   }
 
-  private async check(token: string, key: string): Promise<Principal> {
+  private async check(token: string, key: string, interest: Interest): Promise<Principal> {
     let claims: JWTPayload;
     try {
       const header = decodeProtectedHeader(token);
@@ -71,7 +76,7 @@ export class DirectusTokenVerifier implements TokenVerifier {
     if (expiresAtMs <= this.now()) throw new AuthenticationError('token expired', true);
 
     // DirectusUnavailableError (429, 5xx, timeout, limiter) propagates: "cannot tell now".
-    const res = await this.directus.get('verify', '/users/me?fields=id', token);
+    const res = await this.directus.get('verify', '/users/me?fields=id', token, interest);
     if (res.status === 401 || res.status === 403) {
       const reason = `Directus refused the token (HTTP ${res.status})`;
       this.refused.set(key, reason, this.now() + this.options.refusedTtlMs);

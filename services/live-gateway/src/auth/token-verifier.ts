@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import type { Interest } from '../util/interest.js';
 
 /** Who a verified token belongs to, until when, and which login session it is part of. */
 export interface Principal {
@@ -11,7 +12,10 @@ export interface Principal {
    * one session never rides on what another session of the same user was told.
    */
   sessionKey: string;
-  /** Every claim of the token (authorization sources may read their own, e.g. `pitwall_events`). */
+  /**
+   * Every claim of the token (authorization sources may read their own, e.g. `pitwall_events`). Only
+   * claims of a token whose signature was checked (locally, or by Directus answering /users/me with it).
+   */
   claims: Readonly<Record<string, unknown>>;
 }
 
@@ -20,7 +24,8 @@ export interface Principal {
  * acceptable, with DirectusUnavailableError when it cannot be checked right now.
  */
 export interface TokenVerifier {
-  verify(token: string): Promise<Principal>;
+  /** `interest`: who waits for the answer; a Directus call still queued when it has gone is dropped. */
+  verify(token: string, interest?: Interest): Promise<Principal>;
 }
 
 export const DIRECTUS_ISSUER = 'directus';

@@ -1,11 +1,17 @@
 import type { Principal } from '../auth/token-verifier.js';
+import type { Interest } from '../util/interest.js';
 
 export type AuthorizationResult = 'allowed' | 'forbidden' | 'not_found' | 'unavailable';
 
 export interface AuthorizationDecision {
   result: AuthorizationResult;
-  /** With `unavailable`: when asking again may succeed (Directus's Retry-After), ms. */
+  /** With `unavailable`: when asking again may succeed (Directus's Retry-After, or the gateway's estimate), ms. */
   retryAfterMs?: number;
+  /**
+   * Decided from the verified token itself (its `pitwall_events` claim): the answer holds as long as the
+   * token does, so the subscription needs no periodic re-validation; a refreshed token decides again.
+   */
+  fromToken?: boolean;
 }
 
 export interface AuthorizationRequest {
@@ -15,6 +21,8 @@ export interface AuthorizationRequest {
   eventId: number;
   /** A re-validation of a live subscription: no cached answer may be used. */
   fresh: boolean;
+  /** Who waits for the answer (the connection): a call still queued when it has gone is dropped. */
+  interest?: Interest;
 }
 
 /**

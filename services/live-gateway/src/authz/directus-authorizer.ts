@@ -1,6 +1,7 @@
 import type { DirectusClient } from '../directus/directus-client.js';
 import { DirectusUnavailableError } from '../directus/directus-unavailable-error.js';
 import type { GatewayMetrics } from '../metrics.js';
+import { SharedInterest } from '../util/interest.js';
 import { TtlCache } from '../util/ttl-cache.js';
 import type { AuthorizationDecision, AuthorizationRequest, AuthorizationSource } from './authorization.js';
 
@@ -17,7 +18,7 @@ type Definitive = 'allowed' | 'forbidden' | 'not_found';
 export class DirectusAuthorizer implements AuthorizationSource {
   readonly name = 'directus';
   private readonly cache: TtlCache<Definitive>;
-  private readonly inFlight = new Map<string, Promise<AuthorizationDecision>>();
+  private readonly inFlight = new Map<string, { call: Promise<AuthorizationDecision>; interest: SharedInterest }>();
 
   constructor(
     private readonly directus: DirectusClient,
@@ -30,7 +31,7 @@ export class DirectusAuthorizer implements AuthorizationSource {
   }
 
   /** `fresh` skips the cache (re-validation) but still joins a call already in flight. */
-  decide({ principal, token, eventId, fresh }: AuthorizationRequest): Promise<AuthorizationDecision> {
+  decide({ principal, token, eventId, fresh, interest }: AuthorizationRequest): Promise<AuthorizationDecision> {
     const key = `${principal.sessionKey}\u0000${eventId}`;
     if (!fresh) {
       const cached = this.cache.get(key);
@@ -41,15 +42,20 @@ export class DirectusAuthorizer implements AuthorizationSource {
       this.metrics.cacheMisses.inc({ cache: 'permission' });
     }
     const running = this.inFlight.get(key);
-    if (running !== undefined) return running;
-    const call = this.ask(token, eventId)
+    if (running !== undefined) {
+      running.interest.add(interest);
+      return running.call;
+    }
+    // Dropped while queued once every connection that joined it has closed.
+    const shared = new SharedInterest(interest);
+    const call = this.ask(token, eventId, shared)
       .then((decision) => {
         if (decision.result === 'unavailable') this.cache.delete(key);
         else if (this.ttlMs > 0) this.cache.set(key, decision.result, this.now() + this.ttlMs);
         return decision;
       })
       .finally(() => this.inFlight.delete(key));
-    this.inFlight.set(key, call);
+    this.inFlight.set(key, { call, interest: shared });
     return call;
   }
 
@@ -58,11 +64,11 @@ export class DirectusAuthorizer implements AuthorizationSource {
     this.cache.clear();
   }
 
-  private async ask(token: string, eventId: number): Promise<AuthorizationDecision> {
+  private async ask(token: string, eventId: number, interest: SharedInterest): Promise<AuthorizationDecision> {
     const started = performance.now();
     let decision: AuthorizationDecision;
     try {
-      const res = await this.directus.get('authorize', `/items/events/${eventId}?fields=id`, token);
+      const res = await this.directus.get('authorize', `/items/events/${eventId}?fields=id`, token, interest);
       decision = { result: res.status === 200 ? 'allowed' : res.status === 404 ? 'not_found' : 'forbidden' };
     } catch (err) {
       if (!(err instanceof DirectusUnavailableError)) throw err;

@@ -1,5 +1,6 @@
 import type { Logger } from '@pitwall/platform';
 import type { GatewayMetrics } from '../metrics.js';
+import type { Interest } from '../util/interest.js';
 import type { ConcurrencyLimiter } from '../util/limiter.js';
 import { DirectusUnavailableError } from './directus-unavailable-error.js';
 
@@ -15,6 +16,12 @@ export interface DirectusResponse {
 /** What a call is for (metric label). */
 export type DirectusCall = 'verify' | 'authorize' | 'entries';
 
+/** Shortest and longest retry hint the gateway gives when Directus itself said nothing (no Retry-After). */
+export const RETRY_HINT_MIN_MS = 500;
+export const RETRY_HINT_MAX_MS = 30_000;
+/** Weight of the latest call in the running mean of call durations (the retry hint's basis). */
+const DURATION_EWMA_WEIGHT = 0.1;
+
 /**
  * The few GET requests the gateway makes to Directus, every one of them through the one concurrency
  * limiter and under a timeout. Only 200 and Directus's refusals (401, 403) and 404 come back as answers;
@@ -23,6 +30,8 @@ export type DirectusCall = 'verify' | 'authorize' | 'entries';
  */
 export class DirectusClient {
   private readonly baseUrl: string;
+  /** Running mean of how long a call takes, ms (starts at a guess; every answered call moves it). */
+  private meanCallMs = 100;
 
   constructor(
     baseUrl: string,
@@ -34,21 +43,46 @@ export class DirectusClient {
     this.baseUrl = baseUrl.replace(/\/+$/, '');
   }
 
-  get(call: DirectusCall, path: string, token: string): Promise<DirectusResponse> {
+  /**
+   * `interest`: who wants the answer; when it is no longer active by the time a call slot frees up
+   * (every connection that asked has closed), the call is dropped (DirectusUnavailableError) instead of made.
+   */
+  get(call: DirectusCall, path: string, token: string, interest?: Interest): Promise<DirectusResponse> {
     return this.limiter.run(
       () => this.request(call, path, token),
       (reason) => {
+        if (reason === 'abandoned') {
+          this.metrics.directusCalls.inc({ call, result: 'abandoned' });
+          return new DirectusUnavailableError('nobody waits for this Directus call any more', this.retryHintMs());
+        }
         this.metrics.directusCalls.inc({ call, result: 'limited' });
         return new DirectusUnavailableError(
           reason === 'full' ? 'too many Directus calls waiting' : 'waited too long for a free Directus call slot',
-          this.timeoutMs,
+          this.retryHintMs(),
         );
       },
+      interest,
     );
+  }
+
+  /**
+   * When asking again may succeed, ms, when Directus did not say: the time the calls queued now take to
+   * drain at the recent pace (queue / concurrency x mean call time), between RETRY_HINT_MIN_MS and
+   * RETRY_HINT_MAX_MS. Clients add jitter to it (the protocol's backoff), so a herd told the same hint
+   * comes back spread out.
+   */
+  retryHintMs(): number {
+    const drainMs = ((this.limiter.queued + this.limiter.active) / this.limiter.concurrency) * this.meanCallMs;
+    return Math.round(Math.min(RETRY_HINT_MAX_MS, Math.max(RETRY_HINT_MIN_MS, drainMs)));
+  }
+
+  private observe(startedMs: number): void {
+    this.meanCallMs += (performance.now() - startedMs - this.meanCallMs) * DURATION_EWMA_WEIGHT;
   }
 
   private async request(call: DirectusCall, path: string, token: string): Promise<DirectusResponse> {
     const what = `Directus ${path.split('?')[0] ?? path}`;
+    const started = performance.now();
     let res: Response;
     try {
       res = await fetch(`${this.baseUrl}${path}`, {
@@ -57,9 +91,14 @@ export class DirectusClient {
       });
     } catch (err) {
       this.metrics.directusCalls.inc({ call, result: 'unreachable' });
-      const reason = err instanceof Error && err.name === 'TimeoutError' ? `no answer within ${this.timeoutMs} ms` : describe(err);
-      throw new DirectusUnavailableError(`${what}: ${reason}`, undefined, { cause: err });
+      const timedOut = err instanceof Error && err.name === 'TimeoutError';
+      if (timedOut) this.observe(started);
+      const reason = timedOut ? `no answer within ${this.timeoutMs} ms` : describe(err);
+      throw new DirectusUnavailableError(`${what}: ${reason}`, Math.max(this.retryHintMs(), timedOut ? this.timeoutMs : 0), {
+        cause: err,
+      });
     }
+    this.observe(started);
     const status = res.status;
     if (status === 401 || status === 403 || status === 404) {
       await res.body?.cancel().catch(() => undefined);
@@ -73,7 +112,7 @@ export class DirectusClient {
       // changed API, a proxy in between): worth a log line, but still not a refusal.
       if (status !== 429 && status < 500)
         this.logger.warn({ status, path: path.split('?')[0] }, 'unexpected Directus status; treated as unavailable');
-      throw new DirectusUnavailableError(`${what}: HTTP ${status}`, retryAfterMs(res.headers.get('retry-after')));
+      throw new DirectusUnavailableError(`${what}: HTTP ${status}`, retryAfterMs(res.headers.get('retry-after')) ?? this.retryHintMs());
     }
     try {
       const body: unknown = await res.json();
@@ -81,7 +120,7 @@ export class DirectusClient {
       return { status, body };
     } catch (err) {
       this.metrics.directusCalls.inc({ call, result: 'other' });
-      throw new DirectusUnavailableError(`${what}: unreadable answer`, undefined, { cause: err });
+      throw new DirectusUnavailableError(`${what}: unreadable answer`, this.retryHintMs(), { cause: err });
     }
   }
 }

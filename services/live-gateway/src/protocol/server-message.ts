@@ -7,6 +7,7 @@ import type {
   UnsubscribedMessage,
   UnsubscribeReason,
 } from '@pitwall/live-protocol';
+import { ERRORS } from '@pitwall/live-protocol';
 
 // The gateway's serialisation of server messages (types: @pitwall/live-protocol). Each builder returns
 // the finished JSON text, so a frame is serialised once whatever the number of recipients.
@@ -26,10 +27,15 @@ export interface ErrorDetails {
   retryAfterMs?: number | undefined;
 }
 
+/** The retry hint of a retryable error when whoever refused had no better estimate, ms. */
+export const DEFAULT_RETRY_AFTER_MS = 1_000;
+
+/** An `error`; a retryable one (`authorization_unavailable`, `rate_limited`) always carries `retry_after_ms`. */
 export function errorMessage(code: ErrorCode, message: string, details: ErrorDetails = {}): string {
   const body: ErrorMessage = { type: 'error', code, message };
   if (details.eventId !== undefined) body.event_id = details.eventId;
-  if (details.retryAfterMs !== undefined) body.retry_after_ms = Math.max(0, Math.ceil(details.retryAfterMs));
+  const retryAfterMs = details.retryAfterMs ?? (ERRORS[code].retryable ? DEFAULT_RETRY_AFTER_MS : undefined);
+  if (retryAfterMs !== undefined) body.retry_after_ms = Math.max(0, Math.ceil(retryAfterMs));
   return withUid(body, details.uid);
 }
 

@@ -3,13 +3,14 @@ import { DISCONNECTS, parseClientMessage, type ClientMessage, type DisconnectNam
 import type { Logger } from '@pitwall/platform';
 import { AuthenticationError } from '../auth/authentication-error.js';
 import type { Principal, TokenVerifier } from '../auth/token-verifier.js';
-import type { Authorizer } from '../authz/authorization.js';
+import type { AuthorizationDecision, Authorizer } from '../authz/authorization.js';
 import { DirectusUnavailableError } from '../directus/directus-unavailable-error.js';
 import type { EventEntries } from '../events/event-directory.js';
 import type { HubClient } from '../fanout/hub-client.js';
 import type { JoinRequest, LiveHub } from '../fanout/live-hub.js';
 import type { GatewayMetrics } from '../metrics.js';
 import { authOkMessage, errorMessage, pongMessage, unsubscribedMessage, type ErrorDetails } from '../protocol/server-message.js';
+import type { Interest } from '../util/interest.js';
 import { TokenBucket } from '../util/token-bucket.js';
 import type { SessionTransport } from './session-transport.js';
 
@@ -62,6 +63,11 @@ const MAX_HELD_MESSAGES = 16;
 const MAX_MESSAGES_BEFORE_AUTH = 8;
 /** Saved-up `auth` attempts of a connection. */
 const AUTH_BURST = 3;
+/**
+ * Re-validation time of a live subscription authorized from the token's claim: never (the token's
+ * lifetime bounds it; the next token decides again, see reauthorizeClaimed).
+ */
+const BY_TOKEN = Number.POSITIVE_INFINITY;
 
 /**
  * One client connection's protocol state, from open to close, without the socket: authentication
@@ -70,8 +76,13 @@ const AUTH_BURST = 3;
  * flow (authorization through the Authorizer's sources, entries, joining the hub) with its periodic
  * re-validation, and the messages held while a token is verified. The transport adapter feeds it
  * frames and closes; every close goes through disconnect() with a name from the protocol's table.
+ *
+ * A subscription the token's `pitwall_events` claim authorized is never re-validated periodically: it
+ * stands while the token does, and each refreshed token decides again (an event that left the claim is
+ * checked at Directus and ended with `unsubscribed` `forbidden` when refused). The session is the
+ * Interest of its Directus calls: one still queued when the socket has closed is dropped.
  */
-export class ClientSession implements HubClient {
+export class ClientSession implements HubClient, Interest {
   private socket: SessionTransport | undefined;
   private closed = false;
   /** Label of the disconnect the gateway chose; unset: the client (or the network) closed. */
@@ -89,7 +100,10 @@ export class ClientSession implements HubClient {
   private protocolErrors = 0;
   private subscribeBucket: TokenBucket | undefined;
   private authBucket: TokenBucket | undefined;
-  /** Live subscriptions: event id -> when its permission is next re-validated (ms). Made on first use. */
+  /**
+   * Live subscriptions: event id -> when its permission is next re-validated (ms), BY_TOKEN when the
+   * token's claim authorized it. Made on first use.
+   */
   private live: Map<number, number> | undefined;
   /** Subscribes being authorized, at most maxSubscriptions of them. Made on first use. */
   private pending: Map<number, PendingSubscribe> | undefined;
@@ -112,6 +126,11 @@ export class ClientSession implements HubClient {
 
   get authenticated(): boolean {
     return this.principal !== undefined;
+  }
+
+  /** Interest: whether answers for this connection are still wanted (it has not closed). */
+  get active(): boolean {
+    return !this.closed;
   }
 
   get subscriptionCount(): number {
@@ -221,16 +240,47 @@ export class ClientSession implements HubClient {
     for (const [eventId, dueAtMs] of live) {
       if (dueAtMs > nowMs) continue;
       live.set(eventId, this.nextCheckAt());
-      void this.context.authorizer.authorize({ principal, token, eventId, fresh: true }).then(
-        ({ result }) => {
-          this.context.metrics.revalidations.inc({ result });
-          // Only Directus's refusals end a subscription; `unavailable` (429, 5xx, timeouts) keeps it.
-          if ((result !== 'forbidden' && result !== 'not_found') || this.closed || this.live?.has(eventId) !== true) return;
-          this.context.logger.info({ connection: this.id, eventId, result }, 'permission revoked; subscription ended');
-          this.endSubscription(eventId, 'forbidden', undefined);
-        },
-        (err: unknown) => this.context.logger.error({ err, eventId }, 're-validation failed'),
-      );
+      this.revalidate(principal, token, eventId);
+    }
+  }
+
+  /**
+   * Asks the authorizer again about a live subscription with no cached answer: a refusal ends it with
+   * `unsubscribed` `forbidden`; `unavailable` (429, 5xx, timeouts) keeps it until the next try; an
+   * answer from the (current) token's claim makes it claim-authorized from then on.
+   */
+  private revalidate(principal: Principal, token: string, eventId: number): void {
+    void this.context.authorizer.authorize({ principal, token, eventId, fresh: true, interest: this }).then(
+      ({ result, fromToken }) => {
+        this.context.metrics.revalidations.inc({ result });
+        if (this.closed || this.live?.has(eventId) !== true) return;
+        if (result === 'allowed') {
+          if (fromToken === true && principal === this.principal) this.live.set(eventId, BY_TOKEN);
+          return;
+        }
+        // Only Directus's refusals end a subscription.
+        if (result !== 'forbidden' && result !== 'not_found') return;
+        this.context.logger.info({ connection: this.id, eventId, result }, 'permission revoked; subscription ended');
+        this.endSubscription(eventId, 'forbidden', undefined);
+      },
+      (err: unknown) => this.context.logger.error({ err, eventId }, 're-validation failed'),
+    );
+  }
+
+  /**
+   * A refreshed token replaces the claim: every subscription the old token's claim authorized is decided
+   * again for the new one. Still listed: it stays, with no call. Left the claim (revoked, out of the
+   * window, or the claim became partial or absent): Directus decides now (the fallback), and it is
+   * re-validated periodically like any Directus-authorized subscription until a claim lists it again.
+   */
+  private reauthorizeClaimed(principal: Principal, token: string): void {
+    const live = this.live;
+    if (live === undefined) return;
+    for (const [eventId, dueAtMs] of live) {
+      if (dueAtMs !== BY_TOKEN) continue;
+      // Not claim-authorized any more unless the new token says so (an unavailable Directus retries then).
+      live.set(eventId, this.nextCheckAt());
+      this.revalidate(principal, token, eventId);
     }
   }
 
@@ -303,7 +353,7 @@ export class ClientSession implements HubClient {
     return tracer.startActiveSpan('live.auth', async (span: Span) => {
       let outcome: AuthOutcome;
       try {
-        outcome = { ok: true, principal: await verifier.verify(token) };
+        outcome = { ok: true, principal: await verifier.verify(token, this) };
         span.setAttribute('enduser.id', outcome.principal.userId);
       } catch (err) {
         if (err instanceof AuthenticationError) {
@@ -369,6 +419,7 @@ export class ClientSession implements HubClient {
       this.expired = false;
       this.context.hub.resume(this);
     }
+    if (!first) this.reauthorizeClaimed(principal, token);
   }
 
   private armExpiry(expiresAtMs: number): void {
@@ -447,7 +498,7 @@ export class ClientSession implements HubClient {
     logger.debug({ connection: this.id, eventId, user: principal.userId }, 'subscribe requested');
     const span = tracer.startSpan('live.subscribe', { attributes: { 'pitwall.event_id': eventId, 'enduser.id': principal.userId } });
     try {
-      const decision = await authorizer.authorize({ principal, token, eventId, fresh: false });
+      const decision = await authorizer.authorize({ principal, token, eventId, fresh: false, interest: this });
       span.setAttribute('pitwall.authorization', decision.result);
       if (this.closed) return;
       switch (decision.result) {
@@ -485,7 +536,10 @@ export class ClientSession implements HubClient {
       }
       hub.join(this, eventId, entries, uid, request);
       this.live ??= new Map();
-      if (!this.live.has(eventId)) this.live.set(eventId, this.nextCheckAt());
+      // Subscribed again: a periodic schedule already running is kept unless the claim now covers it.
+      const current = this.live.get(eventId);
+      if (current === undefined || current === BY_TOKEN || decision.fromToken === true)
+        this.live.set(eventId, this.checkAfter(decision, principal));
       metrics.subscribeRequests.inc({ result: 'ok' });
       logger.debug({ connection: this.id, eventId, devices: entries.devices.length }, 'subscribed');
       span.setAttribute('pitwall.devices', entries.devices.length);
@@ -535,6 +589,15 @@ export class ClientSession implements HubClient {
     this.context.metrics.subscribeRequests.inc({ result });
     this.context.logger.debug({ connection: this.id, eventId, result }, 'subscribe refused');
     this.sendError(code, message, { uid, eventId, retryAfterMs });
+  }
+
+  /**
+   * When a subscription just authorized is next re-validated: never when the current token's claim
+   * authorized it; at once (next sweep) when the claim of a token replaced meanwhile did; else periodically.
+   */
+  private checkAfter(decision: AuthorizationDecision, principal: Principal): number {
+    if (decision.fromToken !== true) return this.nextCheckAt();
+    return principal === this.principal ? BY_TOKEN : Date.now();
   }
 
   private nextCheckAt(): number {
