@@ -16,7 +16,7 @@ export type ServerFrame =
   | { type: 'subscribed'; event_id: number; snapshot: unknown[]; uid: string | undefined }
   | { type: 'positions'; event_id: number; positions: unknown[] }
   | { type: 'unsubscribed'; event_id: number; reason: string }
-  | { type: 'error'; code: string; message: string; uid: string | undefined }
+  | { type: 'error'; code: string; message: string; uid: string | undefined; retry_after_ms: number | undefined }
   | { type: 'pong' };
 
 /** Close codes of the contract. */
@@ -86,6 +86,7 @@ export function parseServerFrame(text: string): ServerFrame | undefined {
         code: optionalString(value.code) ?? '',
         message: optionalString(value.message) ?? '',
         uid: optionalString(value.uid),
+        retry_after_ms: typeof value.retry_after_ms === 'number' ? value.retry_after_ms : undefined,
       };
     case 'pong':
       return { type: 'pong' };
@@ -147,6 +148,12 @@ export interface ViewerFlowHost {
   error(code: string): void;
   refreshed(ok: boolean): void;
   retried(): void;
+  /**
+   * How long to wait before retry number `attempt` (0 first) after a retryable error carrying the
+   * server's `retry_after_ms`: the protocol's one jittered backoff, `backoffDelayMs` of
+   * @pitwall/live-protocol (imported by the host: this module imports nothing, for k6).
+   */
+  retryDelayMs(attempt: number, retryAfterMs: number | undefined): number;
 }
 
 export interface ViewerFlowOutcome {
@@ -177,6 +184,8 @@ export class ViewerFlow {
   private cancelEndTimer: () => void;
   private cancelRefreshTimer: () => void = noop;
   private cancelRetryTimer: () => void = noop;
+  /** Retries since the last success (the backoff's attempt). */
+  private retries = 0;
 
   constructor(
     private readonly options: ViewerFlowOptions,
@@ -225,6 +234,7 @@ export class ViewerFlow {
       case 'subscribed':
         if (this.gotSnapshot) return;
         this.gotSnapshot = true;
+        this.retries = 0;
         this.cancelSnapshotTimer();
         this.host.snapshot(now - this.options.startedAt);
         return;
@@ -243,7 +253,7 @@ export class ViewerFlow {
         if (frame.reason !== 'client') this.closeOurselves(true);
         return;
       case 'error':
-        this.onError(frame.code);
+        this.onError(frame.code, frame.retry_after_ms);
         return;
       case 'pong':
         return;
@@ -262,7 +272,7 @@ export class ViewerFlow {
     return { gotSnapshot: this.gotSnapshot, failed: this.failed, closedByServer, lastError: this.lastError };
   }
 
-  private onError(code: string): void {
+  private onError(code: string, retryAfterMs: number | undefined): void {
     this.lastError = code;
     this.host.error(code);
     if (this.refreshPending && TOKEN_ERROR_CODES.includes(code)) {
@@ -274,8 +284,9 @@ export class ViewerFlow {
       this.closeOurselves(true);
       return;
     }
-    // Busy, not refused (Directus slow or down, too many requests): ask again shortly, as the live map
-    // does, until the snapshot timeout ends the attempt.
+    // Busy, not refused (Directus slow or down, too many requests): ask again after the server's hint
+    // plus jitter, backing off further on each retry, as the live map does, until the snapshot timeout
+    // ends the attempt.
     this.host.retried();
     this.cancelRetryTimer();
     this.cancelRetryTimer = this.host.schedule(
@@ -286,7 +297,7 @@ export class ViewerFlow {
           this.authenticated ? subscribeMessage(this.options.eventId, this.options.uid) : authMessage(this.options.accessToken),
         );
       },
-      500 + Math.random() * 1000,
+      this.host.retryDelayMs(this.retries++, retryAfterMs),
     );
   }
 

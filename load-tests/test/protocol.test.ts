@@ -1,3 +1,4 @@
+import { backoffDelayMs } from '@pitwall/live-protocol';
 import { describe, expect, it } from 'vitest';
 import {
   ViewerFlow,
@@ -103,6 +104,12 @@ class ScriptedHost implements ViewerFlowHost {
   retried(): void {
     this.events.push('retried');
   }
+  readonly delays: number[] = [];
+  retryDelayMs(attempt: number, retryAfterMs: number | undefined): number {
+    const delay = backoffDelayMs(attempt, retryAfterMs);
+    this.delays.push(delay);
+    return delay;
+  }
   advance(ms: number): void {
     this.now += ms;
     for (const timer of this.timers.filter((t) => !t.cancelled && t.at <= this.now)) {
@@ -191,6 +198,26 @@ describe('the viewer session flow shared by k6 and the Node harness', () => {
     unsubscribed.frame(frame({ type: 'subscribed', event_id: 42, snapshot: [] }), 1_100);
     unsubscribed.frame(frame({ type: 'unsubscribed', event_id: 42, reason: 'forbidden' }), 1_200);
     expect(unsubscribed.closed()).toMatchObject({ gotSnapshot: true, failed: true });
+  });
+
+  it("waits at least the server's retry_after_ms, with jitter, and backs off further on each retry", () => {
+    const host = new ScriptedHost();
+    const flow = startFlow(host);
+    flow.opened();
+    flow.frame(frame({ type: 'auth', status: 'ok' }), 1_100);
+    const subscribes = () => host.sent.filter((m) => (m as { type?: string }).type === 'subscribe').length;
+    flow.frame(frame({ type: 'error', code: 'authorization_unavailable', message: 'busy', retry_after_ms: 3_000 }), 1_200);
+    expect(host.delays[0]).toBeGreaterThanOrEqual(3_000);
+    expect(host.delays[0]).toBeLessThanOrEqual(4_500);
+    host.advance(2_999);
+    expect(subscribes()).toBe(1);
+    host.advance((host.delays[0] ?? 0) - 2_999);
+    expect(subscribes()).toBe(2);
+    // Hints shorter than the doubling delay: the second and third retries wait at least 1 s and 2 s.
+    flow.frame(frame({ type: 'error', code: 'rate_limited', message: 'slow down', retry_after_ms: 10 }), 1_300);
+    flow.frame(frame({ type: 'error', code: 'rate_limited', message: 'slow down', retry_after_ms: 10 }), 1_400);
+    expect(host.delays[1]).toBeGreaterThanOrEqual(1_000);
+    expect(host.delays[2]).toBeGreaterThanOrEqual(2_000);
   });
 
   it('renews the token before it expires and reports whether the gateway took it', async () => {

@@ -1,6 +1,8 @@
 import { Counter, Rate, Trend } from 'k6/metrics';
 import { clearTimeout, setTimeout } from 'k6/timers';
 import { WebSocket } from 'k6/websockets';
+// The protocol's backoff by path: k6 runs TypeScript files but resolves no npm workspace packages.
+import { backoffDelayMs } from '../../../services/live-protocol/src/backoff.ts';
 import { CLOSE_CODE, TOKEN_ERROR_CODES, ViewerFlow, parseServerFrame, type TokenRefresher } from '../../src/protocol.ts';
 import { METRIC, type ViewerPhase } from '../../src/scenarios.ts';
 
@@ -73,6 +75,7 @@ export function watch(options: WatchOptions): Promise<WatchOutcome> {
         error: () => undefined,
         refreshed: (ok) => tokenRefreshFailed.add(!ok, tags),
         retried: () => undefined,
+        retryDelayMs: (attempt, retryAfterMs) => backoffDelayMs(attempt, retryAfterMs),
       },
     );
 

@@ -1,3 +1,4 @@
+import { backoffDelayMs } from '@pitwall/live-protocol';
 import WebSocket from 'ws';
 import { CLOSE_CODE, ViewerFlow, parseServerFrame, type TokenRefresher } from '../protocol.js';
 import type { ViewerPhase } from '../scenarios.js';
@@ -77,6 +78,7 @@ export function startViewerSession(options: SessionOptions, stats: ViewerStats):
         else stats.refreshesFailed++;
       },
       retried: () => stats.retries++,
+      retryDelayMs: (attempt, retryAfterMs) => backoffDelayMs(attempt, retryAfterMs),
     },
   );
 

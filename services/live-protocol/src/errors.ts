@@ -16,7 +16,10 @@ export const ERRORS = {
   not_found: { then: 'stop', retryable: false, closes: undefined },
   /** The message broke the protocol; after too many of them the connection closes with 4400. */
   bad_request: { then: 'stop', retryable: false, closes: undefined },
-  /** The gateway could not ask Directus now (busy, rate-limited, down): send the same request again later. */
+  /**
+   * The gateway could not ask Directus now (busy, rate-limited, down): send the same request again after
+   * `retry_after_ms` plus jitter (`backoffDelayMs`). A wait, not a refusal.
+   */
   authorization_unavailable: { then: 'retry', retryable: true, closes: undefined },
   /** Too many requests on this connection: send the same request again after `retry_after_ms`. */
   rate_limited: { then: 'retry', retryable: true, closes: undefined },

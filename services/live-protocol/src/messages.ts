@@ -125,7 +125,10 @@ export interface ErrorMessage {
   message: string;
   /** The event a refused subscribe was for. */
   event_id?: number;
-  /** With `rate_limited` and `authorization_unavailable`: when the same request may succeed. */
+  /**
+   * With `rate_limited` and `authorization_unavailable` (always, from this gateway): when the same
+   * request may succeed, ms. Clients wait at least this long, plus jitter: `backoffDelayMs` / `Backoff`.
+   */
   retry_after_ms?: number;
   uid?: Uid;
 }
