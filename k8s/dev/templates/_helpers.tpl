@@ -26,6 +26,9 @@ env:
     value: /directus/extensions
   - name: EXTENSIONS_MUST_LOAD
     value: "true"
+  # Also how stale a claim-authorized subscription's permission can be in the live gateway (values.yaml).
+  - name: ACCESS_TOKEN_TTL
+    value: {{ .Values.directus.accessTokenTtl | quote }}
   - name: PITWALL_EVENTS_CLAIM_LEAD
     value: {{ .Values.directus.eventsClaim.lead | quote }}
   - name: PITWALL_EVENTS_CLAIM_GRACE

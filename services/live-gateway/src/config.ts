@@ -99,7 +99,11 @@ export const liveGatewayEnv = {
   GATEWAY_DIRECTUS_TIMEOUT_MS: intVar(2_000, 50, 60_000),
   /** How long an authorization result per user and event is reused. */
   GATEWAY_PERMISSION_CACHE_TTL_MS: intVar(15_000, 0, 3_600_000),
-  /** Every live subscription is re-authorized this often; a revoked one ends with `forbidden`. */
+  /**
+   * Every live subscription Directus authorized is re-authorized this often; a revoked one ends with
+   * `forbidden`. One the token's `pitwall_events` claim authorized is not: Directus's ACCESS_TOKEN_TTL
+   * bounds it (a revoked event leaves the claim at the next refresh, which re-checks it at Directus).
+   */
   GATEWAY_REVALIDATE_INTERVAL_MS: intVar(60_000, 500, 86_400_000),
   /** Concurrent Directus calls at most (token verification, authorization, re-validation, entries together). */
   GATEWAY_DIRECTUS_CONCURRENCY: intVar(32, 1, 1_000),
