@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { createEventViewer, login } from '@pitwall/business-plane';
+import { createEventViewer, login, setEventAccess } from '@pitwall/business-plane';
 import { shardKey } from '@pitwall/contract';
 import { startSimulation, type Simulation } from '@pitwall/simulator';
 import { REPO_ROOT, sleep, waitFor } from '@pitwall/testkit';
@@ -156,9 +156,13 @@ describe('the pipeline under failure (STREAM_SHARDS=4, two gateways)', () => {
   it('Directus stopped: live connections keep receiving, new subscriptions get authorization_unavailable, ingestion and writer unaffected', async () => {
     const directus = pipeline.directus;
     if (!directus) throw new Error('the pipeline should own its Directus');
-    // A viewer the gateways have never authorized (nothing cached for it), logged in while Directus is up.
-    const fresh = await createEventViewer({ url: pipeline.directusUrl, adminToken: pipeline.seed.adminToken }, [2]);
+    // A viewer the gateways have never authorized (nothing cached for it), logged in while Directus is
+    // up, and granted event 2 after its login: its token's pitwall_events claim does not list it, so only
+    // Directus can authorize it. (A claim-listed event is authorized from the token: no Directus needed.)
+    const admin = { url: pipeline.directusUrl, adminToken: pipeline.seed.adminToken };
+    const fresh = await createEventViewer(admin, []);
     const newcomerToken = (await login(pipeline.directusUrl, fresh.user.email, fresh.user.password)).accessToken;
+    await setEventAccess(admin, fresh.policy, [2]);
     const existing = await watcher(0, viewerOneToken, 1);
     const sim = race();
     let newcomer: LiveClient | undefined;

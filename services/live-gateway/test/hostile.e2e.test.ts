@@ -5,10 +5,13 @@ import { Redis } from 'ioredis';
 import { decodeJwt, SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, inject, it, onTestFailed } from 'vitest';
 import {
+  createEventViewer,
   DirectusCallCounter,
   DirectusRest,
   login,
   seedDirectus,
+  setEventAccess,
+  sharedDirectusAdmin,
   sharedDirectusSecret,
   sharedDirectusSeed,
   sharedDirectusUrl,
@@ -279,9 +282,14 @@ describe('live gateway against the shared Directus, with hostile clients', () =>
       DIRECTUS_SERVICE_TOKEN: seed.serviceToken,
       GATEWAY_PERMISSION_CACHE_TTL_MS: '600000',
     });
-    const user = seed.users.viewerAll;
+    // A viewer granted event 2 after logging in: its tokens' pitwall_events claim does not list it, so
+    // Directus is asked. (A claim-listed event stays allowed for a logged-out session's token until its
+    // exp, as the token itself stays valid: the token's lifetime bounds it.)
+    const admin = sharedDirectusAdmin();
+    const { user, policy } = await createEventViewer(admin, []);
     // Session-mode logins: their tokens carry a `session` claim, and Directus refuses them once it ends.
     const [first, second] = [await sessionLogin(directusUrl, user), await sessionLogin(directusUrl, user)];
+    await setEventAccess(admin, policy, [2]);
     const live = await TestClient.authenticated(gateway.url, second);
     expect(await live.request({ type: 'subscribe', event_id: 2 })).toMatchObject({ type: 'subscribed' });
 
@@ -311,7 +319,9 @@ describe('live gateway while Directus rate-limits it (real 429s)', () => {
     // Seeded with the limiter off (seeding makes many calls), then restarted on the same database with it on.
     dataDir = mkdtempSync(join(tmpdir(), 'pitwall-directus-limited-'));
     const postgresAdminUrl = inject('postgresUrl');
-    const seeding = await startDirectus({ postgresAdminUrl, dataDir });
+    // Both without the events claim (an extension installed into the shared data directory would load in
+    // the second too): tokens without it, so every subscribe and re-validation here goes to Directus.
+    const seeding = await startDirectus({ postgresAdminUrl, dataDir, eventsClaim: false });
     seed = await seedDirectus(seeding);
     await seeding.stop();
     directus = await startDirectus({
@@ -319,6 +329,7 @@ describe('live gateway while Directus rate-limits it (real 429s)', () => {
       dataDir,
       database: seeding.database,
       secret: seeding.secret,
+      eventsClaim: false,
       env: {
         RATE_LIMITER_ENABLED: 'true',
         RATE_LIMITER_STORE: 'memory',
