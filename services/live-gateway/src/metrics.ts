@@ -73,8 +73,9 @@ export function createGatewayMetrics(registry: Registry) {
     revalidations: new Counter({
       name: `${p}revalidations_total`,
       help:
-        'Re-authorizations of live subscriptions by result: periodic ones of subscriptions Directus authorized, and ' +
-        'those of claim-authorized subscriptions whose event left the claim at a token refresh',
+        'Re-authorizations of live subscriptions by result (allowed, forbidden, not_found, unavailable; claim: the refreshed ' +
+        'token still lists the event, no Directus call): periodic ones of subscriptions Directus authorized, and those of ' +
+        'claim-authorized subscriptions at a token refresh',
       labelNames: ['result'] as const,
       registers,
     }),
