@@ -82,7 +82,7 @@ export function createGatewayMetrics(registry: Registry) {
     directusCalls: new Counter({
       name: `${p}directus_calls_total`,
       help:
-        'Calls to Directus by purpose (verify, authorize, entries) and result (200, 401, 403, 404, 429, 5xx, other, unreachable, ' +
+        'Calls to Directus by purpose (verify, authorize, entries, entries_refresh) and result (200, 401, 403, 404, 429, 5xx, other, unreachable, ' +
         "limited: refused by the gateway's own limiter, abandoned: dropped from its queue because every connection " +
         'that asked had closed)',
       labelNames: ['call', 'result'] as const,

@@ -7,6 +7,7 @@ import type { Principal } from '../src/auth/token-verifier.js';
 import { DirectusTokenVerifier } from '../src/auth/directus-token-verifier.js';
 import { DirectusAuthorizer } from '../src/authz/directus-authorizer.js';
 import { DirectusUnavailableError } from '../src/directus/directus-unavailable-error.js';
+import { EventDirectory } from '../src/events/event-directory.js';
 import { createGatewayMetrics } from '../src/metrics.js';
 import type { Interest } from '../src/util/interest.js';
 import { ConcurrencyLimiter } from '../src/util/limiter.js';
@@ -29,11 +30,18 @@ class HeldDirectus {
     return `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
   }
 
-  /** Answers every held call 200 with a user and an event. */
+  /** Answers every held call 200: a user for /users/me, one entry for /items/entries, an event otherwise. */
   releaseAll(): void {
     for (const res of this.held.splice(0)) {
+      const entries = (res.req.url ?? '').startsWith('/items/entries');
       res.writeHead(200, { 'content-type': 'application/json' });
-      res.end(JSON.stringify({ data: { id: 'u-1' } }));
+      res.end(
+        JSON.stringify(
+          entries
+            ? { data: [{ label: '1', device: { imei: '352093086403655' }, event: { starts_at: null, ends_at: null } }] }
+            : { data: { id: 'u-1' } },
+        ),
+      );
     }
   }
 
@@ -162,5 +170,29 @@ describe('queued Directus work of closed connections', () => {
     );
     expect(err).toBeInstanceOf(DirectusUnavailableError);
     expect((err as DirectusUnavailableError).retryAfterMs).toBeGreaterThan(0);
+  });
+});
+
+describe('event entries at a race start', () => {
+  it('reads a watched event once per pod however late its subscribers come; only the periodic refresh re-reads it', async () => {
+    directus = new HeldDirectus();
+    const metrics = createGatewayMetrics(createMetricsRegistry());
+    const client = testDirectusClient(await directus.start(), { concurrency: 4, timeoutMs: 5_000, metrics });
+    let now = 0;
+    const directory = new EventDirectory(client, 'service-token', metrics, 30_000, 0, () => now);
+    const first = directory.load(7);
+    await waitUntil('the entries read reaches Directus', () => directus?.paths.length === 1);
+    directus.releaseAll();
+    directory.setWatched(7, true, await first);
+    // Long past the refresh interval: subscribers of a watched event use what the refresh keeps current.
+    now = 120_000;
+    await directory.load(7);
+    expect(directus.paths).toHaveLength(1);
+    const refreshed = directory.refresh();
+    await waitUntil('the refresh reaches Directus', () => directus?.paths.length === 2);
+    directus.releaseAll();
+    await refreshed;
+    const calls = await metrics.directusCalls.get();
+    expect(calls.values.filter((v) => v.labels.result === '200').map((v) => v.labels.call)).toEqual(['entries', 'entries_refresh']);
   });
 });

@@ -13,8 +13,11 @@ export interface DirectusResponse {
   body: unknown;
 }
 
-/** What a call is for (metric label). */
-export type DirectusCall = 'verify' | 'authorize' | 'entries';
+/**
+ * What a call is for (metric label): `entries` a subscribe waits for, `entries_refresh` the periodic
+ * re-read of watched events.
+ */
+export type DirectusCall = 'verify' | 'authorize' | 'entries' | 'entries_refresh';
 
 /** Shortest and longest retry hint the gateway gives when Directus itself said nothing (no Retry-After). */
 export const RETRY_HINT_MIN_MS = 500;

@@ -65,12 +65,14 @@ export class EventDirectory {
   ) {}
 
   /**
-   * Devices of an event: cached if read within the refresh interval, else read now. When Directus
-   * cannot answer, a stale copy is used if there is one; otherwise DirectusUnavailableError.
+   * Devices of an event: cached if the event is watched (refresh() keeps it current) or was read within
+   * the refresh interval, else read now. When Directus cannot answer, a stale copy is used if there is
+   * one; otherwise DirectusUnavailableError. So a race start reads each event's entries once per pod,
+   * whatever the number of viewers subscribing.
    */
   async load(eventId: number): Promise<EventEntries> {
     const record = this.events.get(eventId);
-    if (record !== undefined && this.now() - record.fetchedAtMs < this.refreshIntervalMs) {
+    if (record !== undefined && (record.watched || this.now() - record.fetchedAtMs < this.refreshIntervalMs)) {
       this.metrics.cacheHits.inc({ cache: 'entries' });
       return record.entries;
     }
@@ -117,22 +119,22 @@ export class EventDirectory {
       if (record.watched) watched.push(eventId);
       else if (now - record.fetchedAtMs >= this.refreshIntervalMs) this.events.delete(eventId);
     }
-    await Promise.all(watched.map((eventId) => this.fetch(eventId).catch(() => undefined)));
+    await Promise.all(watched.map((eventId) => this.fetch(eventId, 'entries_refresh').catch(() => undefined)));
   }
 
-  private fetch(eventId: number): Promise<EventEntries> {
+  private fetch(eventId: number, purpose: 'entries' | 'entries_refresh' = 'entries'): Promise<EventEntries> {
     const running = this.inFlight.get(eventId);
     if (running !== undefined) return running;
-    const call = this.read(eventId).finally(() => this.inFlight.delete(eventId));
+    const call = this.read(eventId, purpose).finally(() => this.inFlight.delete(eventId));
     this.inFlight.set(eventId, call);
     return call;
   }
 
-  private async read(eventId: number): Promise<EventEntries> {
+  private async read(eventId: number, purpose: 'entries' | 'entries_refresh'): Promise<EventEntries> {
     let entries: EventEntries;
     try {
       const res = await this.directus.get(
-        'entries',
+        purpose,
         `/items/entries?filter[event][_eq]=${eventId}&fields=label,device.imei,event.starts_at,event.ends_at&limit=-1`,
         this.serviceToken,
       );
