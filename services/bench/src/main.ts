@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { REPO_ROOT } from '@pitwall/testkit';
@@ -34,22 +34,46 @@ function format(n: number): string {
   return n.toFixed(2);
 }
 
+function rows(results: BenchResult[]): string[] {
+  return results
+    .map((r) => {
+      const ratio = ratioOf(r);
+      const target = r.targetRatio === undefined ? '' : `${ratio >= r.targetRatio ? 'met' : 'MISSED'} (>= ${format(r.targetRatio)})`;
+      return [
+        r.suite,
+        r.figure,
+        `${format(r.value)} ${r.unit}`,
+        `${r.baseline.name}: ${format(r.baseline.value)} ${r.unit}`,
+        format(ratio),
+        target,
+        r.notes ?? '',
+      ].join(' | ');
+    })
+    .map((cells) => `| ${cells} |`);
+}
+
 function table(results: BenchResult[]): string {
-  const rows = results.map((r) => {
-    const ratio = ratioOf(r);
-    const target = r.targetRatio === undefined ? '' : `${ratio >= r.targetRatio ? 'met' : 'MISSED'} (>= ${format(r.targetRatio)})`;
-    return [
-      r.suite,
-      r.figure,
-      `${format(r.value)} ${r.unit}`,
-      `${r.baseline.name}: ${format(r.baseline.value)} ${r.unit}`,
-      format(ratio),
-      target,
-      r.notes ?? '',
-    ];
-  });
   const header = ['suite', 'figure', 'value', 'baseline (same run)', 'ratio', 'target', 'notes'];
-  return [header, header.map(() => '---'), ...rows].map((cells) => `| ${cells.join(' | ')} |`).join('\n');
+  return [`| ${header.join(' | ')} |`, `| ${header.map(() => '---').join(' | ')} |`, ...rows(results)].join('\n');
+}
+
+/**
+ * docs/benchmarks.md after a run of some suites only (`ONLY=...`, not QUICK): their rows replaced by
+ * the new ones (where the first of them stood, or at the end of the table), the other suites' rows and
+ * facts kept, and a line saying which rows were re-measured when.
+ */
+function mergeInto(previous: string, suitesRun: readonly string[], results: BenchResult[], facts: string[]): string {
+  const lines = previous.trimEnd().split('\n');
+  const ofSuite = (line: string): string | undefined => /^\| ([a-z0-9-]+) \|/.exec(line)?.[1];
+  const firstOld = lines.findIndex((line) => suitesRun.includes(ofSuite(line) ?? ''));
+  const kept = lines.filter((line) => !suitesRun.includes(ofSuite(line) ?? ''));
+  const lastRow = kept.reduce((last, line, i) => (line.startsWith('| ') ? i : last), -1);
+  const at = firstOld >= 0 ? Math.min(firstOld, lastRow + 1) : lastRow + 1;
+  kept.splice(at, 0, ...rows(results));
+  const note = `- rows of ${suitesRun.join(', ')} re-measured by \`make bench ONLY=${suitesRun.join(',')}\` (${facts.at(-1) ?? ''})`;
+  const firstRow = kept.findIndex((line) => line.startsWith('| '));
+  kept.splice(Math.max(0, firstRow - 1), 0, note);
+  return `${kept.join('\n')}\n`;
 }
 
 async function main(): Promise<void> {
@@ -76,10 +100,22 @@ async function main(): Promise<void> {
     '',
   ].join('\n');
   process.stdout.write(`\n${table(results)}\n\n${facts.join('\n')}\n`);
+  const file = join(REPO_ROOT, 'docs', 'benchmarks.md');
   if (!only && !quick) {
     mkdirSync(join(REPO_ROOT, 'docs'), { recursive: true });
-    writeFileSync(join(REPO_ROOT, 'docs', 'benchmarks.md'), report);
+    writeFileSync(file, report);
     process.stdout.write('\nwritten to docs/benchmarks.md\n');
+  } else if (only && !quick && existsSync(file)) {
+    writeFileSync(
+      file,
+      mergeInto(
+        readFileSync(file, 'utf8'),
+        selected.map((s) => s.name),
+        results,
+        facts,
+      ),
+    );
+    process.stdout.write(`\nrows of ${only.join(', ')} replaced in docs/benchmarks.md\n`);
   }
 }
 

@@ -29,8 +29,15 @@ export interface MeasuredRun {
   /** Calls from the gateway to Directus, counted at the wire. */
   calls: DirectusCalls;
   newSubscriptions: number;
+  /** Directus calls subscribing made: authorizations, token checks, entries reads a subscribe waited for. */
   subscriptionCalls: number;
   callsPerSubscription: number;
+  /** Entries re-reads of watched events (periodic, whatever the number of viewers). */
+  entriesRefreshCalls: number;
+  /** The scenario's length (first connect to last viewer done), s. */
+  runSeconds: number;
+  /** The gateway's re-validations per second over the run. */
+  revalidationsPerSecond: number;
   /** The gateway's authorization calls (its histogram; queueing behind its concurrency limit included), ms. */
   authorizationMs: { p50: number; p99: number };
   /** The gateway's rx -> publish latency (its histogram), ms: delivery without the viewers' side. */
@@ -125,8 +132,14 @@ function runFacts(label: string, m: MeasuredRun): string[] {
       `positions read from the stream, ${n(c.framesPublished ?? 0)} frames published, ${n(c.framesSent ?? 0)} sent ` +
       `(${n((c.bytesSent ?? 0) / 2 ** 20, 1)} MiB); rx -> publish p50 ${ms(m.gatewayFanoutMs.p50)}, p99 ${ms(m.gatewayFanoutMs.p99)}; ` +
       `${n(c.conflations ?? 0)} conflations, ${n(c.slowClientsClosed ?? 0)} slow clients closed`,
+    `- authorization: ${n(c.claimAllowed ?? 0)} subscribes authorized from the token's \`pitwall_events\` claim, ` +
+      `${n((c.claimFallbacks ?? 0) - (c.claimAllowed ?? 0))} left to Directus (not listed, partial or no claim); ` +
+      `${n(c.revalidations ?? 0)} re-validations (${n(m.revalidationsPerSecond, 2)}/s); ${n(c.directusAbandoned ?? 0)} queued Directus calls dropped ` +
+      `because their connections had closed`,
     `- Directus, counted at the wire: ${n(m.calls.total)} calls (${n(m.calls.authorize)} authorize, ${n(m.calls.verify)} /users/me, ` +
-      `${n(m.calls.entries)} entries, ${n(m.calls.other)} other) for ${n(m.newSubscriptions)} new subscriptions`,
+      `${n(m.calls.entries)} entries, ${n(m.calls.other)} other) for ${n(m.newSubscriptions)} new subscriptions: ${n(m.subscriptionCalls)} ` +
+      `of them made by subscribing (${n(m.callsPerSubscription, 3)} per subscription), ${n(m.entriesRefreshCalls)} the periodic re-read of ` +
+      `watched events' entries`,
     '',
   ];
 }
@@ -175,34 +188,38 @@ function tenfold(run: RaceStartRun): string[] {
     '',
   );
   const shortAt1x = capacity < demand;
+  const claimed = distinct.counters.claimAllowed ?? 0;
+  const asked = distinct.calls.authorize;
   lines.push(
-    `1. **Directus authorization${rows[0]?.part === 'directus' ? ' is first' : ''}${shortAt1x ? ', and already short at 1x on this machine' : ''}.** The ramp asks for ` +
-      `${n(demand)} new subscriptions/s, each one \`GET /items/events/:id\` with the viewer's own token. Straight at Directus with the ` +
-      `gateway's ${directusCapacity.concurrency} concurrent calls it served ${n(capacity)}/s (p50 ${ms(directusCapacity.p50Ms)}, p99 ` +
-      `${ms(directusCapacity.p99Ms)}; measured before the runs), ${shortAt1x ? 'less than' : 'more than'} the ramp's demand. In run A the gateway's calls took p50 ` +
-      `${ms(distinct.authorizationMs.p50)} and p99 ${ms(distinct.authorizationMs.p99)} (queueing behind its concurrency limit included); ` +
-      `p99 time to snapshot was ${ms(distinct.report.stats.all.timeToSnapshot.quantile(0.99))} with ${n(failureRate(distinct) * 100, 1)}% of ` +
-      `the sessions failed` +
+    `1. **Directus: authorizing the start is out of its way; logins and token refreshes are what is left.** The ramp brings ` +
+      `${n(demand)} new subscriptions/s. Straight at Directus with the gateway's ${directusCapacity.concurrency} concurrent calls, ` +
+      `\`GET /items/events/:id\` runs at ${n(capacity)}/s here (p50 ${ms(directusCapacity.p50Ms)}, p99 ${ms(directusCapacity.p99Ms)}; measured ` +
+      `before the runs)${shortAt1x ? ', less than the ramp asks: a gateway asking once per subscription fails sessions at 1x already on this machine' : ''}. ` +
+      `Every viewer's access token lists the events its user may read (\`pitwall_events\`, the business plane's Directus extension, ` +
+      `evaluated by Directus at login and refresh), so in run A the gateway authorized ${n(claimed)} subscribes from the token and asked ` +
+      `Directus ${n(asked)} times: ${n(distinct.callsPerSubscription, 3)} Directus calls per new subscription, entries reads included ` +
+      `(before: one authorization call each). p99 time to snapshot was ${ms(distinct.report.stats.all.timeToSnapshot.quantile(0.99))} with ` +
+      `${n(failureRate(distinct) * 100, 1)}% of the sessions failed, against ${ms(cached.report.stats.all.timeToSnapshot.quantile(0.99))} and ` +
+      `${n(failureRate(cached) * 100, 1)}% with one account per event (run B): with the claim, one account per viewer costs the start ` +
+      `nothing more.` +
       (run.backlogAfterA.calls > 0
-        ? `, and the gateway went on calling Directus for ${n(run.backlogAfterA.ms / 1000)} s after the viewers had left ` +
-          `(${n(run.backlogAfterA.calls)} calls: a queued authorization is made even when its connection has closed meanwhile)`
-        : '') +
-      `. In run B ${n(cached.accounts)} accounts made ${n(cached.calls.authorize)} calls for ${n(cached.newSubscriptions)} ` +
-      `subscriptions (${n(cached.callsPerSubscription, 3)} per subscription instead of ${n(distinct.callsPerSubscription, 3)}): p99 time to ` +
-      `snapshot ${ms(cached.report.stats.all.timeToSnapshot.quantile(0.99))}, ${n(failureRate(cached) * 100, 1)}% failed. At 10x, ` +
-      `${n(demand * 10)} authorizations/s means about ${Math.ceil((demand * 10) / Math.max(1, capacity))} Directus processes of this pace, ` +
-      `scaled out before the start, or an authorization the gateway can share between viewers (what run B imitates with one account per event). ` +
-      `The gateway stays responsive meanwhile: it calls Directus under a concurrency limit with a timeout, and viewers told ` +
-      `\`authorization_unavailable\` ask again.`,
+        ? ` The gateway still called Directus ${n(run.backlogAfterA.calls)} times in the ${n(run.backlogAfterA.ms / 1000)} s after run A.`
+        : ' Nothing was left queued for Directus after run A.') +
+      ` At 10x the start's authorizations stay at about zero; what grows with viewers at Directus is issuing tokens: a login per ` +
+      `arriving viewer without a session, and a refresh per viewer every ACCESS_TOKEN_TTL (15 min by default: ` +
+      `${n((scenario.viewers * 10) / 900, 0)} refreshes/s for ${n(scenario.viewers * 10)} viewers), each with the claim's one ` +
+      `permission-checked read of \`events\` (its cost beside a login without the extension: suite \`directus-login\` in ` +
+      `[benchmarks](benchmarks.md)).`,
   );
-  const revalidationPerSecond = scenario.viewers / (run.revalidateIntervalMs.default / 1000);
   lines.push(
-    `   **Re-validation adds a steady load on top.** With the default GATEWAY_REVALIDATE_INTERVAL_MS every live subscription is ` +
-      `re-authorized every ${n(run.revalidateIntervalMs.default / 1000)} s (one call per (user, event) at a time): with one account per ` +
-      `viewer that is ${n(revalidationPerSecond)} calls/s for ${n(scenario.viewers)} viewers, ${n((100 * revalidationPerSecond) / Math.max(1, capacity))}% ` +
-      `of the Directus pace measured here, for as long as the race lasts, and ${n(revalidationPerSecond * 10)}/s at 10x. The runs set it ` +
-      `to ${n(run.revalidateIntervalMs.run / 60_000)} min to measure the start alone; a deployment sizes Directus for both, or ` +
-      `lengthens the interval (what revocation may lag by).`,
+    `   **Re-validation: none for claim-authorized subscriptions.** A permission revoked in Directus leaves the claim at the token's ` +
+      `next refresh, and the gateway then checks that subscription at Directus (ending it with \`forbidden\` when refused), so the token's ` +
+      `lifetime bounds how stale a claim-authorized subscription can be and it is never re-validated periodically. The runs re-validate ` +
+      `every ${n(run.revalidateIntervalMs.run / 1000)} s (default ${n(run.revalidateIntervalMs.default / 1000)} s), so any subscription ` +
+      `re-validated would have shown: run A made ${n(distinct.counters.revalidations ?? 0)} re-validations ` +
+      `(${n(distinct.revalidationsPerSecond, 2)}/s), run B ${n(cached.counters.revalidations ?? 0)}. Before the claim it was one call per ` +
+      `subscription and interval: ${n(scenario.viewers / (run.revalidateIntervalMs.default / 1000))} calls/s for ${n(scenario.viewers)} ` +
+      `viewers at the default, for as long as the race lasts.`,
   );
   if (run.defaultHashLogin !== undefined) {
     const login = run.defaultHashLogin;
@@ -257,11 +274,13 @@ function summary(run: RaceStartRun): string[] {
       `p99 time to first snapshot ${ms(B.timeToSnapshot.quantile(0.99))} (bare WebSocket upgrade of the same connections: ` +
       `${ms(B.timeToOpen.quantile(0.99))}), p99 delivery latency ${ms(B.deliveryLatency.quantile(0.99))} at the viewers and ` +
       `${ms(cached.gatewayFanoutMs.p99)} rx -> publish at the gateway (batch window ${ms(run.batchWindowMs)}); ${verdictList(cached)}.`,
-    `- **Run A, one Directus account per viewer**: Directus serves ${n(directusCapacity.callsPerSecond)} authorizations/s here against ` +
-      `${n(demand)} new subscriptions/s asked: ${n(A.snapshots)} snapshots in ${n(A.sessions)} sessions (${n(A.failedSessions)} failed), p99 ` +
-      `time to first snapshot ${ms(A.timeToSnapshot.quantile(0.99))}; ${verdictList(distinct)}.`,
+    `- **Run A, one Directus account per viewer**, each token listing its user's events (\`pitwall_events\`): ${n(A.snapshots)} ` +
+      `snapshots in ${n(A.sessions)} sessions (${n(A.failedSessions)} failed), p99 time to first snapshot ` +
+      `${ms(A.timeToSnapshot.quantile(0.99))}; ${verdictList(distinct)}. Directus serves ${n(directusCapacity.callsPerSecond)} ` +
+      `authorizations/s here against ${n(demand)} new subscriptions/s: the gateway asked it ${n(distinct.calls.authorize)} times.`,
     `- **Directus calls per new subscription**: ${n(distinct.callsPerSubscription, 3)} (A) and ${n(cached.callsPerSubscription, 3)} (B), ` +
-      `against 1 for a gateway asking once per subscription.`,
+      `entries reads included, against 1 for a gateway asking once per subscription; **re-validation calls**: ` +
+      `${n(distinct.revalidationsPerSecond, 2)}/s (A), ${n(cached.revalidationsPerSecond, 2)}/s (B).`,
     `- **Acknowledged positions missing from PostgreSQL: ${n(run.stored.missing)}** of ${n(run.stored.acked)} (${n(race.devices)} devices ` +
       `throughout both runs).`,
     `- The two cores were ${n(Math.min(busy(distinct.cpuHold), busy(cached.cpuHold)), 1)}-${n(Math.max(busy(distinct.cpuRamp), busy(cached.cpuRamp)), 1)} ` +
@@ -272,8 +291,7 @@ function summary(run: RaceStartRun): string[] {
         .slice(0, 3)
         .map((r) => `${r.part} (${n(r.tenfold, 1)} cores)`)
         .join(', ') +
-      `: Directus authorization at the start ${tenfoldRows(run)[0]?.part === 'directus' ? 'comes first' : 'needs scaling too'} ` +
-      `(${n(demand * 10)}/s asked; logins too, if viewers log in then), and each ` +
+      `: authorizing the start costs Directus about nothing (the token claim), its share is logins and refreshes, and each ` +
       `gateway pod has a stream floor of ${n(floor10x, 1)} cores to decode ${n(race.devices * race.positionHz * 10)} positions/s before ` +
       `serving anyone. Details below.`,
   ];
@@ -317,15 +335,20 @@ export function renderRaceStartReport(run: RaceStartRun): string {
           'viewers',
           `${n(scenario.viewers)}, linear ramp over ${scenario.rampSeconds} s, then ${scenario.holdSeconds} s connected; twice on the same stack:`,
         ],
-        ['run A', `one Directus account per viewer (${n(distinct.accounts)} accounts): every subscription is one authorization call`],
+        [
+          'run A',
+          `one Directus account per viewer (${n(distinct.accounts)} accounts), each access token listing the events its user may read ` +
+            '(`pitwall_events`): a subscribe to a listed event is authorized by the gateway without a Directus call (before: one call each)',
+        ],
         [
           'run B',
-          `one account per event (${n(cached.accounts)}; all viewers of an event share it): the gateway's (user, event) permission cache answers all ` +
-            `but about one call per event and cache lifetime, as an authorization shared per (policy, event) would; Directus is out of the way`,
+          `one account per event (${n(cached.accounts)}; all viewers of an event share it): the same claim path (before the claim, the ` +
+            "gateway's (user, event) permission cache stood in for it)",
         ],
         [
           'viewer',
-          'open /live, `auth` message, `subscribe` to one event (round-robin), snapshot, positions until the end; retries on `authorization_unavailable`',
+          'open /live, `auth` message, `subscribe` to one event (round-robin), snapshot, positions until the end; retries on ' +
+            "`authorization_unavailable` / `rate_limited` after `retry_after_ms` with jitter (the protocol's `backoffDelayMs`)",
         ],
         ['accounts', 'Directus users logged in (/auth/login) before the ramp'],
         [
@@ -335,8 +358,8 @@ export function renderRaceStartReport(run: RaceStartRun): string {
         [
           'gateway',
           `one process, DIRECTUS_SECRET set (tokens verified locally), batch window ${run.batchWindowMs} ms, re-validation every ` +
-            `${n(run.revalidateIntervalMs.run / 60_000)} min (default ${n(run.revalidateIntervalMs.default / 1000)} s; kept out of the runs, ` +
-            `costed below), Directus reached through a counting proxy`,
+            `${n(run.revalidateIntervalMs.run / 1000)} s (default ${n(run.revalidateIntervalMs.default / 1000)} s; shorter in the runs so ` +
+            `that any re-validated subscription shows), Directus reached through a counting proxy`,
         ],
         [
           'set-up',
