@@ -12,6 +12,21 @@ import type { FleetOptions, ParentMessage, ViewerPlan, WorkerMessage } from './p
 const PACKAGE_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const VIEWER_WORKER_ENTRY = join(PACKAGE_ROOT, 'dist', 'viewers', 'viewer-worker.js');
 
+/**
+ * The parent's Node flags without its export conditions: a test runner resolving workspace packages to
+ * their TypeScript sources (`--conditions @pitwall/source`) would otherwise hand that to the worker,
+ * which runs from the build and imports workspace packages (@pitwall/live-protocol) as built.
+ */
+export function buildExecArgv(execArgv: readonly string[]): string[] {
+  const kept: string[] = [];
+  for (let i = 0; i < execArgv.length; i++) {
+    const arg = execArgv[i] ?? '';
+    if (arg === '--conditions' || arg === '-C') i++;
+    else if (!arg.startsWith('--conditions=') && !arg.startsWith('-C=')) kept.push(arg);
+  }
+  return kept;
+}
+
 interface Worker {
   child: ChildProcess;
   finished: Promise<void>;
@@ -26,7 +41,11 @@ export class ViewerFleet {
   static start(count = Math.max(1, cpus().length)): ViewerFleet {
     if (!existsSync(VIEWER_WORKER_ENTRY)) throw new Error(`${VIEWER_WORKER_ENTRY} is missing: build first (npx tsc --build load-tests)`);
     const workers = Array.from({ length: count }, (): Worker => {
-      const child = fork(VIEWER_WORKER_ENTRY, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], serialization: 'json' });
+      const child = fork(VIEWER_WORKER_ENTRY, [], {
+        stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+        serialization: 'json',
+        execArgv: buildExecArgv(process.execArgv),
+      });
       const pendingReport: Worker['pendingReport'] = [];
       const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
       const finished = new Promise<void>((resolve) => {

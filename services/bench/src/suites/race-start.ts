@@ -392,7 +392,7 @@ export const raceStartSuite: BenchSuite = {
           baseline: { name: 'authorizations/s Directus serves (measured straight, 32 concurrent)', value: directusCapacity.callsPerSecond },
           higherIsBetter: false,
           notes:
-            `${scenario.viewers / scenario.rampSeconds} new subscriptions/s in the ramp; Directus p50 ${directusCapacity.p50Ms.toFixed(0)} ms, ` +
+            `${(scenario.viewers / scenario.rampSeconds).toFixed(0)} new subscriptions/s in the ramp; Directus p50 ${directusCapacity.p50Ms.toFixed(0)} ms, ` +
             `p99 ${directusCapacity.p99Ms.toFixed(0)} ms at that concurrency`,
         },
         {
