@@ -1,55 +1,49 @@
 import { createPosition, deviceShardKey, encodePosition, POSITION_FIELD } from '@pitwall/contract';
 import { LiveClient, type SocketLike } from '@pitwall/live-client';
 import { Histogram } from '@pitwall/load-tests';
-import { freePort, RedisServer, scrapeMetric, startService, startStandInDirectus, waitFor, type ServiceProcess } from '@pitwall/testkit';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { DirectusCallCounter, login, seedDirectus, startDirectus, type StartedDirectus } from '@pitwall/business-plane';
+import { freePort, PostgresServer, RedisServer, REPO_ROOT, scrapeMetric, startService, waitFor, type ServiceProcess } from '@pitwall/testkit';
 import { Redis } from 'ioredis';
-import { SignJWT } from 'jose';
 import WebSocket from 'ws';
 import type { BenchContext, BenchResult, BenchSuite } from '../suite.js';
 
 // Reconnect storm (issue 18): viewers of a gateway pod that is drained (SIGTERM: 1001) all move to the
 // other pod at once and resume from their cursors. Two built gateways on a throwaway Redis, a race fed
-// straight into the shard streams, a stand-in Directus (the gateways verify tokens locally; the stand-in
-// answers authorization and entries and counts the calls), the viewers on @pitwall/live-client in this
-// process. Measured: time from a viewer's new connection to its `recovered: true` reply (p99), against
+// straight into the shard streams, a real seeded Directus on a throwaway PostgreSQL behind a counting
+// proxy (the gateways verify tokens locally with its SECRET; every viewer uses the logged-in token of
+// the viewer of every event, which carries the pitwall_events claim), the viewers on
+// @pitwall/live-client in this process. Measured: time from a viewer's new connection to its `recovered: true` reply (p99), against
 // the same viewers' first connection to their snapshot (the same storm of fresh subscribes); Directus and
 // Redis calls per resume; the history's memory per event per minute of race.
 
 const SUITE = 'reconnect-storm';
-const SECRET = 'reconnect-storm-bench-secret-of-32-bytes!';
 const SHARDS = 2;
 const EVENTS = 10;
 const CARS_PER_EVENT = 20;
 const FIX_INTERVAL_MS = 1_000;
-const IMEI_BASE = 356307049000000;
-
-function imeiOf(event: number, car: number): string {
-  return String(IMEI_BASE + event * 1_000 + car);
-}
-
-/** One car per event per FIX_INTERVAL_MS, every car, until stopped. */
-function startRaceFeed(redis: Redis, streamKey: string): { stop: () => Promise<void> } {
+/** One car per event per FIX_INTERVAL_MS, every car of `imeis` (every seeded entry), until stopped. */
+function startRaceFeed(redis: Redis, streamKey: string, imeis: readonly string[]): { stop: () => Promise<void> } {
   let running = true;
   const loop = (async () => {
     while (running) {
       const started = Date.now();
       const pipeline = redis.pipeline();
-      for (let event = 1; event <= EVENTS; event++) {
-        for (let car = 0; car < CARS_PER_EVENT; car++) {
-          const deviceId = imeiOf(event, car);
-          const position = createPosition({
-            deviceId,
-            recordedAtMs: BigInt(started + car),
-            receivedAtMs: BigInt(started + car),
-            latE7: Math.round((54.6872 + car / 1e4 + (started % 60_000) / 1e7) * 1e7),
-            lonE7: Math.round(25.2797 * 1e7),
-            altitudeM: 100,
-            speedKmh: 120,
-            headingDeg: 90,
-            satellites: 9,
-          });
-          pipeline.xadd(deviceShardKey(streamKey, SHARDS, deviceId), '*', POSITION_FIELD, Buffer.from(encodePosition(position)));
-        }
+      for (const [index, deviceId] of imeis.entries()) {
+        const car = index % CARS_PER_EVENT;
+        const position = createPosition({
+          deviceId,
+          recordedAtMs: BigInt(started + car),
+          receivedAtMs: BigInt(started + car),
+          latE7: Math.round((54.6872 + car / 1e4 + (started % 60_000) / 1e7) * 1e7),
+          lonE7: Math.round(25.2797 * 1e7),
+          altitudeM: 100,
+          speedKmh: 120,
+          headingDeg: 90,
+          satellites: 9,
+        });
+        pipeline.xadd(deviceShardKey(streamKey, SHARDS, deviceId), '*', POSITION_FIELD, Buffer.from(encodePosition(position)));
       }
       await pipeline.exec();
       await new Promise((resolve) => setTimeout(resolve, Math.max(0, FIX_INTERVAL_MS - (Date.now() - started))));
@@ -85,14 +79,24 @@ export const reconnectStormSuite: BenchSuite = {
     const viewerCount = quick ? 500 : 5_000;
     const redisServer = await RedisServer.start();
     const redis = new Redis(redisServer.url);
-    const directus = await startStandInDirectus((eventId) =>
-      Array.from({ length: CARS_PER_EVENT }, (_, car) => ({ label: `#${car + 1}`, imei: imeiOf(eventId, car) })),
-    );
+    const logDir = join(REPO_ROOT, '.pitwall', 'bench', SUITE);
+    mkdirSync(logDir, { recursive: true });
+    const postgres = await PostgresServer.start();
+    let realDirectus: StartedDirectus | undefined;
+    let directus: DirectusCallCounter | undefined;
     const streamKey = 'storm:positions';
     const gateways: ServiceProcess[] = [];
     const viewers: Viewer[] = [];
     let feed: { stop: () => Promise<void> } | undefined;
     try {
+      realDirectus = await startDirectus({ postgresAdminUrl: postgres.url(), logFile: join(logDir, 'directus.log') });
+      const seed = await seedDirectus(realDirectus, { events: EVENTS, devicesPerEvent: CARS_PER_EVENT });
+      directus = await DirectusCallCounter.start(realDirectus.url);
+      const eventIds = seed.events.map((event) => event.id);
+      const imeis = seed.entries.map((entry) => seed.devices.find((device) => device.id === entry.device)?.imei ?? '');
+      // One real token for every viewer: Directus's access tokens live 15 minutes, longer than the run.
+      const { viewerAll } = seed.users;
+      const token = (await login(realDirectus.url, viewerAll.email, viewerAll.password)).accessToken;
       const urls: string[] = [];
       for (let i = 1; i <= 2; i++) {
         const port = await freePort();
@@ -104,8 +108,8 @@ export const reconnectStormSuite: BenchSuite = {
             INSTANCE_ID: `storm-${i}`,
             GATEWAY_PORT: String(port),
             DIRECTUS_URL: directus.url,
-            DIRECTUS_SECRET: SECRET,
-            DIRECTUS_SERVICE_TOKEN: 'stand-in',
+            DIRECTUS_SECRET: realDirectus.secret,
+            DIRECTUS_SERVICE_TOKEN: seed.serviceToken,
             GATEWAY_BATCH_WINDOW_MS: '1000',
             GATEWAY_MAX_CONNECTIONS_PER_ADDRESS: '1000000',
             GATEWAY_MAX_UNAUTHENTICATED_CONNECTIONS: '20000',
@@ -115,19 +119,7 @@ export const reconnectStormSuite: BenchSuite = {
         );
         urls.push(`ws://127.0.0.1:${port}/live`);
       }
-      feed = startRaceFeed(redis, streamKey);
-      const secret = new TextEncoder().encode(SECRET);
-      const eventIds = Array.from({ length: EVENTS }, (_, i) => i + 1);
-      const tokens = await Promise.all(
-        Array.from({ length: viewerCount }, (_, i) =>
-          new SignJWT({ id: `viewer-${i}`, role: null, app_access: false, admin_access: false, pitwall_events: eventIds })
-            .setProtectedHeader({ alg: 'HS256', typ: 'JWT' })
-            .setIssuedAt()
-            .setIssuer('directus')
-            .setExpirationTime('1h')
-            .sign(secret),
-        ),
-      );
+      feed = startRaceFeed(redis, streamKey, imeis);
 
       const started = performance.now();
       for (let i = 0; i < viewerCount; i++) {
@@ -140,7 +132,7 @@ export const reconnectStormSuite: BenchSuite = {
         };
         viewer.client = new LiveClient({
           url: urls,
-          token: () => tokens[i] ?? '',
+          token: () => token,
           socket: (url) => {
             viewer.connectStartedAt = performance.now();
             return new WebSocket(url) as unknown as SocketLike;
@@ -155,7 +147,7 @@ export const reconnectStormSuite: BenchSuite = {
             viewer.recovered = recovered;
           }
         });
-        viewer.client.subscribe((i % EVENTS) + 1);
+        viewer.client.subscribe(eventIds[i % eventIds.length] ?? 0);
         viewers.push(viewer);
         viewer.client.start();
       }
@@ -175,7 +167,7 @@ export const reconnectStormSuite: BenchSuite = {
       await new Promise((resolve) => setTimeout(resolve, 5_000));
       const quietRate = ((await redisCommands(redis)) - quietFrom) / (performance.now() - quietStarted);
 
-      const directusBefore = directus.calls();
+      const directusBefore = directus.snapshot().total;
       const redisBefore = await redisCommands(redis);
       const stormStarted = performance.now();
       await gateway1.proc.stop('SIGTERM', 30_000);
@@ -184,7 +176,7 @@ export const reconnectStormSuite: BenchSuite = {
         intervalMs: 200,
       });
       const stormMs = performance.now() - stormStarted;
-      const directusCalls = directus.calls() - directusBefore;
+      const directusCalls = directus.snapshot().total - directusBefore;
       const redisExtra = (await redisCommands(redis)) - redisBefore - quietRate * stormMs;
       const historyBytes = await scrapeMetric(gateway2.metricsUrl, 'pitwall_live_gateway_history_bytes');
       const historySpanMinutes = Math.min(120_000, performance.now() - started) / 60_000;
@@ -249,7 +241,9 @@ export const reconnectStormSuite: BenchSuite = {
       for (const viewer of viewers) viewer.client.close();
       await feed?.stop();
       for (const gateway of gateways) await gateway.proc.stop('SIGTERM', 30_000).catch(() => undefined);
-      await directus.close();
+      await directus?.stop();
+      await realDirectus?.destroy();
+      await postgres.destroy();
       redis.disconnect();
       await redisServer.destroy();
     }
