@@ -1,7 +1,13 @@
-import { randomUUID } from 'node:crypto';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { connect } from 'node:net';
+import {
+  createEventViewer,
+  DirectusRest,
+  login,
+  sharedDirectusAdmin,
+  sharedDirectusSecret,
+  sharedDirectusSeed,
+  sharedDirectusUrl,
+} from '@pitwall/business-plane';
 import { CODEC_8_EXTENDED, encodeImeiHandshake, encodeTcpAvlPacket } from '@pitwall/teltonika';
 import {
   createTestDatabase,
@@ -14,7 +20,6 @@ import {
   type ReceivedSpan,
   type ServiceProcess,
 } from '@pitwall/testkit';
-import { SignJWT } from 'jose';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
@@ -24,37 +29,38 @@ import WebSocket from 'ws';
  * (http/protobuf, every trace sampled), a device sends one packet, a viewer watches its event. The
  * packet's span in ingestion is the root; the writer's batch (read, COPY, commit, XACK) and the
  * gateway's publish continue it through the entry's `tp` field; http, pg and ioredis are traced by
- * their instrumentations.
+ * their instrumentations. The gateway asks the run's shared Directus, where this test makes its own
+ * event (running now), the device and its entry, and a viewer of that event only.
  */
 
 const IMEI = '356307042441077';
-const EVENT_ID = 7;
-const SECRET = `tracing-${randomUUID()}`;
 
 const receiver = new OtlpReceiver();
-let directus: Server;
+let eventId: number;
 const services: ServiceProcess[] = [];
 let databaseUrl: string;
 let packetTimestampMs: number;
 let viewerGot: unknown;
 
-/** Directus as the gateway asks it: the event is readable and running, device IMEI is entry 44 in it. */
-function fakeDirectus(): Server {
-  return createServer((request, response) => {
-    const url = new URL(request.url ?? '/', 'http://directus');
-    const json = (body: unknown) => response.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(body));
-    if (url.pathname === `/items/events/${EVENT_ID}`) json({ data: { id: EVENT_ID } });
-    else if (url.pathname === '/items/entries') {
-      const window = { starts_at: new Date(Date.now() - 3_600_000).toISOString(), ends_at: new Date(Date.now() + 3_600_000).toISOString() };
-      json({ data: [{ label: '44', device: { imei: IMEI }, event: window }] });
-    } else response.writeHead(404).end();
+/** An event whose window includes now, the device IMEI and its entry (label 44) in it, on the shared Directus. */
+async function makeEvent(rest: DirectusRest): Promise<number> {
+  const now = Date.now();
+  const event = await rest.post<{ id: number }>('/items/events', {
+    name: uniqueName('tracing'),
+    status: 'live',
+    starts_at: new Date(now - 3_600_000).toISOString(),
+    ends_at: new Date(now + 3_600_000).toISOString(),
   });
+  const device = await rest.post<{ id: number }>('/items/devices', { imei: IMEI, name: 'Tracing tracker' });
+  await rest.post('/items/entries', { event: event.id, device: device.id, label: '44' });
+  return event.id;
 }
 
 beforeAll(async () => {
   const endpoint = await receiver.start();
-  directus = fakeDirectus();
-  await new Promise<void>((resolve) => directus.listen(0, '127.0.0.1', resolve));
+  const admin = sharedDirectusAdmin();
+  eventId = await makeEvent(new DirectusRest(admin.url, admin.adminToken));
+  const { user } = await createEventViewer(admin, [eventId]);
   databaseUrl = await createTestDatabase('tracing');
   const common = {
     REDIS_URL: sharedRedisUrl(),
@@ -82,22 +88,17 @@ beforeAll(async () => {
         ...common,
         GATEWAY_PORT: String(gatewayPort),
         INSTANCE_ID: uniqueName('pod'),
-        DIRECTUS_URL: `http://127.0.0.1:${(directus.address() as AddressInfo).port}`,
-        DIRECTUS_SECRET: SECRET,
-        DIRECTUS_SERVICE_TOKEN: 'tracing-service-token',
+        DIRECTUS_URL: sharedDirectusUrl(),
+        DIRECTUS_SECRET: sharedDirectusSecret(),
+        DIRECTUS_SERVICE_TOKEN: sharedDirectusSeed().serviceToken,
       },
       { timeoutMs: 30_000 },
     ),
   ]);
   services.push(ingestion, writer, gateway);
 
-  // A viewer of the event.
-  const token = await new SignJWT({ id: randomUUID(), role: null, app_access: false, admin_access: false })
-    .setProtectedHeader({ alg: 'HS256', typ: 'JWT' })
-    .setIssuedAt()
-    .setIssuer('directus')
-    .setExpirationTime('15m')
-    .sign(new TextEncoder().encode(SECRET));
+  // A viewer of the event (its token carries the pitwall_events claim).
+  const { accessToken: token } = await login(sharedDirectusUrl(), user.email, user.password);
   const viewer = new WebSocket(`ws://127.0.0.1:${gatewayPort}/live?access_token=${encodeURIComponent(token)}`);
   const messages: { type: string; positions?: { device_id: string; ts: number }[] }[] = [];
   viewer.on('message', (data: Buffer) => messages.push(JSON.parse(data.toString('utf8')) as (typeof messages)[number]));
@@ -105,7 +106,7 @@ beforeAll(async () => {
     viewer.once('open', resolve);
     viewer.once('error', reject);
   });
-  viewer.send(JSON.stringify({ type: 'subscribe', event_id: EVENT_ID, uid: 's' }));
+  viewer.send(JSON.stringify({ type: 'subscribe', event_id: eventId, uid: 's' }));
   await waitFor('subscribed', () => messages.some((m) => m.type === 'subscribed')).catch((err: Error) => {
     throw new Error(`${err.message}: got ${JSON.stringify(messages)}`);
   });
@@ -163,7 +164,6 @@ beforeAll(async () => {
 afterAll(async () => {
   for (const service of services) await service.proc.stop();
   await receiver.close();
-  directus.close();
 });
 
 function one(spans: readonly ReceivedSpan[], what: string, match: (span: ReceivedSpan) => boolean): ReceivedSpan {
@@ -211,7 +211,7 @@ describe('a position’s trace across ingestion, writer and live gateway', () =>
     expect(publish.service).toBe('pitwall-live-gateway');
     expect(publish.traceId).toBe(packet.traceId);
     expect(publish.parentSpanId).toBe(packet.spanId);
-    expect(publish.attributes).toMatchObject({ 'pitwall.device_id': IMEI, 'pitwall.event_id': EVENT_ID, 'pitwall.recipients': 1 });
+    expect(publish.attributes).toMatchObject({ 'pitwall.device_id': IMEI, 'pitwall.event_id': eventId, 'pitwall.recipients': 1 });
   });
 
   it('traces http requests, but not health checks and scrapes', () => {
