@@ -9,6 +9,5 @@ export * from './postgres-server.js';
 export * from './redis-server.js';
 export * from './service-process.js';
 export * from './shared-servers.js';
-export * from './stand-in-directus.js';
 export * from './wait.js';
 export * from './chart-limits.js';
