@@ -1,7 +1,7 @@
 import { commonEnv, intVar, listVar, numberVar, portVar, z } from '@pitwall/platform';
 
 /**
- * Environment of the ingestion service (CONTRACT.md plus the INGESTION_* extras below; each has a
+ * Environment of the ingestion service (docs/interfaces.md plus the INGESTION_* extras below; each has a
  * default). Keys are the variable names.
  */
 export const ingestionEnv = {

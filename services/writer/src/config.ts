@@ -1,7 +1,7 @@
 import { boolVar, commonEnv, instanceIdEnv, intVar, urlVar, z } from '@pitwall/platform';
 
 /**
- * Environment of the writer: the contract's variables (CONTRACT.md) first, then this service's own
+ * Environment of the writer: the contract's variables (docs/interfaces.md) first, then this service's own
  * knobs, each with a default that suits one pod writing a few thousand positions per second.
  */
 export const writerEnv = {

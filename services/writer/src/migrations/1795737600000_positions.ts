@@ -1,6 +1,6 @@
 import type { MigrationBuilder } from 'node-pg-migrate';
 
-// The telemetry plane's tables (CONTRACT.md: `positions`), owned by the writer.
+// The telemetry plane's tables (docs/interfaces.md: `positions`), owned by the writer.
 //
 // positions: one row per (device_id, recorded_at), range-partitioned by recorded_at. The primary
 // key serves both SPA queries on history: one device's track over a window is a range scan of it
