@@ -5,7 +5,7 @@
 // internet. The map server bundles this file with the library (esbuild). State is on window.pitwall
 // for debugging and the browser test.
 import { LiveClient } from '@pitwall/live-client';
-import { backoffDelayMs } from '@pitwall/live-protocol';
+import { backoffDelayMs, UNSUBSCRIBE_REASONS } from '@pitwall/live-protocol';
 
 /** Seconds of trail per car: asked from the gateway on subscribe (history_seconds), then kept up. */
 const TRAIL_SECONDS = 120;
@@ -242,8 +242,8 @@ function connect() {
   });
   live.on('unsubscribed', ({ eventId, reason }) => {
     if (eventId === state.subscribedEventId) setSubscription(undefined);
-    if (reason === 'forbidden') {
-      showError('forbidden', `no longer allowed to watch event ${eventId}`);
+    if (reason === UNSUBSCRIBE_REASONS.forbidden) {
+      showError(UNSUBSCRIBE_REASONS.forbidden, `no longer allowed to watch event ${eventId}`);
       clearPositions();
     }
   });

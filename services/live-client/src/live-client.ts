@@ -4,6 +4,7 @@ import {
   DEFAULT_BACKOFF,
   ERRORS,
   parseServerMessage,
+  UNSUBSCRIBE_REASONS,
   type BackoffPolicy,
   type ClientMessage,
   type Cursor,
@@ -407,7 +408,7 @@ export class LiveClient {
         this.onPositions(message);
         return;
       case 'unsubscribed': {
-        if (message.reason === 'forbidden') this.subscriptions.delete(message.event_id);
+        if (message.reason === UNSUBSCRIBE_REASONS.forbidden) this.subscriptions.delete(message.event_id);
         this.emitter.emit('unsubscribed', { eventId: message.event_id, reason: message.reason });
         return;
       }

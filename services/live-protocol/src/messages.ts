@@ -108,8 +108,10 @@ export interface PositionsMessage {
   cursor: Cursor;
 }
 
-/** `client`: the client asked; `forbidden`: Directus no longer lets this user see the event. */
-export type UnsubscribeReason = 'client' | 'forbidden';
+/** Why a subscription ended: `client`: the client asked; `forbidden`: Directus no longer lets this user see the event. */
+export const UNSUBSCRIBE_REASONS = { client: 'client', forbidden: 'forbidden' } as const;
+
+export type UnsubscribeReason = (typeof UNSUBSCRIBE_REASONS)[keyof typeof UNSUBSCRIBE_REASONS];
 
 export interface UnsubscribedMessage {
   type: 'unsubscribed';
