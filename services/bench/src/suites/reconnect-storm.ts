@@ -1,5 +1,6 @@
 import { createPosition, deviceShardKey, encodePosition, POSITION_FIELD } from '@pitwall/contract';
 import { LiveClient, type SocketLike } from '@pitwall/live-client';
+import { CLOSE_CODES } from '@pitwall/live-protocol';
 import { Histogram } from '@pitwall/load-tests';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -198,7 +199,7 @@ export const reconnectStormSuite: BenchSuite = {
       return [
         {
           suite: SUITE,
-          figure: `p99 new connection to recovered:true after a 1001 (${viewerCount} viewers of the drained pod at once)`,
+          figure: `p99 new connection to recovered:true after a ${CLOSE_CODES.goingAway} (${viewerCount} viewers of the drained pod at once)`,
           unit: 'ms',
           value: resumed.quantile(0.99),
           baseline: { name: 'p99 first connection to snapshot, same viewers at once (same run)', value: first.quantile(0.99) },
