@@ -1,6 +1,9 @@
-// The live gateway's WebSocket protocol (CONTRACT.md, path /live) as a viewer speaks it: the messages,
-// the frames and the session flow. Shared by the k6 scripts and the Node harness, so it imports nothing
-// and uses no runtime-specific API (sockets and timers come in through ViewerFlowHost).
+// The live gateway's WebSocket protocol (docs/interfaces.md, path /live) as a viewer speaks it: the
+// messages, the frames and the session flow. Shared by the k6 scripts and the Node harness, so it imports
+// only types (erased: k6 runs this file as it is) and uses no runtime-specific API (sockets, timers and the
+// protocol's tables come in through ViewerFlowHost). Close codes, error codes and message shapes are
+// @pitwall/live-protocol's: no copy here.
+import type { AuthRequest, ServerMessage, SubscribeRequest, UnsubscribeRequest } from '@pitwall/live-protocol';
 
 /** A position as the gateway sends it; only what a viewer measures is read. */
 export interface LivePosition {
@@ -11,39 +14,27 @@ export interface LivePosition {
   rx: number;
 }
 
+/** A `type` of live-protocol's ServerMessage (a frame type it does not have does not compile). */
+type Of<T extends ServerMessage['type']> = T;
+
 export type ServerFrame =
-  | { type: 'auth'; status: string; expires_at: number | undefined; uid: string | undefined }
-  | { type: 'subscribed'; event_id: number; snapshot: unknown[]; uid: string | undefined }
-  | { type: 'positions'; event_id: number; positions: unknown[] }
-  | { type: 'unsubscribed'; event_id: number; reason: string }
-  | { type: 'error'; code: string; message: string; uid: string | undefined; retry_after_ms: number | undefined }
-  | { type: 'pong' };
-
-/** Close codes of the contract. */
-export const CLOSE_CODE = {
-  normal: 1000,
-  goingAway: 1001,
-  protocolViolation: 4400,
-  unauthenticated: 4401,
-  authTimeout: 4408,
-} as const;
-
-/** Error codes that ask the client to try the same request again a little later. */
-export const RETRYABLE_ERROR_CODES: readonly string[] = ['authorization_unavailable', 'rate_limited'];
-
-/** Error codes after which the server ends the session for the token (then closes with 4401). */
-export const TOKEN_ERROR_CODES: readonly string[] = ['unauthenticated', 'token_expired'];
+  | { type: Of<'auth'>; status: string; expires_at: number | undefined; uid: string | undefined }
+  | { type: Of<'subscribed'>; event_id: number; snapshot: unknown[]; uid: string | undefined }
+  | { type: Of<'positions'>; event_id: number; positions: unknown[] }
+  | { type: Of<'unsubscribed'>; event_id: number; reason: string }
+  | { type: Of<'error'>; code: string; message: string; uid: string | undefined; retry_after_ms: number | undefined }
+  | { type: Of<'pong'> };
 
 export function authMessage(accessToken: string): string {
-  return JSON.stringify({ type: 'auth', access_token: accessToken });
+  return JSON.stringify({ type: 'auth', access_token: accessToken } satisfies AuthRequest);
 }
 
 export function subscribeMessage(eventId: number, uid: string): string {
-  return JSON.stringify({ type: 'subscribe', event_id: eventId, uid });
+  return JSON.stringify({ type: 'subscribe', event_id: eventId, uid } satisfies SubscribeRequest);
 }
 
 export function unsubscribeMessage(eventId: number, uid: string): string {
-  return JSON.stringify({ type: 'unsubscribe', event_id: eventId, uid });
+  return JSON.stringify({ type: 'unsubscribe', event_id: eventId, uid } satisfies UnsubscribeRequest);
 }
 
 function isRecord(value: unknown): value is Record<string, unknown> {
@@ -154,6 +145,11 @@ export interface ViewerFlowHost {
    * @pitwall/live-protocol (imported by the host: this module imports nothing, for k6).
    */
   retryDelayMs(attempt: number, retryAfterMs: number | undefined): number;
+  /**
+   * The protocol's error codes by what a viewer does about them: RETRYABLE_ERROR_CODES and
+   * TOKEN_ERROR_CODES of @pitwall/live-protocol (passed in by the host, as above).
+   */
+  readonly errorCodes: { readonly retryable: readonly string[]; readonly token: readonly string[] };
 }
 
 export interface ViewerFlowOutcome {
@@ -275,12 +271,12 @@ export class ViewerFlow {
   private onError(code: string, retryAfterMs: number | undefined): void {
     this.lastError = code;
     this.host.error(code);
-    if (this.refreshPending && TOKEN_ERROR_CODES.includes(code)) {
+    if (this.refreshPending && this.host.errorCodes.token.includes(code)) {
       this.refreshPending = false;
       this.host.refreshed(false);
     }
     if (this.gotSnapshot) return;
-    if (!RETRYABLE_ERROR_CODES.includes(code)) {
+    if (!this.host.errorCodes.retryable.includes(code)) {
       this.closeOurselves(true);
       return;
     }

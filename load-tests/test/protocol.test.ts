@@ -1,4 +1,4 @@
-import { backoffDelayMs } from '@pitwall/live-protocol';
+import { backoffDelayMs, RETRYABLE_ERROR_CODES, TOKEN_ERROR_CODES } from '@pitwall/live-protocol';
 import { describe, expect, it } from 'vitest';
 import {
   ViewerFlow,
@@ -105,6 +105,7 @@ class ScriptedHost implements ViewerFlowHost {
     this.events.push('retried');
   }
   readonly delays: number[] = [];
+  readonly errorCodes = { retryable: RETRYABLE_ERROR_CODES, token: TOKEN_ERROR_CODES };
   retryDelayMs(attempt: number, retryAfterMs: number | undefined): number {
     const delay = backoffDelayMs(attempt, retryAfterMs);
     this.delays.push(delay);

@@ -3,7 +3,9 @@ import { clearTimeout, setTimeout } from 'k6/timers';
 import { WebSocket } from 'k6/websockets';
 // The protocol's backoff by path: k6 runs TypeScript files but resolves no npm workspace packages.
 import { backoffDelayMs } from '../../../services/live-protocol/src/backoff.ts';
-import { CLOSE_CODE, TOKEN_ERROR_CODES, ViewerFlow, parseServerFrame, type TokenRefresher } from '../../src/protocol.ts';
+import { CLOSE_CODES } from '../../../services/live-protocol/src/disconnects.ts';
+import { isErrorCode, RETRYABLE_ERROR_CODES, TOKEN_ERROR_CODES } from '../../../services/live-protocol/src/errors.ts';
+import { ViewerFlow, parseServerFrame, type TokenRefresher } from '../../src/protocol.ts';
 import { METRIC, type ViewerPhase } from '../../src/scenarios.ts';
 
 // One viewer session on the gateway over k6's WebSocket: the shared ViewerFlow (the same one the Node
@@ -64,7 +66,7 @@ export function watch(options: WatchOptions): Promise<WatchOutcome> {
       {
         send: (text) => ws.send(text),
         isOpen: () => ws.readyState === WebSocket.OPEN,
-        close: () => ws.close(CLOSE_CODE.normal),
+        close: () => ws.close(CLOSE_CODES.normal),
         schedule: (run, ms) => {
           const timer = setTimeout(run, ms);
           return () => clearTimeout(timer);
@@ -76,6 +78,7 @@ export function watch(options: WatchOptions): Promise<WatchOutcome> {
         refreshed: (ok) => tokenRefreshFailed.add(!ok, tags),
         retried: () => undefined,
         retryDelayMs: (attempt, retryAfterMs) => backoffDelayMs(attempt, retryAfterMs),
+        errorCodes: { retryable: RETRYABLE_ERROR_CODES, token: TOKEN_ERROR_CODES },
       },
     );
 
@@ -93,7 +96,8 @@ export function watch(options: WatchOptions): Promise<WatchOutcome> {
       const closeCode = closeCodeOf(event);
       const outcome = flow.closed();
       const tokenClose =
-        closeCode === CLOSE_CODE.unauthenticated || (closeCode === undefined && TOKEN_ERROR_CODES.includes(outcome.lastError ?? ''));
+        closeCode === CLOSE_CODES.unauthenticated ||
+        (closeCode === undefined && isErrorCode(outcome.lastError) && TOKEN_ERROR_CODES.includes(outcome.lastError));
       if (outcome.closedByServer && tokenClose) unauthenticatedCloses.add(1, tags);
       sessionFailed.add(outcome.failed, tags);
       resolve({ gotSnapshot: outcome.gotSnapshot, failed: outcome.failed, closeCode, lastError: outcome.lastError });

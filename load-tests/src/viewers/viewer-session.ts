@@ -1,6 +1,6 @@
-import { backoffDelayMs } from '@pitwall/live-protocol';
+import { backoffDelayMs, CLOSE_CODES, RETRYABLE_ERROR_CODES, TOKEN_ERROR_CODES } from '@pitwall/live-protocol';
 import WebSocket from 'ws';
-import { CLOSE_CODE, ViewerFlow, parseServerFrame, type TokenRefresher } from '../protocol.js';
+import { ViewerFlow, parseServerFrame, type TokenRefresher } from '../protocol.js';
 import type { ViewerPhase } from '../scenarios.js';
 import type { ViewerStats } from '../stats/viewer-stats.js';
 
@@ -57,7 +57,7 @@ export function startViewerSession(options: SessionOptions, stats: ViewerStats):
       isOpen: () => ws.readyState === WebSocket.OPEN,
       close: () => {
         if (ws.readyState === WebSocket.CONNECTING) ws.terminate();
-        else ws.close(CLOSE_CODE.normal);
+        else ws.close(CLOSE_CODES.normal);
       },
       schedule: (run, ms) => {
         const timer = setTimeout(run, ms);
@@ -79,6 +79,7 @@ export function startViewerSession(options: SessionOptions, stats: ViewerStats):
       },
       retried: () => stats.retries++,
       retryDelayMs: (attempt, retryAfterMs) => backoffDelayMs(attempt, retryAfterMs),
+      errorCodes: { retryable: RETRYABLE_ERROR_CODES, token: TOKEN_ERROR_CODES },
     },
   );
 
@@ -107,7 +108,7 @@ export function startViewerSession(options: SessionOptions, stats: ViewerStats):
       const outcome = flow.closed();
       if (outcome.closedByServer) {
         stats.countServerClose(code);
-        if (code === CLOSE_CODE.unauthenticated) stats.unauthenticatedCloses++;
+        if (code === CLOSE_CODES.unauthenticated) stats.unauthenticatedCloses++;
       }
       if (outcome.failed) {
         phase.failedSessions++;
