@@ -92,9 +92,7 @@ describe('reconnect storm', () => {
       return client;
     });
     try {
-      await waitFor('every viewer subscribed', () =>
-        viewers.every((v, i) => v.cursorOf(eventOf(i).id) !== undefined),
-      );
+      await waitFor('every viewer subscribed', () => viewers.every((v, i) => v.cursorOf(eventOf(i).id) !== undefined));
 
       const t0 = Date.now();
       const fed: TestPosition[] = [];
@@ -116,9 +114,13 @@ describe('reconnect storm', () => {
       await drained;
       await feed(10, 5);
       await waitFor('every viewer resumed', () => recovered.every((r) => r !== undefined), { timeoutMs: 30_000 });
-      await waitFor('every position at every viewer', () => received.every((seen, i) => [...seen.values()].flat().length >= 15 * carsOf(i)), {
-        timeoutMs: 30_000,
-      });
+      await waitFor(
+        'every position at every viewer',
+        () => received.every((seen, i) => [...seen.values()].flat().length >= 15 * carsOf(i)),
+        {
+          timeoutMs: 30_000,
+        },
+      );
 
       expect(recovered.filter((r) => r === true)).toHaveLength(VIEWERS);
       for (const [i, viewer] of viewers.entries()) {

@@ -5,7 +5,16 @@ import { Histogram } from '@pitwall/load-tests';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { DirectusCallCounter, login, seedDirectus, startDirectus, type StartedDirectus } from '@pitwall/business-plane';
-import { freePort, PostgresServer, RedisServer, REPO_ROOT, scrapeMetric, startService, waitFor, type ServiceProcess } from '@pitwall/testkit';
+import {
+  freePort,
+  PostgresServer,
+  RedisServer,
+  REPO_ROOT,
+  scrapeMetric,
+  startService,
+  waitFor,
+  type ServiceProcess,
+} from '@pitwall/testkit';
 import { Redis } from 'ioredis';
 import WebSocket from 'ws';
 import type { BenchContext, BenchResult, BenchSuite } from '../suite.js';
@@ -216,8 +225,8 @@ export const reconnectStormSuite: BenchSuite = {
           baseline: { name: 'one authorization per viewer', value: 1 },
           higherIsBetter: false,
           notes:
-            'tokens carry pitwall_events; 0 once the gateway authorizes from the claim (issue 16), ' +
-            'until then one coalesced GET /items/events/:id per new token on the pod',
+            'tokens carry pitwall_events, so the gateway authorizes every resume from the claim (issue 16); ' +
+            "what is left is reads of an event's entries by the pod that takes the storm, at most one per event",
         },
         {
           suite: SUITE,
