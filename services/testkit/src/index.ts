@@ -6,6 +6,7 @@ export * from './names.js';
 export * from './otlp-receiver.js';
 export * from './ports.js';
 export * from './postgres-server.js';
+export * from './redis-cluster.js';
 export * from './redis-server.js';
 export * from './service-process.js';
 export * from './shared-servers.js';

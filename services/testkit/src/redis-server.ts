@@ -14,6 +14,8 @@ export interface RedisServerOptions {
    */
   durable?: boolean;
   port?: number;
+  /** More redis-server arguments (e.g. cluster mode). */
+  extraArgs?: readonly string[];
 }
 
 /** A throwaway redis-server on a free port that a test may stop, kill and restart. */
@@ -24,6 +26,7 @@ export class RedisServer {
     readonly port: number,
     readonly dir: string,
     private readonly durable: boolean,
+    private readonly extraArgs: readonly string[] = [],
   ) {}
 
   static async start(options: RedisServerOptions = {}): Promise<RedisServer> {
@@ -31,6 +34,7 @@ export class RedisServer {
       options.port ?? (await freePort()),
       mkdtempSync(join(tmpdir(), 'pitwall-redis-')),
       options.durable ?? false,
+      options.extraArgs,
     );
     await server.restart();
     return server;
@@ -56,7 +60,20 @@ export class RedisServer {
     const persistence = this.durable ? ['--appendonly', 'yes', '--appendfsync', 'always'] : ['--appendonly', 'no'];
     this.proc = new ManagedProcess(
       redisServer,
-      ['--port', String(this.port), '--bind', '127.0.0.1', '--dir', this.dir, '--save', '', ...persistence, '--logfile', ''],
+      [
+        '--port',
+        String(this.port),
+        '--bind',
+        '127.0.0.1',
+        '--dir',
+        this.dir,
+        '--save',
+        '',
+        ...persistence,
+        '--logfile',
+        '',
+        ...this.extraArgs,
+      ],
       { name: `redis:${this.port}` },
     );
     await waitFor(`redis-server on port ${this.port}`, async () => {
