@@ -79,6 +79,44 @@ export function listVar() {
     );
 }
 
+/** A Redis Cluster seed node (REDIS_CLUSTER_NODES). */
+export interface RedisClusterNode {
+  host: string;
+  port: number;
+}
+
+const CLUSTER_NODE = /^(?:(rediss?):\/\/)?(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):(\d{1,5})$/;
+
+/**
+ * REDIS_CLUSTER_NODES: comma-separated `host:port` seed nodes (`rediss://host:port` for TLS, then on
+ * every node). Empty when unset: standalone Redis at REDIS_URL.
+ */
+export function clusterNodesVar() {
+  return z
+    .string()
+    .default('')
+    .transform((value, ctx) => {
+      const nodes: RedisClusterNode[] = [];
+      const schemes = new Set<string>();
+      for (const item of value.split(',').map((s) => s.trim())) {
+        if (item === '') continue;
+        const match = CLUSTER_NODE.exec(item);
+        const port = Number(match?.[3]);
+        if (match === null || port < 1 || port > 65535) {
+          ctx.addIssue({ code: 'custom', message: `must be comma-separated host:port seed nodes ("${item}" is not)` });
+          return z.NEVER;
+        }
+        schemes.add(match[1] ?? 'redis');
+        nodes.push({ host: (match[2] as string).replace(/^\[(.*)\]$/, '$1'), port });
+      }
+      if (schemes.size > 1) {
+        ctx.addIssue({ code: 'custom', message: 'must use TLS (rediss://) on every seed node or on none' });
+        return z.NEVER;
+      }
+      return { nodes, tls: schemes.has('rediss') };
+    });
+}
+
 /** Variables every service reads (docs/interfaces.md). */
 export const commonEnv = {
   // The path is the database number (redis://host:6379/2); anything else would fail every connection.
@@ -86,6 +124,10 @@ export const commonEnv = {
     pattern: /^(\/\d*)?$/,
     message: 'its path must be a database number, like /0',
   }),
+  // Set: Redis Cluster mode (REDIS_URL is not used); credentials for it in REDIS_USERNAME / REDIS_PASSWORD.
+  REDIS_CLUSTER_NODES: clusterNodesVar(),
+  REDIS_USERNAME: z.string().optional(),
+  REDIS_PASSWORD: z.string().optional(),
   STREAM_KEY: z
     .string()
     .trim()
