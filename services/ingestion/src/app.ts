@@ -1,5 +1,6 @@
 import type { Tracer } from '@opentelemetry/api';
-import { HealthServer, redisReadiness, type Logger, type Registry, type Service } from '@pitwall/platform';
+import { HealthServer, type Logger, type Registry, type Service } from '@pitwall/platform';
+import { streamClientReadiness } from '@pitwall/streams';
 import { BackpressureMonitor } from './backpressure/backpressure-monitor.js';
 import type { IngestionConfig } from './config.js';
 import { deadLetterKey } from '@pitwall/contract';
@@ -27,7 +28,7 @@ export function createIngestion(config: IngestionConfig, deps: { logger: Logger;
   const { logger, registry, tracer } = deps;
   const metrics = new IngestionMetrics(registry);
   const health = new HealthServer(registry, config.METRICS_PORT);
-  const redis = new RedisConnection(config.REDIS_URL, logger);
+  const redis = new RedisConnection(config, logger);
   const store = new PositionStore(
     redis.client,
     {
@@ -97,7 +98,7 @@ export function createIngestion(config: IngestionConfig, deps: { logger: Logger;
     logger,
     logs,
   );
-  health.addReadinessCheck('redis', redisReadiness(redis.client));
+  health.addReadinessCheck('redis', streamClientReadiness(redis.client));
   health.addReadinessCheck('tcp', () => (tcp.listening ? undefined : 'not listening'));
   return { health, redis, backpressure, tcp, udp, metrics, services: [health, redis, backpressure, udp, tcp] };
 }

@@ -2,5 +2,5 @@ export { ingestionEnv, ingestionConfigProblems, type IngestionConfig } from './c
 export { createIngestion, type IngestionParts } from './app.js';
 export { IngestionMetrics } from './metrics.js';
 export { deviceIdField, encodePositions, positionCodec } from './encoding/position-writer.js';
-export { measureBacklog, BackpressureMonitor, type ShardBacklog } from './backpressure/backpressure-monitor.js';
+export { BackpressureMonitor } from './backpressure/backpressure-monitor.js';
 export { PositionStore, type Admission, type PositionStoreOptions } from './store/position-store.js';

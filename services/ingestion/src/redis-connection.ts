@@ -1,21 +1,21 @@
-import type { Redis } from 'ioredis';
-import { closeRedisClient, createRedisClient, idempotent, type Logger, type Service } from '@pitwall/platform';
+import { idempotent, type Logger, type Service } from '@pitwall/platform';
+import { closeStreamClient, createStreamClient, type RedisTarget, type StreamClient } from '@pitwall/streams';
 
 /**
- * The Redis client of ingestion. Commands fail at once while Redis is unreachable (no offline queue,
+ * The Redis client of ingestion (standalone, or a cluster client with REDIS_CLUSTER_NODES). Commands fail at once while Redis is unreachable (no offline queue,
  * no silent resend after a reconnect): a packet is acknowledged only on a confirmed write, and a
  * failed one is simply resent by its device.
  */
 export class RedisConnection implements Service {
   readonly name = 'redis';
-  readonly client: Redis;
+  readonly client: StreamClient;
 
   constructor(
-    url: string,
+    target: RedisTarget,
     logger: Logger,
     private readonly startTimeoutMs = 10_000,
   ) {
-    this.client = createRedisClient(url, {
+    this.client = createStreamClient(target, {
       name: 'ingestion',
       logger,
       lazyConnect: true,
@@ -50,5 +50,5 @@ export class RedisConnection implements Service {
     if (!ok) this.logger.warn('Redis not reachable yet; packets are not acknowledged until it is');
   }
 
-  close = idempotent(() => closeRedisClient(this.client));
+  close = idempotent(() => closeStreamClient(this.client));
 }

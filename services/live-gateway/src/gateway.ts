@@ -1,16 +1,6 @@
 import type { Tracer } from '@opentelemetry/api';
-import {
-  closeRedisClient,
-  createMetricsRegistry,
-  createRedisClient,
-  HealthServer,
-  idempotent,
-  redisReadiness,
-  Tracing,
-  type Logger,
-  type Registry,
-  type Service,
-} from '@pitwall/platform';
+import { createMetricsRegistry, HealthServer, idempotent, Tracing, type Logger, type Registry, type Service } from '@pitwall/platform';
+import { closeStreamClient, createStreamClient, streamClientReadiness } from '@pitwall/streams';
 import uWS from 'uWebSockets.js';
 import { DirectusTokenVerifier } from './auth/directus-token-verifier.js';
 import { LocalTokenVerifier } from './auth/local-token-verifier.js';
@@ -149,14 +139,14 @@ export function createLiveGateway(config: LiveGatewayConfig, options: LiveGatewa
     },
   );
 
-  const commands = createRedisClient(config.REDIS_URL, { name: `live-gateway:${config.INSTANCE_ID}:commands`, logger });
+  const commands = createStreamClient(config, { name: `live-gateway:${config.INSTANCE_ID}:commands`, logger });
   // The blocking reader must never give up a command while Redis is away: the loop retries.
-  const reader = createRedisClient(config.REDIS_URL, {
+  const reader = createStreamClient(config, {
     name: `live-gateway:${config.INSTANCE_ID}:reader`,
     logger,
     maxRetriesPerRequest: null,
   });
-  const liveReader = createRedisClient(config.REDIS_URL, {
+  const liveReader = createStreamClient(config, {
     name: `live-gateway:${config.INSTANCE_ID}:live-reader`,
     logger,
     maxRetriesPerRequest: null,
@@ -211,11 +201,11 @@ export function createLiveGateway(config: LiveGatewayConfig, options: LiveGatewa
     name: 'redis',
     start: () => Promise.resolve(),
     close: idempotent(async () => {
-      await Promise.all([closeRedisClient(reader), closeRedisClient(liveReader), closeRedisClient(commands)]);
+      await Promise.all([closeStreamClient(reader), closeStreamClient(liveReader), closeStreamClient(commands)]);
     }),
   };
 
-  health.addReadinessCheck('redis', redisReadiness(commands));
+  health.addReadinessCheck('redis', streamClientReadiness(commands));
   health.addReadinessCheck('stream', () => (consumer.running ? undefined : 'fan-out group not read yet'));
   health.addReadinessCheck('websocket', () => (server.listening ? undefined : 'not listening'));
 

@@ -1,3 +1,4 @@
+import { groupsOf } from '@pitwall/streams';
 import { Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
 import { liveBroadcastGroup, shardKeys } from '@pitwall/contract';
@@ -79,7 +80,7 @@ describe('live-gateway process', () => {
     });
     const redis = new Redis(sharedRedisUrl());
     try {
-      const groupsOn = async (key: string) => ((await redis.call('XINFO', 'GROUPS', key)) as unknown[][]).map((g) => String(g[1]));
+      const groupsOn = async (key: string) => ((await groupsOf(redis, key)) ?? []).map((g) => g.name);
       for (const key of shardKeys(streamKey, 2)) expect(await groupsOn(key)).toContain(liveBroadcastGroup(instanceId));
 
       const clients = await Promise.all(

@@ -9,6 +9,7 @@ import {
   shardKeys,
 } from '@pitwall/contract';
 import { createLogger, createMetricsRegistry } from '@pitwall/platform';
+import { groupsOf as groupsOfStream } from '@pitwall/streams';
 import { sharedRedisUrl, sleep, uniqueName, waitFor } from '@pitwall/testkit';
 import { createGatewayMetrics } from '../src/metrics.js';
 import type { LivePosition } from '../src/protocol/position-json.js';
@@ -31,8 +32,7 @@ function encodeLargePosition(i: number): Uint8Array {
 }
 
 async function groupsOf(redis: Redis, key: string): Promise<string[]> {
-  const reply = (await redis.call('XINFO', 'GROUPS', key)) as unknown[][];
-  return reply.map((g) => String(g[g.indexOf('name') + 1]));
+  return ((await groupsOfStream(redis, key)) ?? []).map((g) => g.name);
 }
 
 function startConsumer(

@@ -5,4 +5,3 @@ export * from './metrics.js';
 export * from './health-server.js';
 export * from './tracing.js';
 export * from './lifecycle.js';
-export * from './redis.js';

@@ -1,13 +1,6 @@
 import { deadLetterKey, shardKeys } from '@pitwall/contract';
-import {
-  closeRedisClient,
-  createRedisClient,
-  redisReadiness,
-  type HealthServer,
-  type Logger,
-  type Registry,
-  type Service,
-} from '@pitwall/platform';
+import { closeStreamClient, createStreamClient, streamClientReadiness } from '@pitwall/streams';
+import { type HealthServer, type Logger, type Registry, type Service } from '@pitwall/platform';
 import type pg from 'pg';
 import type { WriterConfig } from './config.js';
 import { WriterMetrics } from './metrics.js';
@@ -46,7 +39,7 @@ export function createWriter(config: WriterConfig, deps: { logger: Logger; regis
   });
   // Commands fail fast while Redis is down; the loop retries them with its own backoff.
   const redisOptions = { logger, maxRetriesPerRequest: 1 };
-  const commands = createRedisClient(config.REDIS_URL, { ...redisOptions, name: `writer:${config.INSTANCE_ID}` });
+  const commands = createStreamClient(config, { ...redisOptions, name: `writer:${config.INSTANCE_ID}` });
   const keys = shardKeys(config.STREAM_KEY, config.STREAM_SHARDS);
   const pipelineCount = Math.min(config.WRITER_PIPELINES, keys.length);
   const groupOptions = {
@@ -115,7 +108,7 @@ export function createWriter(config: WriterConfig, deps: { logger: Logger; regis
     maxHeldBytes: 2 * config.WRITER_BATCH_MAX_BYTES,
   });
 
-  health.addReadinessCheck('redis', redisReadiness(commands));
+  health.addReadinessCheck('redis', streamClientReadiness(commands));
   // The read connection is used at least every WRITER_BLOCK_MS, so its state is always fresh.
   readers.forEach((reader, i) => health.addReadinessCheck(`redis-reader-${i}`, () => reader.readinessProblem()));
   health.addReadinessCheck('schema', () => schema.readinessProblem());
@@ -126,7 +119,7 @@ export function createWriter(config: WriterConfig, deps: { logger: Logger; regis
     start: () => Promise.resolve(),
     close: async () => {
       await Promise.all([...readers, ...ackers, trimConnection].map((connection) => connection.close()));
-      await closeRedisClient(commands);
+      await closeStreamClient(commands);
     },
   };
   return { services: [poolService(pool), redis, schema, writer], writer, metrics, pool };

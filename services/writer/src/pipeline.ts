@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { StreamEntryError } from '@pitwall/contract';
 import type { Logger } from '@pitwall/platform';
+import { backoffDelay, redisErrorKind } from '@pitwall/streams';
 import { BatchAbandonedError } from './batch-abandoned-error.js';
 import { BatchTrace, MAX_TRACED_POSITIONS } from './batch-trace.js';
 import type { EntrySource, WriterMetrics } from './metrics.js';
@@ -111,10 +112,6 @@ const READ_AHEAD = 2;
 /** Entries decoded between two yields to the event loop. */
 const PREPARE_SLICE = 256;
 const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
-
-function isNoGroup(err: unknown): boolean {
-  return err instanceof Error && err.message.startsWith('NOGROUP');
-}
 
 /**
  * One pipeline of the writer over its shards of consumer group `processor`: first its own pending
@@ -464,7 +461,7 @@ export class ShardPipeline {
   }
 
   /**
-   * Runs an operation until it succeeds, with capped exponential backoff (with jitter) between
+   * Runs an operation until it succeeds, with the one backoff (@pitwall/streams backoffDelay) between
    * attempts. While shutting down a failure abandons the batch instead (BatchAbandonedError).
    */
   private async withRetry<T>(operation: Operation, attempt: (n: number) => Promise<T>): Promise<T> {
@@ -483,9 +480,9 @@ export class ShardPipeline {
         if (operation === 'postgres') this.writeProblem = description;
         if (n === 0 || n % 20 === 0) logger.warn({ operation, attempt: n + 1, err: description }, 'operation failed; retrying');
         if (this.stopping) throw new BatchAbandonedError(`${operation}: ${description}`, { cause: err });
-        if (operation === 'redis' && isNoGroup(err)) await this.options.group.ensureGroups().catch(() => undefined);
-        const ceiling = Math.min(retryMaxMs, retryInitialMs * 2 ** Math.min(n, 30));
-        await sleep(ceiling / 2 + Math.random() * (ceiling / 2), undefined, { signal: this.options.stop }).catch(() => undefined);
+        if (operation === 'redis' && redisErrorKind(err) === 'nogroup') await this.options.group.ensureGroups().catch(() => undefined);
+        const delay = backoffDelay(n, { initialMs: retryInitialMs, maxMs: retryMaxMs });
+        await sleep(delay, undefined, { signal: this.options.stop }).catch(() => undefined);
       }
     }
   }

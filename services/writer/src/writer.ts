@@ -125,7 +125,7 @@ export class Writer implements Service {
       for (const stats of await statsGroup.stats()) {
         const shard = this.shardLabels.get(stats.key) ?? stats.key;
         metrics.pending.set({ shard }, stats.pending);
-        if (stats.lag !== undefined) metrics.lag.set({ shard }, stats.lag);
+        metrics.lag.set({ shard }, stats.lag);
       }
     } catch {
       // Redis is down: its readiness check reports it; the gauges keep their last value.

@@ -1,4 +1,5 @@
 import { createPosition, encodePosition, PROCESSOR_GROUP, POSITION_FIELD, shardKeys, shardOf, type Position } from '@pitwall/contract';
+import { groupsOf, shardGroupState } from '@pitwall/streams';
 import { waitFor } from '@pitwall/testkit';
 import type { Redis } from 'ioredis';
 import pg from 'pg';
@@ -50,14 +51,10 @@ export async function groupBacklog(redis: Redis, streamKey: string, shards: numb
   let pending = 0;
   let lag = 0;
   for (const key of shardKeys(streamKey, shards)) {
-    const groups = (await redis.call('XINFO', 'GROUPS', key)) as unknown[][];
-    for (const group of groups) {
-      const info = new Map<string, unknown>();
-      for (let i = 0; i + 1 < group.length; i += 2) info.set(String(group[i]), group[i + 1]);
-      if (info.get('name') !== PROCESSOR_GROUP) continue;
-      pending += Number(info.get('pending'));
-      lag += Number(info.get('lag') ?? 0);
-    }
+    const state = await shardGroupState(redis, key, PROCESSOR_GROUP);
+    if (state.group === undefined) continue;
+    pending += state.group.pending;
+    lag += state.backlog.backlog - state.group.pending;
   }
   return { pending, lag };
 }
@@ -69,8 +66,7 @@ export async function waitAllAcked(redis: Redis, streamKey: string, shards: numb
     async () => {
       const keys = shardKeys(streamKey, shards);
       for (const key of keys) {
-        const groups = (await redis.call('XINFO', 'GROUPS', key).catch(() => [])) as unknown[];
-        if (groups.length === 0) return false;
+        if (!((await groupsOf(redis, key)) ?? []).some((g) => g.name === PROCESSOR_GROUP)) return false;
       }
       const backlog = await groupBacklog(redis, streamKey, shards);
       return backlog.pending === 0 && backlog.lag === 0;

@@ -1,3 +1,4 @@
+import { consumersOf } from '@pitwall/streams';
 import {
   createPosition,
   DEAD_LETTER_ORIGINAL_MAX_BYTES,
@@ -233,8 +234,7 @@ describe('writer process', () => {
     expect(await scrapeMetric(survivor.metricsUrl, 'pitwall_writer_rows_total', { result: 'duplicate' })).toBeGreaterThan(0);
     await waitFor('dead consumer removed', async () => {
       for (const key of shardKeys(streamKey, 2)) {
-        const consumers = (await redis.call('XINFO', 'CONSUMERS', key, PROCESSOR_GROUP)) as unknown[][];
-        if (consumers.some((c) => c[1] === 'dead')) return false;
+        if ((await consumersOf(redis, key, PROCESSOR_GROUP)).some((c) => c.name === 'dead')) return false;
       }
       return true;
     });

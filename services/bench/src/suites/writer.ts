@@ -2,6 +2,7 @@ import { execFileSync } from 'node:child_process';
 import { cpus } from 'node:os';
 import { createPosition, encodePosition, POSITION_FIELD, PROCESSOR_GROUP, shardKeys, shardOf, type Position } from '@pitwall/contract';
 import { createLogger } from '@pitwall/platform';
+import { groupsOf } from '@pitwall/streams';
 import { PostgresServer, RedisServer, scrapeMetric, startService, waitFor } from '@pitwall/testkit';
 import { createPool, encodeBinaryCopy, PartitionMaintainer, POSITION_COLUMNS, runMigrations, toPositionRow } from '@pitwall/writer';
 import { Redis } from 'ioredis';
@@ -174,16 +175,11 @@ async function backlog(redis: Redis, streamKey: string): Promise<{ undelivered: 
   let undelivered = 0;
   let pending = 0;
   for (const key of shardKeys(streamKey, SHARDS)) {
-    const groups = (await redis.call('XINFO', 'GROUPS', key)) as unknown[][];
-    for (const group of groups) {
-      const info = new Map<string, unknown>();
-      for (let i = 0; i + 1 < group.length; i += 2) info.set(String(group[i]), group[i + 1]);
-      if (info.get('name') !== PROCESSOR_GROUP) continue;
-      const lag = info.get('lag');
-      if (lag === null || lag === undefined) throw new Error(`Redis gives no lag for ${key}: the benchmark cannot see the first delivery`);
-      undelivered += Number(lag);
-      pending += Number(info.get('pending'));
-    }
+    const group = (await groupsOf(redis, key))?.find((g) => g.name === PROCESSOR_GROUP);
+    if (group === undefined) continue;
+    if (group.lag === undefined) throw new Error(`Redis gives no lag for ${key}: the benchmark cannot see the first delivery`);
+    undelivered += group.lag;
+    pending += group.pending;
   }
   return { undelivered, pending };
 }

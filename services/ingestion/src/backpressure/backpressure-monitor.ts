@@ -1,6 +1,6 @@
-import type { Redis } from 'ioredis';
 import { PROCESSOR_GROUP, shardKeys } from '@pitwall/contract';
 import { idempotent, type Logger, type Service } from '@pitwall/platform';
+import { groupStates, type ShardBacklog, type StreamClient } from '@pitwall/streams';
 import type { IngestionMetrics } from '../metrics.js';
 
 export interface BackpressureOptions {
@@ -12,14 +12,6 @@ export interface BackpressureOptions {
   /** ... release at backlog <= low * maxLen. */
   lowFraction: number;
   pollMs: number;
-}
-
-/** What one poll learnt about a shard. */
-export interface ShardBacklog {
-  /** Entries the processor group has not acknowledged: lag (undelivered) + pending (delivered, unacked). */
-  backlog: number;
-  /** How lag was obtained: Redis's `lag`, entries-added - entries-read, or the stream length (no group / unknown). */
-  source: 'lag' | 'entries-read' | 'length' | 'empty';
 }
 
 /**
@@ -40,7 +32,7 @@ export class BackpressureMonitor implements Service {
   private warnedSources = new Set<string>();
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: StreamClient,
     private readonly options: BackpressureOptions,
     private readonly metrics: IngestionMetrics,
     private readonly logger: Logger,
@@ -87,19 +79,11 @@ export class BackpressureMonitor implements Service {
     if (this.polling || this.redis.status !== 'ready') return;
     this.polling = true;
     try {
-      const pipeline = this.redis.pipeline();
-      for (const key of this.keys) {
-        pipeline.call('XINFO', 'GROUPS', key);
-        pipeline.call('XINFO', 'STREAM', key);
-      }
-      const results = (await pipeline.exec()) ?? [];
-      for (let shard = 0; shard < this.keys.length; shard++) {
-        const groups = results[2 * shard];
-        const stream = results[2 * shard + 1];
-        if (groups === undefined || stream === undefined) continue;
-        const measured = measureBacklog(groups, stream);
-        if (measured === undefined) continue;
-        this.apply(shard, measured);
+      // One round trip per shard (in a cluster, to the node that owns it); a shard that failed keeps its state.
+      const states = await groupStates(this.redis, this.keys, PROCESSOR_GROUP);
+      for (const [shard, state] of states.entries()) {
+        if (state instanceof Error) this.logger.debug({ err: state, shard }, 'backpressure poll of a shard failed');
+        else this.apply(shard, state.backlog);
       }
     } catch (err) {
       this.logger.debug({ err }, 'backpressure poll failed');
@@ -143,44 +127,4 @@ export class BackpressureMonitor implements Service {
     for (const resolve of waiting) resolve();
     for (const listener of this.listeners) listener(shard, false);
   }
-}
-
-/** A flat [name, value, ...] reply as a map. */
-function fieldMap(reply: unknown): Map<string, unknown> | undefined {
-  if (!Array.isArray(reply)) return undefined;
-  const map = new Map<string, unknown>();
-  for (let i = 0; i + 1 < reply.length; i += 2) {
-    const name: unknown = reply[i];
-    if (typeof name === 'string') map.set(name, reply[i + 1]);
-  }
-  return map;
-}
-
-function numberField(map: Map<string, unknown> | undefined, name: string): number | undefined {
-  const value = map?.get(name);
-  return typeof value === 'number' ? value : undefined;
-}
-
-/**
- * Backlog of a shard from its XINFO GROUPS and XINFO STREAM replies ([error, reply] pairs of a
- * pipeline). A missing stream is empty; a missing group means the whole stream is unread.
- */
-export function measureBacklog(groups: [Error | null, unknown], stream: [Error | null, unknown]): ShardBacklog | undefined {
-  const [groupsErr, groupsReply] = groups;
-  const [streamErr, streamReply] = stream;
-  if (groupsErr || streamErr) {
-    const message = (groupsErr ?? streamErr)?.message ?? '';
-    return /no such key/i.test(message) ? { backlog: 0, source: 'empty' } : undefined;
-  }
-  const info = fieldMap(streamReply);
-  const length = numberField(info, 'length') ?? 0;
-  const group = Array.isArray(groupsReply) ? groupsReply.map(fieldMap).find((g) => g?.get('name') === PROCESSOR_GROUP) : undefined;
-  if (group === undefined) return { backlog: length, source: 'length' };
-  const pending = numberField(group, 'pending') ?? 0;
-  const lag = numberField(group, 'lag');
-  if (lag !== undefined) return { backlog: lag + pending, source: 'lag' };
-  const added = numberField(info, 'entries-added');
-  const read = numberField(group, 'entries-read');
-  if (added !== undefined && read !== undefined) return { backlog: Math.max(0, added - read) + pending, source: 'entries-read' };
-  return { backlog: length, source: 'length' };
 }

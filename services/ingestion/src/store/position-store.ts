@@ -1,5 +1,5 @@
 import type { Writable } from 'node:stream';
-import type { Redis } from 'ioredis';
+import { Cluster } from 'ioredis';
 import {
   DEAD_LETTER_ORIGINAL_MAX_BYTES,
   DEAD_LETTER_ORIGINAL_PREFIX,
@@ -9,6 +9,7 @@ import {
   TRACE_FIELD,
 } from '@pitwall/contract';
 import type { Histogram } from '@pitwall/platform';
+import type { StreamClient } from '@pitwall/streams';
 import { ADMISSION_SCRIPT, ADMISSION_SCRIPT_SHA } from './admission-script.js';
 import { StoreError } from './store-error.js';
 
@@ -55,7 +56,7 @@ export class PositionStore {
   private corked: Writable | undefined;
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: StreamClient,
     private readonly options: PositionStoreOptions,
     private readonly xaddSeconds: Histogram,
   ) {
@@ -122,7 +123,8 @@ export class PositionStore {
    * loopback the write syscall cost ~16 us of CPU per packet at 2,000 devices x 1 Hz.
    */
   private coalesceWrites(): void {
-    const stream: Writable | undefined = this.redis.stream;
+    // A cluster client writes to one socket per node: nothing to cork here.
+    const stream: Writable | undefined = this.redis instanceof Cluster ? undefined : this.redis.stream;
     if (stream === undefined || stream === this.corked) return;
     stream.cork();
     this.corked = stream;

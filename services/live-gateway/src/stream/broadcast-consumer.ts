@@ -11,7 +11,7 @@ import {
   type RawStreamEntry,
 } from '@pitwall/contract';
 import { idempotent, type Logger, type Service } from '@pitwall/platform';
-import type { Redis } from 'ioredis';
+import { backoffDelay, createGroup, groupsOf, redisErrorKind, type StreamClient } from '@pitwall/streams';
 import { parseEntryId, type EntryId } from '../history/entry-id.js';
 import type { GatewayMetrics } from '../metrics.js';
 import { toLivePosition, type LivePosition } from '../protocol/position-json.js';
@@ -34,11 +34,11 @@ export interface BroadcastConsumerOptions {
 
 export interface BroadcastConsumerDeps {
   /** For XGROUP, XREVRANGE: never blocked. */
-  commands: Redis;
+  commands: StreamClient;
   /** Dedicated to the blocking XREADGROUP. */
-  reader: Redis;
+  reader: StreamClient;
   /** Dedicated to the blocking XREAD of the live-only streams. */
-  liveReader: Redis;
+  liveReader: StreamClient;
   metrics: GatewayMetrics;
   logger: Logger;
   /** Positions read from the tail at start, newest first per shard (cache warming, not fan-out). */
@@ -54,7 +54,6 @@ export interface BroadcastConsumerDeps {
   onGap?: () => void;
 }
 
-const BACKOFF_MAX_MS = 2_000;
 /** Entries of one XREVRANGE of the warm-up: ~1 MiB with the largest stored entries. */
 const WARM_CHUNK_ENTRIES = 256;
 /** Bytes of a stored entry beside its Position (id, field names, traceparent). */
@@ -136,10 +135,7 @@ export class BroadcastConsumer implements Service {
 
   private async createGroups(): Promise<void> {
     for (const key of this.keys) {
-      try {
-        await this.deps.commands.call('XGROUP', 'CREATE', key, this.group, '$', 'MKSTREAM');
-      } catch (err) {
-        if (!(err instanceof Error) || !err.message.startsWith('BUSYGROUP')) throw err;
+      if ((await createGroup(this.deps.commands, key, this.group, { start: '$' })) === 'exists') {
         // A previous run of this pod left it: skip what it did not read, it is stale by now.
         await this.deps.commands.call('XGROUP', 'SETID', key, this.group, '$');
       }
@@ -246,26 +242,15 @@ export class BroadcastConsumer implements Service {
         this.liveErrors++;
         if (this.liveErrors === 1)
           this.deps.logger.warn({ err: err instanceof Error ? err.message : String(err) }, 'live-only stream read failed; retrying');
-        await new Promise((resolve) => setTimeout(resolve, Math.min(50 * 2 ** Math.min(this.liveErrors, 6), BACKOFF_MAX_MS)));
+        await new Promise((resolve) => setTimeout(resolve, backoffDelay(this.liveErrors - 1)));
       }
     }
   }
 
   /** The last-delivered id of this pod's group on `key` (where its reading starts, before the first read). */
   private async groupStart(key: string): Promise<EntryId | undefined> {
-    const reply: unknown = await this.deps.commands.call('XINFO', 'GROUPS', key);
-    if (!Array.isArray(reply)) return undefined;
-    for (const item of reply) {
-      if (!Array.isArray(item)) continue;
-      let name: unknown;
-      let lastId: unknown;
-      for (let i = 0; i + 1 < item.length; i += 2) {
-        if (item[i] === 'name') name = item[i + 1];
-        if (item[i] === 'last-delivered-id') lastId = item[i + 1];
-      }
-      if (name === this.group && typeof lastId === 'string') return parseEntryId(lastId);
-    }
-    return undefined;
+    const group = (await groupsOf(this.deps.commands, key))?.find((g) => g.name === this.group);
+    return group === undefined ? undefined : parseEntryId(group.lastDeliveredId);
   }
 
   private async readLoop(): Promise<void> {
@@ -355,7 +340,7 @@ export class BroadcastConsumer implements Service {
     this.consecutiveErrors++;
     const message = err instanceof Error ? err.message : String(err);
     if (this.consecutiveErrors === 1) this.deps.logger.warn({ err: message }, 'stream read failed; retrying');
-    if (message.startsWith('NOGROUP')) {
+    if (redisErrorKind(err) === 'nogroup') {
       // Redis lost it (restart without persistence) or another pod collected it by mistake.
       try {
         await this.createGroups();
@@ -366,8 +351,7 @@ export class BroadcastConsumer implements Service {
         this.deps.logger.warn({ err: createErr }, 'could not re-create the fan-out group');
       }
     }
-    const delay = Math.min(50 * 2 ** Math.min(this.consecutiveErrors, 6), BACKOFF_MAX_MS);
-    await new Promise((resolve) => setTimeout(resolve, delay));
+    await new Promise((resolve) => setTimeout(resolve, backoffDelay(this.consecutiveErrors - 1)));
   }
 }
 

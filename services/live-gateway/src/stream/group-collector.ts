@@ -1,6 +1,6 @@
 import { isLiveBroadcastGroup, shardKeys } from '@pitwall/contract';
 import { idempotent, type Logger, type Service } from '@pitwall/platform';
-import type { Redis } from 'ioredis';
+import { consumersOf, groupsOf, type StreamClient } from '@pitwall/streams';
 import type { GatewayMetrics } from '../metrics.js';
 
 export interface GroupCollectorOptions {
@@ -27,7 +27,7 @@ export class GroupCollector implements Service {
   private seenEmpty = new Set<string>();
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: StreamClient,
     private readonly options: GroupCollectorOptions,
     private readonly metrics: GatewayMetrics,
     private readonly logger: Logger,
@@ -54,24 +54,16 @@ export class GroupCollector implements Service {
     const destroyed: string[] = [];
     const emptyNow = new Set<string>();
     for (const key of shardKeys(this.options.streamKey, this.options.shards)) {
-      let groups: Map<string, unknown>[];
-      try {
-        groups = flatRecords(await this.redis.call('XINFO', 'GROUPS', key));
-      } catch (err) {
-        if (err instanceof Error && err.message.includes('no such key')) continue;
-        throw err;
-      }
-      for (const info of groups) {
-        const group = info.get('name');
-        if (typeof group !== 'string' || group === this.options.ownGroup || !isLiveBroadcastGroup(group)) continue;
-        const consumers = flatRecords(await this.redis.call('XINFO', 'CONSUMERS', key, group));
+      for (const { name: group } of (await groupsOf(this.redis, key)) ?? []) {
+        if (group === this.options.ownGroup || !isLiveBroadcastGroup(group)) continue;
+        const consumers = await consumersOf(this.redis, key, group);
         const id = `${key}/${group}`;
         let dead: boolean;
         if (consumers.length === 0) {
           emptyNow.add(id);
           dead = this.seenEmpty.has(id);
         } else {
-          dead = consumers.every((consumer) => Number(consumer.get('idle')) > this.options.idleMs);
+          dead = consumers.every((consumer) => consumer.idleMs > this.options.idleMs);
         }
         if (!dead) continue;
         await this.redis.call('XGROUP', 'DESTROY', key, group);
@@ -84,18 +76,4 @@ export class GroupCollector implements Service {
     this.seenEmpty = emptyNow;
     return destroyed;
   }
-}
-
-/** XINFO replies are lists of flat [name, value, name, value, ...] lists. */
-function flatRecords(reply: unknown): Map<string, unknown>[] {
-  if (!Array.isArray(reply)) return [];
-  return reply.map((item: unknown) => {
-    const record = new Map<string, unknown>();
-    if (!Array.isArray(item)) return record;
-    for (let i = 0; i + 1 < item.length; i += 2) {
-      const name: unknown = item[i];
-      if (typeof name === 'string') record.set(name, item[i + 1]);
-    }
-    return record;
-  });
 }

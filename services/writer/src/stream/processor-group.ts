@@ -5,7 +5,7 @@ import {
   PROCESSOR_GROUP,
   type RawStreamEntry,
 } from '@pitwall/contract';
-import type { Redis } from 'ioredis';
+import { consumersOf, createGroup, groupStates, type ConsumerInfo, type StreamClient } from '@pitwall/streams';
 
 /** An entry to park in the dead-letter stream, with why. */
 export interface DeadLetter {
@@ -20,15 +20,11 @@ export interface GroupStats {
   key: string;
   /** Entries delivered to some consumer and not acknowledged yet. */
   pending: number;
-  /** Entries not delivered to any consumer yet (undefined when Redis cannot tell). */
-  lag: number | undefined;
+  /** Entries not delivered to any consumer yet (estimated when Redis gives no lag, see shardBacklog). */
+  lag: number;
 }
 
-export interface ConsumerInfo {
-  name: string;
-  pending: number;
-  idleMs: number;
-}
+export type { ConsumerInfo };
 
 export interface ProcessorGroupOptions {
   /** Shard keys, in shard order. */
@@ -40,23 +36,6 @@ export interface ProcessorGroupOptions {
 }
 
 const ORIGINAL_FIELD_PREFIX = Buffer.from(DEAD_LETTER_ORIGINAL_PREFIX);
-
-function flatRecord(reply: unknown): Map<string, unknown> {
-  const record = new Map<string, unknown>();
-  if (!Array.isArray(reply)) return record;
-  for (let i = 0; i + 1 < reply.length; i += 2) {
-    const name: unknown = reply[i];
-    if (typeof name === 'string') record.set(name, reply[i + 1]);
-    else if (Buffer.isBuffer(name)) record.set(name.toString(), reply[i + 1]);
-  }
-  return record;
-}
-
-function asNumber(value: unknown): number | undefined {
-  if (typeof value === 'number') return value;
-  if (typeof value === 'string' && value !== '') return Number(value);
-  return undefined;
-}
 
 /**
  * An entry's fields as a dead letter keeps them: `orig.<field>` and its value, the values cut once
@@ -96,19 +75,13 @@ function checkPipeline(results: [Error | null, unknown][] | null): unknown[] {
  */
 export class ProcessorGroup {
   constructor(
-    private readonly commands: Redis,
+    private readonly commands: StreamClient,
     readonly options: ProcessorGroupOptions,
   ) {}
 
   /** Creates the group on every shard from the start of the stream (and the stream itself); an existing group is fine. */
   async ensureGroups(): Promise<void> {
-    for (const key of this.options.keys) {
-      try {
-        await this.commands.call('XGROUP', ['CREATE', key, PROCESSOR_GROUP, '0', 'MKSTREAM']);
-      } catch (err) {
-        if (!(err instanceof Error && err.message.startsWith('BUSYGROUP'))) throw err;
-      }
-    }
+    for (const key of this.options.keys) await createGroup(this.commands, key, PROCESSOR_GROUP, { start: '0' });
   }
 
   /**
@@ -146,30 +119,28 @@ export class ProcessorGroup {
     checkPipeline(await pipeline.exec());
   }
 
-  /** Pending and lag of the group on every shard (XINFO GROUPS). */
+  /**
+   * Pending and lag of the group on every shard that answered, from the same backlog measure as
+   * ingestion's admission (@pitwall/streams shardBacklog: lag + pending), one round trip per shard.
+   */
   async stats(): Promise<GroupStats[]> {
-    const pipeline = this.commands.pipeline();
-    for (const key of this.options.keys) pipeline.call('XINFO', ['GROUPS', key]);
-    const replies = checkPipeline(await pipeline.exec());
-    return this.options.keys.map((key, i) => {
-      const groups: unknown = replies[i];
-      const group = (Array.isArray(groups) ? groups : []).map(flatRecord).find((g) => g.get('name') === PROCESSOR_GROUP);
-      return { key, pending: asNumber(group?.get('pending')) ?? 0, lag: asNumber(group?.get('lag')) };
-    });
+    const states = await groupStates(this.commands, this.options.keys, PROCESSOR_GROUP);
+    const stats: GroupStats[] = [];
+    for (const state of states) {
+      if (state instanceof Error) continue;
+      const pending = state.group?.pending ?? 0;
+      stats.push({ key: state.key, pending, lag: Math.max(0, state.backlog.backlog - pending) });
+    }
+    return stats;
   }
 
   /** Consumers of the group on one shard (XINFO CONSUMERS). */
   async consumers(key: string): Promise<ConsumerInfo[]> {
-    const reply: unknown = await this.commands.call('XINFO', ['CONSUMERS', key, PROCESSOR_GROUP]);
-    return (Array.isArray(reply) ? reply : []).map(flatRecord).map((c) => ({
-      name: String(c.get('name')),
-      pending: asNumber(c.get('pending')) ?? 0,
-      idleMs: asNumber(c.get('idle')) ?? 0,
-    }));
+    return consumersOf(this.commands, key, PROCESSOR_GROUP);
   }
 
   /** Removes a consumer from the group on one shard; returns what it still had pending (lost from the list). */
   async deleteConsumer(key: string, name: string): Promise<number> {
-    return asNumber(await this.commands.call('XGROUP', ['DELCONSUMER', key, PROCESSOR_GROUP, name])) ?? 0;
+    return Number(await this.commands.call('XGROUP', ['DELCONSUMER', key, PROCESSOR_GROUP, name]));
   }
 }
