@@ -36,6 +36,8 @@ export function createIngestion(config: IngestionConfig, deps: { logger: Logger;
       liveMaxLen: config.INGESTION_LIVE_STREAM_MAXLEN,
       deadLetterKey: deadLetterKey(config.STREAM_KEY),
       deadLetterMaxLen: config.INGESTION_DEAD_LETTER_MAXLEN,
+      minReplicas: config.INGESTION_MIN_REPLICAS,
+      replicaTimeoutMs: config.INGESTION_REPLICA_TIMEOUT_MS,
     },
     metrics.xaddSeconds,
   );

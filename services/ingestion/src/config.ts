@@ -43,6 +43,13 @@ export const ingestionEnv = {
   INGESTION_MAX_BAD_FRAMES: intVar(10, 0, 1_000_000),
   /** A packet whose Redis appends have not all been confirmed after this long is not acknowledged and its connection closes. */
   INGESTION_REDIS_TIMEOUT_MS: intVar(5_000, 100, 600_000),
+  /**
+   * Replicas of the shard's master that must confirm a packet's records (WAIT on the connection that
+   * wrote them) before the device is acknowledged; 0 acknowledges once the master has them.
+   */
+  INGESTION_MIN_REPLICAS: intVar(0, 0, 16),
+  /** How long WAIT waits for INGESTION_MIN_REPLICAS; not confirmed in time, the packet is not acknowledged (the device resends). */
+  INGESTION_REPLICA_TIMEOUT_MS: intVar(1_000, 1, 600_000),
   /** Processor backlog (lag + pending) per shard, as a fraction of STREAM_MAXLEN, above which records go live-only, unacknowledged... */
   INGESTION_BACKPRESSURE_HIGH: numberVar(0.8, 0.01, 1),
   /** ...and below which admission resumes. */
@@ -62,6 +69,9 @@ export function ingestionConfigProblems(config: IngestionConfig): [string, strin
   const problems: [string, string][] = [];
   if (config.INGESTION_BACKPRESSURE_LOW >= config.INGESTION_BACKPRESSURE_HIGH) {
     problems.push(['INGESTION_BACKPRESSURE_LOW', 'must be below INGESTION_BACKPRESSURE_HIGH']);
+  }
+  if (config.INGESTION_MIN_REPLICAS > 0 && config.INGESTION_REPLICA_TIMEOUT_MS >= config.INGESTION_REDIS_TIMEOUT_MS) {
+    problems.push(['INGESTION_REPLICA_TIMEOUT_MS', 'must be below INGESTION_REDIS_TIMEOUT_MS']);
   }
   return problems;
 }

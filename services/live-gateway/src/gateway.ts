@@ -141,16 +141,18 @@ export function createLiveGateway(config: LiveGatewayConfig, options: LiveGatewa
 
   const commands = createStreamClient(config, { name: `live-gateway:${config.INSTANCE_ID}:commands`, logger });
   // The blocking reader must never give up a command while Redis is away: the loop retries.
-  const reader = createStreamClient(config, {
-    name: `live-gateway:${config.INSTANCE_ID}:reader`,
-    logger,
-    maxRetriesPerRequest: null,
-  });
-  const liveReader = createStreamClient(config, {
-    name: `live-gateway:${config.INSTANCE_ID}:live-reader`,
-    logger,
-    maxRetriesPerRequest: null,
-  });
+  // One per shard and per live-only stream: a quiet shard's BLOCK never holds up a busy one, and in a
+  // cluster each goes to the node of its key.
+  const readerOf = (role: string) =>
+    Array.from({ length: config.STREAM_SHARDS }, (_, shard) =>
+      createStreamClient(config, {
+        name: `live-gateway:${config.INSTANCE_ID}:${role}${shard}`,
+        logger,
+        maxRetriesPerRequest: null,
+      }),
+    );
+  const readers = readerOf('reader');
+  const liveReaders = readerOf('live-reader');
   const consumer = new BroadcastConsumer(
     {
       streamKey: config.STREAM_KEY,
@@ -165,8 +167,8 @@ export function createLiveGateway(config: LiveGatewayConfig, options: LiveGatewa
     },
     {
       commands,
-      reader,
-      liveReader,
+      readers,
+      liveReaders,
       metrics,
       logger,
       onWarm: (positions) => {
@@ -179,9 +181,7 @@ export function createLiveGateway(config: LiveGatewayConfig, options: LiveGatewa
         else history.start(source, startId);
         history.warm(source, [...tail].reverse());
       },
-      onGap: () => {
-        for (let source = 0; source < config.STREAM_SHARDS; source++) history.gap(source);
-      },
+      onGap: (source) => history.gap(source),
     },
   );
   const collector = new GroupCollector(
@@ -201,7 +201,7 @@ export function createLiveGateway(config: LiveGatewayConfig, options: LiveGatewa
     name: 'redis',
     start: () => Promise.resolve(),
     close: idempotent(async () => {
-      await Promise.all([closeStreamClient(reader), closeStreamClient(liveReader), closeStreamClient(commands)]);
+      await Promise.all([...readers, ...liveReaders, commands].map((client) => closeStreamClient(client)));
     }),
   };
 

@@ -42,8 +42,8 @@ function startConsumer(
   warm: { warmTailEntries?: number; warmMaxBytes?: number; warmTimeoutMs?: number } = {},
 ) {
   const commands = new Redis(sharedRedisUrl());
-  const reader = new Redis(sharedRedisUrl(), { maxRetriesPerRequest: null });
-  const liveReader = new Redis(sharedRedisUrl(), { maxRetriesPerRequest: null });
+  const readers = Array.from({ length: shards }, () => new Redis(sharedRedisUrl(), { maxRetriesPerRequest: null }));
+  const liveReaders = Array.from({ length: shards }, () => new Redis(sharedRedisUrl(), { maxRetriesPerRequest: null }));
   const metrics = createGatewayMetrics(createMetricsRegistry());
   const warmed: LivePosition[] = [];
   const received: LivePosition[] = [];
@@ -60,12 +60,11 @@ function startConsumer(
       touchIntervalMs: 100,
       ...warm,
     },
-    { commands, reader, liveReader, metrics, logger, onWarm: (p) => warmed.push(...p), onPositions: (p) => received.push(...p) },
+    { commands, readers, liveReaders, metrics, logger, onWarm: (p) => warmed.push(...p), onPositions: (p) => received.push(...p) },
   );
   const close = async () => {
     await consumer.close();
     commands.disconnect();
-    liveReader.disconnect();
   };
   return { consumer, metrics, warmed, received, close };
 }

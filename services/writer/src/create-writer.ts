@@ -10,7 +10,7 @@ import { SchemaService } from './schema/schema-service.js';
 import { PositionStore } from './store/position-store.js';
 import { GroupConsumer } from './stream/group-consumer.js';
 import { ProcessorGroup } from './stream/processor-group.js';
-import { RespConnection } from './stream/resp-connection.js';
+import { ShardConnections } from './stream/shard-connections.js';
 import { StreamTrimmer } from './stream/stream-trimmer.js';
 import { Writer } from './writer.js';
 
@@ -47,22 +47,21 @@ export function createWriter(config: WriterConfig, deps: { logger: Logger; regis
     deadLetterKey: deadLetterKey(config.STREAM_KEY),
     deadLetterMaxLen: config.WRITER_DEAD_LETTER_MAXLEN,
   };
-  // Each pipeline reads on a connection of its own (nothing queues behind its BLOCK) and acknowledges
-  // and claims on another; both hand back raw replies. The shared ioredis client serves the rest.
-  const connection = (i: number, role: string) =>
-    new RespConnection({
-      url: config.REDIS_URL,
-      name: `writer:${config.INSTANCE_ID}:${role}${i}`,
-      logger,
-      replyTimeoutMs: REDIS_REPLY_TIMEOUT_MS,
-    });
-  const readers = Array.from({ length: pipelineCount }, (_, i) => connection(i, 'read'));
-  const ackers = Array.from({ length: pipelineCount }, (_, i) => connection(i, 'ack'));
-  const pipelines = readers.map((reader, i) => {
+  // Every shard is read on a connection of its own (nothing queues behind its BLOCK) and acknowledged
+  // and claimed on another, to the node that serves it (cluster mode); both hand back raw replies.
+  // The shared ioredis client serves the rest and, in cluster mode, knows the slot map.
+  const connections = new ShardConnections({
+    target: config,
+    topology: commands,
+    name: `writer:${config.INSTANCE_ID}`,
+    logger,
+    replyTimeoutMs: REDIS_REPLY_TIMEOUT_MS,
+  });
+  const pipelines = Array.from({ length: pipelineCount }, (_, i) => {
     const pipelineKeys = keys.filter((_, shard) => shard % pipelineCount === i);
     return {
       group: new ProcessorGroup(commands, { ...groupOptions, keys: pipelineKeys }),
-      consumer: new GroupConsumer(reader, ackers[i] as RespConnection, {
+      consumer: new GroupConsumer(connections, {
         keys: pipelineKeys,
         consumer: config.INSTANCE_ID,
         count: config.WRITER_BATCH_SIZE,
@@ -71,8 +70,8 @@ export function createWriter(config: WriterConfig, deps: { logger: Logger; regis
       }),
     };
   });
-  const trimConnection = connection(0, 'trim');
-  const trimmer = new StreamTrimmer(trimConnection, { keys, retentionMs: config.WRITER_STREAM_RETENTION_MS });
+  // Trimming goes on each shard's acknowledgement connection (short EVALs).
+  const trimmer = new StreamTrimmer((key) => connections.connection(key, 'ack'), { keys, retentionMs: config.WRITER_STREAM_RETENTION_MS });
   const statsGroup = new ProcessorGroup(commands, { ...groupOptions, keys });
   const store = new PositionStore(pool, { onCommit: (kind, seconds) => metrics.commitSeconds.observe({ path: kind }, seconds) });
   const schema = new SchemaService({
@@ -109,8 +108,8 @@ export function createWriter(config: WriterConfig, deps: { logger: Logger; regis
   });
 
   health.addReadinessCheck('redis', streamClientReadiness(commands));
-  // The read connection is used at least every WRITER_BLOCK_MS, so its state is always fresh.
-  readers.forEach((reader, i) => health.addReadinessCheck(`redis-reader-${i}`, () => reader.readinessProblem()));
+  // The read connections are used at least every WRITER_BLOCK_MS, so their state is always fresh.
+  health.addReadinessCheck('redis-readers', () => connections.readinessProblem());
   health.addReadinessCheck('schema', () => schema.readinessProblem());
   health.addReadinessCheck('writer', () => writer.readinessProblem());
 
@@ -118,7 +117,7 @@ export function createWriter(config: WriterConfig, deps: { logger: Logger; regis
     name: 'redis',
     start: () => Promise.resolve(),
     close: async () => {
-      await Promise.all([...readers, ...ackers, trimConnection].map((connection) => connection.close()));
+      await connections.close();
       await closeStreamClient(commands);
     },
   };

@@ -8,6 +8,7 @@ export { ProcessorGroup, originalFields, type DeadLetter } from './stream/proces
 export { GroupConsumer, countEntries, countForBytes, ENTRY_OVERHEAD_BYTES } from './stream/group-consumer.js';
 export { StreamTrimmer } from './stream/stream-trimmer.js';
 export { RespConnection } from './stream/resp-connection.js';
+export { ShardConnections, type ShardRole } from './stream/shard-connections.js';
 export { StreamEntries, parseStreamRead, parseAutoClaim, encodeAck } from './stream/stream-entries.js';
 export { ReplyScanner, RespCursor, encodeCommand } from './stream/resp.js';
 export { RedisReplyError } from './stream/redis-reply-error.js';

@@ -1,7 +1,7 @@
 import { MAX_POSITION_ENTRY_BYTES, PROCESSOR_GROUP } from '@pitwall/contract';
-import { createLogger } from '@pitwall/platform';
+import { commonEnv, createLogger, parseConfig } from '@pitwall/platform';
 import { sharedRedisUrl, uniqueName } from '@pitwall/testkit';
-import { countForBytes, ENTRY_OVERHEAD_BYTES, GroupConsumer, RespConnection } from '@pitwall/writer';
+import { countForBytes, ENTRY_OVERHEAD_BYTES, GroupConsumer, ShardConnections } from '@pitwall/writer';
 import { Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
 
@@ -9,11 +9,16 @@ import { afterAll, describe, expect, it } from 'vitest';
 
 const logger = createLogger('test', 'silent');
 const redis = new Redis(sharedRedisUrl());
-const connections: RespConnection[] = [];
+const connections: ShardConnections[] = [];
 const connect = () => {
-  const connection = new RespConnection({ url: sharedRedisUrl(), name: 'writer:test:budget', logger, replyTimeoutMs: 5_000 });
-  connections.push(connection);
-  return connection;
+  const shards = new ShardConnections({
+    target: parseConfig(commonEnv, { REDIS_URL: sharedRedisUrl() }),
+    name: 'writer:test:budget',
+    logger,
+    replyTimeoutMs: 5_000,
+  });
+  connections.push(shards);
+  return shards;
 };
 afterAll(async () => {
   await Promise.all(connections.map((c) => c.close()));
@@ -34,7 +39,7 @@ describe('writer reads bounded in bytes', () => {
     // 40 entries of 20 KB: five times the largest entry ingestion stores today.
     for (let i = 0; i < 40; i++) await redis.xadd(key, '*', 'p', Buffer.alloc(20_000, i));
     const maxBytes = 64 * 1024;
-    const consumer = new GroupConsumer(connect(), connect(), { keys: [key], consumer: 'c1', count: 5_000, maxBytes, blockMs: 100 });
+    const consumer = new GroupConsumer(connect(), { keys: [key], consumer: 'c1', count: 5_000, maxBytes, blockMs: 100 });
     expect(consumer.count).toBe(countForBytes(5_000, maxBytes, 1));
     const first = await consumer.readNew(false);
     expect(first.count).toBe(15);

@@ -21,6 +21,12 @@ export interface PositionStoreOptions {
   /** Dead-letter stream key and its approximate MAXLEN. */
   deadLetterKey: string;
   deadLetterMaxLen: number;
+  /**
+   * Replicas of the shard's master that must confirm admitted records before they count as stored
+   * (INGESTION_MIN_REPLICAS, default 0), and how long to wait for them (INGESTION_REPLICA_TIMEOUT_MS).
+   */
+  minReplicas?: number;
+  replicaTimeoutMs?: number;
 }
 
 /** What became of a packet's records. */
@@ -47,6 +53,10 @@ const POSITION_ORIGINAL_FIELD = DEAD_LETTER_ORIGINAL_PREFIX + POSITION_FIELD;
  * EVALSHA per packet, every record admitted or none. Resolves with the outcome only when Redis
  * replied, which is what makes an acknowledgement to the device safe; rejects with StoreError when
  * Redis failed. The entries of a sampled packet also carry its traceparent (field `tp`).
+ *
+ * With `minReplicas` >= 1 a WAIT follows the EVALSHA (see runReplicated): admitted records count as
+ * stored only once that many replicas confirmed them, so a failover cannot lose an acknowledged
+ * position. Not confirmed in time: StoreError (not acknowledged; the device resends).
  */
 export class PositionStore {
   private readonly cap: string;
@@ -95,14 +105,20 @@ export class PositionStore {
       ...entries,
     ];
     this.coalesceWrites();
+    const minReplicas = this.options.minReplicas ?? 0;
     let reply: unknown;
+    let confirmed = Number.POSITIVE_INFINITY;
     try {
-      try {
-        reply = await this.redis.evalsha(ADMISSION_SCRIPT_SHA, 2, ...args);
-      } catch (err) {
-        // Redis restarted or flushed its script cache: EVAL sends the script (and caches it again).
-        if (!(err instanceof Error) || !err.message.startsWith('NOSCRIPT')) throw err;
-        reply = await this.redis.eval(ADMISSION_SCRIPT, 2, ...args);
+      if (minReplicas > 0) {
+        ({ reply, confirmed } = await this.runReplicated(args, minReplicas));
+      } else {
+        try {
+          reply = await this.redis.evalsha(ADMISSION_SCRIPT_SHA, 2, ...args);
+        } catch (err) {
+          // Redis restarted or flushed its script cache: EVAL sends the script (and caches it again).
+          if (!(err instanceof Error) || !err.message.startsWith('NOSCRIPT')) throw err;
+          reply = await this.redis.eval(ADMISSION_SCRIPT, 2, ...args);
+        }
       }
     } catch (err) {
       throw new StoreError(`admission to ${shardKey} failed: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
@@ -112,7 +128,34 @@ export class PositionStore {
       throw new StoreError(`admission to ${shardKey} returned an unexpected reply`);
     if (reply[0] === 1 && reply.length !== 2 + entries.length)
       throw new StoreError(`admission to ${shardKey} returned ${reply.length - 2} ids for ${entries.length} records`);
+    if (reply[0] === 1 && !(confirmed >= minReplicas)) {
+      throw new StoreError(`records on ${shardKey} confirmed by ${confirmed} of ${minReplicas} replicas in time`);
+    }
     return { admitted: reply[0] === 1, backlog: reply[1] };
+  }
+
+  /**
+   * The admission call followed by WAIT in the same pipeline (INGESTION_MIN_REPLICAS >= 1): both go
+   * over the connection that writes the records (in a cluster, the one to the shard's master, which
+   * the script's keys route to), so WAIT counts the replicas that have them. EVAL after NOSCRIPT.
+   */
+  private async runReplicated(args: (string | Buffer)[], minReplicas: number): Promise<{ reply: unknown; confirmed: number }> {
+    const attempt = async (command: 'evalsha' | 'eval'): Promise<[Error | null, unknown][]> => {
+      const pipeline = this.redis.pipeline();
+      if (command === 'evalsha') pipeline.evalsha(ADMISSION_SCRIPT_SHA, 2, ...args);
+      else pipeline.eval(ADMISSION_SCRIPT, 2, ...args);
+      pipeline.call('WAIT', minReplicas, this.options.replicaTimeoutMs ?? 1_000);
+      const results = await pipeline.exec();
+      if (results === null) throw new Error('no replies');
+      return results;
+    };
+    let results = await attempt('evalsha');
+    if (results[0]?.[0]?.message.startsWith('NOSCRIPT') === true) results = await attempt('eval');
+    const [scriptResult, waitResult] = results;
+    if (scriptResult === undefined || waitResult === undefined) throw new Error('no reply');
+    if (scriptResult[0]) throw scriptResult[0];
+    if (waitResult[0]) throw waitResult[0];
+    return { reply: scriptResult[1], confirmed: Number(waitResult[1]) };
   }
 
   /**

@@ -35,10 +35,10 @@ export interface BroadcastConsumerOptions {
 export interface BroadcastConsumerDeps {
   /** For XGROUP, XREVRANGE: never blocked. */
   commands: StreamClient;
-  /** Dedicated to the blocking XREADGROUP. */
-  reader: StreamClient;
-  /** Dedicated to the blocking XREAD of the live-only streams. */
-  liveReader: StreamClient;
+  /** One client per shard, in shard order, dedicated to that shard's blocking XREADGROUP. */
+  readers: readonly StreamClient[];
+  /** One client per shard, in shard order, dedicated to the blocking XREAD of that shard's live-only stream. */
+  liveReaders: readonly StreamClient[];
   metrics: GatewayMetrics;
   logger: Logger;
   /** Positions read from the tail at start, newest first per shard (cache warming, not fan-out). */
@@ -50,8 +50,8 @@ export interface BroadcastConsumerDeps {
    * not say); `tail` is what warm-up read at or before it, newest first.
    */
   onStart?: (source: number, startId: EntryId | undefined, tail: readonly LivePosition[]) => void;
-  /** Reading of every shard skipped entries: the group was lost and created again at the end. */
-  onGap?: () => void;
+  /** Reading of shard `source` skipped entries: its group was lost and created again at the end. */
+  onGap?: (source: number) => void;
 }
 
 /** Entries of one XREVRANGE of the warm-up: ~1 MiB with the largest stored entries. */
@@ -94,11 +94,7 @@ export class BroadcastConsumer implements Service {
   /** Per live-only stream, the id the next XREAD reads after. */
   private readonly liveIds: string[];
   private stopping = false;
-  private loop: Promise<void> | undefined;
-  private liveLoop: Promise<void> | undefined;
-  private liveErrors = 0;
-  private consecutiveErrors = 0;
-  private lastTouchMs = 0;
+  private loops: Promise<void>[] = [];
   running = false;
 
   constructor(
@@ -114,27 +110,26 @@ export class BroadcastConsumer implements Service {
 
   async start(): Promise<void> {
     await this.createGroups();
-    await this.touch();
+    for (const shard of this.keys.keys()) await this.touch(shard);
     await this.startLiveIds();
     await this.warm();
     this.running = true;
-    this.loop = this.readLoop();
-    this.liveLoop = this.readLiveLoop();
+    // Each shard and each live-only stream by a loop of its own: one command per key (a Redis Cluster
+    // refuses one over several slots), and a quiet shard's BLOCK never holds up a busy one.
+    this.loops = [...this.keys.map((_, shard) => this.readLoop(shard)), ...this.liveKeys.map((_, shard) => this.readLiveLoop(shard))];
   }
 
   close = idempotent(async () => {
     this.stopping = true;
     // Abort the blocked read at once rather than waiting up to BLOCK ms.
-    this.deps.reader.disconnect();
-    this.deps.liveReader.disconnect();
-    await this.loop;
-    await this.liveLoop;
+    for (const reader of [...this.deps.readers, ...this.deps.liveReaders]) reader.disconnect();
+    await Promise.all(this.loops);
     this.running = false;
     await this.destroyGroups();
   });
 
-  private async createGroups(): Promise<void> {
-    for (const key of this.keys) {
+  private async createGroups(keys: readonly string[] = this.keys): Promise<void> {
+    for (const key of keys) {
       if ((await createGroup(this.deps.commands, key, this.group, { start: '$' })) === 'exists') {
         // A previous run of this pod left it: skip what it did not read, it is stale by now.
         await this.deps.commands.call('XGROUP', 'SETID', key, this.group, '$');
@@ -210,39 +205,37 @@ export class BroadcastConsumer implements Service {
     }
   }
 
-  /** Plain XREAD of the live-only streams, after the last id read of each: no group, nothing to acknowledge. */
-  private async readLiveLoop(): Promise<void> {
+  private client(clients: readonly StreamClient[], shard: number): StreamClient {
+    const client = clients[shard];
+    if (client === undefined) throw new Error(`no reader client for shard ${shard}`);
+    return client;
+  }
+
+  /** Plain XREAD of one shard's live-only stream, after the last id read: no group, nothing to acknowledge. */
+  private async readLiveLoop(shard: number): Promise<void> {
     const { blockMs, count, shards } = this.options;
-    const index = new Map(this.liveKeys.map((key, i) => [key, i]));
+    const key = this.liveKeys[shard] as string;
+    const reader = this.client(this.deps.liveReaders, shard);
+    let errors = 0;
     while (!this.stopping) {
       try {
-        const reply = await this.deps.liveReader.callBuffer(
-          'XREAD',
-          'COUNT',
-          count,
-          'BLOCK',
-          blockMs,
-          'STREAMS',
-          ...this.liveKeys,
-          ...this.liveIds,
-        );
-        this.liveErrors = 0;
+        const reply = await reader.callBuffer('XREAD', 'COUNT', count, 'BLOCK', blockMs, 'STREAMS', key, this.liveIds[shard] ?? '$');
+        errors = 0;
         const positions: LivePosition[] = [];
         for (const batch of parseReadReply(reply)) {
           const last = batch.entries.at(-1);
-          const i = index.get(batch.key);
-          if (last !== undefined && i !== undefined) this.liveIds[i] = last.id;
-          for (const position of this.decode(batch.entries, i === undefined ? undefined : shards + i)) positions.push(position);
+          if (last !== undefined) this.liveIds[shard] = last.id;
+          for (const position of this.decode(batch.entries, shards + shard)) positions.push(position);
         }
         this.deps.metrics.livePositionsReceived.inc(positions.length);
         if (positions.length > 0) this.deps.onPositions(positions);
       } catch (err) {
         if (this.stopping) break;
         this.deps.metrics.streamReadErrors.inc();
-        this.liveErrors++;
-        if (this.liveErrors === 1)
-          this.deps.logger.warn({ err: err instanceof Error ? err.message : String(err) }, 'live-only stream read failed; retrying');
-        await new Promise((resolve) => setTimeout(resolve, backoffDelay(this.liveErrors - 1)));
+        errors++;
+        if (errors === 1)
+          this.deps.logger.warn({ err: err instanceof Error ? err.message : String(err), shard }, 'live-only stream read failed; retrying');
+        await new Promise((resolve) => setTimeout(resolve, backoffDelay(errors - 1)));
       }
     }
   }
@@ -253,41 +246,36 @@ export class BroadcastConsumer implements Service {
     return group === undefined ? undefined : parseEntryId(group.lastDeliveredId);
   }
 
-  private async readLoop(): Promise<void> {
+  private async readLoop(shard: number): Promise<void> {
     const { blockMs, count, instanceId } = this.options;
-    const args = [
-      'GROUP',
-      this.group,
-      instanceId,
-      'COUNT',
-      count,
-      'BLOCK',
-      blockMs,
-      'NOACK',
-      'STREAMS',
-      ...this.keys,
-      ...this.keys.map(() => '>'),
-    ];
+    const key = this.keys[shard] as string;
+    const reader = this.client(this.deps.readers, shard);
+    const args = ['GROUP', this.group, instanceId, 'COUNT', count, 'BLOCK', blockMs, 'NOACK', 'STREAMS', key, '>'];
+    let consecutiveErrors = 0;
+    let lastTouchMs = Date.now();
     while (!this.stopping) {
       try {
-        const reply = await this.deps.reader.callBuffer('XREADGROUP', ...args);
-        this.consecutiveErrors = 0;
+        const reply = await reader.callBuffer('XREADGROUP', ...args);
+        consecutiveErrors = 0;
         this.handle(reply);
-        if (Date.now() - this.lastTouchMs >= this.options.touchIntervalMs) await this.touch();
+        if (Date.now() - lastTouchMs >= this.options.touchIntervalMs) {
+          await this.touch(shard);
+          lastTouchMs = Date.now();
+        }
       } catch (err) {
         if (this.stopping) break;
-        await this.onReadError(err);
+        await this.onReadError(err, shard, ++consecutiveErrors);
       }
     }
   }
 
   /**
-   * Marks this pod's consumer as active on every shard, so that other pods' GC sees it alive. A
-   * read of its own (always empty, NOACK) pending history: it creates the consumer and refreshes
-   * its idle time, which Redis 7.0 does not do for a blocking read that returns nothing.
+   * Marks this pod's consumer as active on a shard, so that other pods' GC sees it alive. A read of
+   * its own (always empty, NOACK) pending history: it creates the consumer and refreshes its idle
+   * time, which Redis 7.0 does not do for a blocking read that returns nothing.
    */
-  private async touch(): Promise<void> {
-    await this.deps.reader.call(
+  private async touch(shard: number): Promise<void> {
+    await this.client(this.deps.readers, shard).call(
       'XREADGROUP',
       'GROUP',
       this.group,
@@ -295,10 +283,9 @@ export class BroadcastConsumer implements Service {
       'COUNT',
       1,
       'STREAMS',
-      ...this.keys,
-      ...this.keys.map(() => '0'),
+      this.keys[shard] as string,
+      '0',
     );
-    this.lastTouchMs = Date.now();
   }
 
   private handle(reply: unknown): void {
@@ -335,23 +322,22 @@ export class BroadcastConsumer implements Service {
     return positions;
   }
 
-  private async onReadError(err: unknown): Promise<void> {
+  private async onReadError(err: unknown, shard: number, consecutiveErrors: number): Promise<void> {
     this.deps.metrics.streamReadErrors.inc();
-    this.consecutiveErrors++;
     const message = err instanceof Error ? err.message : String(err);
-    if (this.consecutiveErrors === 1) this.deps.logger.warn({ err: message }, 'stream read failed; retrying');
+    if (consecutiveErrors === 1) this.deps.logger.warn({ err: message, shard }, 'stream read failed; retrying');
     if (redisErrorKind(err) === 'nogroup') {
       // Redis lost it (restart without persistence) or another pod collected it by mistake.
       try {
-        await this.createGroups();
-        this.deps.onGap?.();
+        await this.createGroups([this.keys[shard] as string]);
+        this.deps.onGap?.(shard);
         this.deps.logger.warn({ group: this.group }, 'fan-out group was gone; created it again at $');
         return;
       } catch (createErr) {
         this.deps.logger.warn({ err: createErr }, 'could not re-create the fan-out group');
       }
     }
-    await new Promise((resolve) => setTimeout(resolve, backoffDelay(this.consecutiveErrors - 1)));
+    await new Promise((resolve) => setTimeout(resolve, backoffDelay(consecutiveErrors - 1)));
   }
 }
 

@@ -1,6 +1,6 @@
 import { MAX_POSITION_ENTRY_BYTES, PROCESSOR_GROUP } from '@pitwall/contract';
-import type { RespConnection } from './resp-connection.js';
 import { encodeCommand, RespCursor } from './resp.js';
+import type { ShardConnections } from './shard-connections.js';
 import { encodeAck, parseAutoClaim, parseStreamRead, type StreamEntries } from './stream-entries.js';
 
 export interface GroupConsumerOptions {
@@ -10,7 +10,7 @@ export interface GroupConsumerOptions {
   consumer: string;
   /** Largest COUNT per shard of every read and claim (WRITER_BATCH_SIZE). */
   count: number;
-  /** Bytes one reply may bring at most (WRITER_BATCH_MAX_BYTES): lowers COUNT to fit. */
+  /** Bytes one read of every shard may bring at most (WRITER_BATCH_MAX_BYTES): lowers COUNT to fit. */
   maxBytes: number;
   blockMs: number;
 }
@@ -36,28 +36,45 @@ export function countEntries(batches: readonly StreamEntries[]): number {
   return n;
 }
 
+/** A read of new entries of one shard, in flight or done. */
+interface ShardRead {
+  blocking: boolean;
+  promise: Promise<void>;
+  done: boolean;
+  entries: StreamEntries[];
+  error: Error | undefined;
+}
+
 /**
- * One pipeline's side of consumer group `processor`: reads, claims and acknowledgements, on two
- * connections of its own that hand back raw replies (see resp.ts). `reads` serves the blocking reads
- * (nothing else queues behind a BLOCK); `acks` serves acknowledgements, claims and re-reads of pending entries.
+ * One pipeline's side of consumer group `processor`: reads, claims and acknowledgements, **one command
+ * per shard** (a Redis Cluster refuses one command over keys of several slots, and each shard is its
+ * own slot), on the writer's own connections that hand back raw replies (see resp.ts and
+ * ShardConnections: a read connection per shard, so a shard's BLOCK never holds up another's, and an
+ * acknowledgement connection per shard).
+ *
+ * Reading new entries keeps at most one read in flight per shard: readNew returns as soon as some
+ * shard brought entries (or every shard came back empty), and a read still blocking on a quiet shard
+ * stays in flight for the next call, so a quiet shard never delays a busy one.
+ *
+ * COUNT adapts to the bytes replies bring (WRITER_BATCH_MAX_BYTES shared by the shards): one reply
+ * bigger than its share shrinks COUNT in proportion, one under half of it lets COUNT double back.
  */
 export class GroupConsumer {
   /** COUNT per shard that fits WRITER_BATCH_MAX_BYTES with the largest stored entries. */
   readonly maxCount: number;
-  /** COUNT per shard of the next read: maxCount, less after a reply bigger than maxBytes. */
+  /** COUNT per shard of the next read: maxCount, less after a reply bigger than its share of maxBytes. */
   private current: number;
-  /** The read of new entries, encoded once per COUNT: with BLOCK, and without (returns at once). */
-  private encodedCount = 0;
-  private readNewBlocking: Buffer = Buffer.alloc(0);
-  private readNewNow: Buffer = Buffer.alloc(0);
+  /** Bytes one shard's reply may bring. */
+  private readonly shardBytes: number;
+  private readonly inflight = new Map<string, ShardRead>();
 
   constructor(
-    private readonly reads: RespConnection,
-    private readonly acks: RespConnection,
+    private readonly connections: ShardConnections,
     readonly options: GroupConsumerOptions,
   ) {
     this.maxCount = countForBytes(options.count, options.maxBytes, options.keys.length);
     this.current = this.maxCount;
+    this.shardBytes = Math.max(1, Math.floor(options.maxBytes / Math.max(1, options.keys.length)));
   }
 
   /** COUNT per shard of the next read. */
@@ -67,44 +84,83 @@ export class GroupConsumer {
 
   /**
    * Entries never delivered before, up to COUNT per shard, waiting at most BLOCK ms for the first
-   * (or not at all when `block` is false). Empty when none arrived in time. `count` is the COUNT it
-   * was read with (a read that brought fewer has caught up with the stream).
+   * (or not at all when `block` is false). Empty when none arrived in time on any shard. `count` is
+   * the COUNT it was read with (a read that brought fewer has caught up with the stream). A shard
+   * whose read failed rejects the call (when no other shard brought entries); the next call reads it again.
    */
   async readNew(block = true): Promise<{ batches: StreamEntries[]; count: number }> {
     const count = this.current;
-    if (count !== this.encodedCount) {
-      const { keys, consumer, blockMs } = this.options;
-      const read = (extra: (string | number)[]) =>
-        encodeCommand([
-          'XREADGROUP',
-          'GROUP',
-          PROCESSOR_GROUP,
-          consumer,
-          'COUNT',
-          count,
-          ...extra,
-          'STREAMS',
-          ...keys,
-          ...keys.map(() => '>'),
-        ]);
-      this.readNewBlocking = read(['BLOCK', blockMs]);
-      this.readNewNow = read([]);
-      this.encodedCount = count;
+    for (const key of this.options.keys) if (!this.inflight.has(key)) this.startRead(key, block, count);
+    for (;;) {
+      const reads = [...this.inflight.values()];
+      // Without BLOCK, every read just sent is waited for (they answer at once: one batch holds every
+      // shard's entries, as one transaction); a read still blocking from an earlier call is not.
+      // With BLOCK, the first shard that brings entries (or fails) ends the wait; so does every shard
+      // coming back empty.
+      const waiting = reads.filter((r) => !r.done && (block || !r.blocking));
+      if (waiting.length === 0) break;
+      if (block && reads.some((r) => r.done && (r.entries.length > 0 || r.error !== undefined))) {
+        // The other shards' replies that arrived with it are taken along.
+        await new Promise<void>((resolve) => setImmediate(resolve));
+        break;
+      }
+      await Promise.race(waiting.map((r) => r.promise));
     }
-    const reply = block ? await this.reads.send(this.readNewBlocking, this.options.blockMs) : await this.reads.send(this.readNewNow);
-    this.observe(reply);
-    return { batches: parseStreamRead(reply), count };
+    const batches: StreamEntries[] = [];
+    let error: Error | undefined;
+    for (const [key, read] of this.inflight) {
+      if (!read.done) continue;
+      this.inflight.delete(key);
+      if (read.error !== undefined) error ??= read.error;
+      else batches.push(...read.entries);
+    }
+    if (batches.length === 0 && error !== undefined) throw error;
+    return { batches, count };
+  }
+
+  private startRead(key: string, block: boolean, count: number): void {
+    const { consumer, blockMs } = this.options;
+    const command = encodeCommand([
+      'XREADGROUP',
+      'GROUP',
+      PROCESSOR_GROUP,
+      consumer,
+      'COUNT',
+      count,
+      ...(block ? ['BLOCK', blockMs] : []),
+      'STREAMS',
+      key,
+      '>',
+    ]);
+    const read: ShardRead = { blocking: block, done: false, entries: [], error: undefined, promise: Promise.resolve() };
+    read.promise = this.connections
+      .connection(key, 'read')
+      .send(command, block ? blockMs : 0)
+      .then(
+        (reply) => {
+          this.observe(reply);
+          read.entries = parseStreamRead(reply);
+        },
+        (err: unknown) => {
+          read.error = err instanceof Error ? err : new Error(`stream read failed: ${String(err)}`);
+          this.connections.failed(err);
+        },
+      )
+      .finally(() => {
+        read.done = true;
+      });
+    this.inflight.set(key, read);
   }
 
   /**
-   * Sizes the next reads after a reply: one bigger than maxBytes (entries stored before ingestion
-   * bounded them) shrinks COUNT in proportion; one under half of it lets COUNT double back towards
-   * maxCount.
+   * Sizes the next reads after a shard's reply: one bigger than its share of maxBytes (entries stored
+   * before ingestion bounded them) shrinks COUNT in proportion; one under half of it lets COUNT double
+   * back towards maxCount.
    */
   private observe(reply: Buffer): void {
-    const { maxBytes } = this.options;
-    if (reply.length > maxBytes) this.current = Math.max(1, Math.floor((this.current * maxBytes) / reply.length));
-    else if (reply.length * 2 <= maxBytes && this.current < this.maxCount) this.current = Math.min(this.maxCount, this.current * 2);
+    const budget = this.shardBytes;
+    if (reply.length > budget) this.current = Math.max(1, Math.floor((this.current * budget) / reply.length));
+    else if (reply.length * 2 <= budget && this.current < this.maxCount) this.current = Math.min(this.maxCount, this.current * 2);
   }
 
   /**
@@ -114,22 +170,28 @@ export class GroupConsumer {
    */
   async readPending(after: ReadonlyMap<string, string>): Promise<{ batches: StreamEntries[]; exhausted: string[] }> {
     const keys = [...after.keys()];
-    const command = encodeCommand([
-      'XREADGROUP',
-      'GROUP',
-      PROCESSOR_GROUP,
-      this.options.consumer,
-      'COUNT',
-      this.current,
-      'STREAMS',
-      ...keys,
-      ...keys.map((k) => after.get(k) ?? '0'),
-    ]);
-    // Not on `reads`: behind a read-ahead's BLOCK it would wait for that read to time out.
-    const reply = await this.acks.send(command);
-    this.observe(reply);
-    const batches = parseStreamRead(reply);
-    const withEntries = new Set(batches.map((b) => b.key));
+    // Not on the read connections: behind a read-ahead's BLOCK it would wait for that read to time out.
+    const replies = await Promise.all(
+      keys.map((key) =>
+        this.send(
+          key,
+          encodeCommand([
+            'XREADGROUP',
+            'GROUP',
+            PROCESSOR_GROUP,
+            this.options.consumer,
+            'COUNT',
+            this.current,
+            'STREAMS',
+            key,
+            after.get(key) ?? '0',
+          ]),
+        ),
+      ),
+    );
+    for (const reply of replies) this.observe(reply);
+    const batches = replies.flatMap((reply) => parseStreamRead(reply));
+    const withEntries = new Set(batches.filter((b) => b.length > 0).map((b) => b.key));
     return { batches, exhausted: keys.filter((k) => !withEntries.has(k)) };
   }
 
@@ -139,7 +201,8 @@ export class GroupConsumer {
    * and the ids that no longer exist in the stream (Redis drops those from the pending list).
    */
   async claim(key: string, cursor: string, minIdleMs: number): Promise<{ entries: StreamEntries; next: string; deleted: string[] }> {
-    const reply = await this.acks.send(
+    const reply = await this.send(
+      key,
       encodeCommand(['XAUTOCLAIM', key, PROCESSOR_GROUP, this.options.consumer, minIdleMs, cursor, 'COUNT', this.current]),
     );
     this.observe(reply);
@@ -155,9 +218,19 @@ export class GroupConsumer {
       if (list) list.push(batch);
       else byKey.set(batch.key, [batch]);
     }
-    const replies = await Promise.all([...byKey].map(([key, list]) => this.acks.send(encodeAck(key, PROCESSOR_GROUP, list))));
+    const replies = await Promise.all([...byKey].map(([key, list]) => this.send(key, encodeAck(key, PROCESSOR_GROUP, list))));
     let acked = 0;
     for (const reply of replies) acked += new RespCursor(reply).integer('XACK reply');
     return acked;
+  }
+
+  /** A command on the shard's acknowledgement connection; a failure may mean the shard moved. */
+  private async send(key: string, command: Buffer): Promise<Buffer> {
+    try {
+      return await this.connections.connection(key, 'ack').send(command);
+    } catch (err) {
+      this.connections.failed(err);
+      throw err;
+    }
   }
 }

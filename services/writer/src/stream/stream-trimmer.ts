@@ -49,17 +49,24 @@ return redis.call('XTRIM', key, 'MINID', bound)
 /**
  * The writer trims the shard streams (ingestion appends without MAXLEN): every shard, below what
  * group `processor` has not acknowledged, keeping the last WRITER_STREAM_RETENTION_MS of entries for
- * the gateways' warm-up and resumes. On the writer's own RESP connection.
+ * the gateways' warm-up and resumes. On the writer's own RESP connections: `connection` is one, or
+ * gives the shard's (in a Redis Cluster, to the node that serves it).
  */
 export class StreamTrimmer {
+  private readonly connectionOf: (key: string) => RespConnection;
+
   constructor(
-    private readonly connection: RespConnection,
+    connection: RespConnection | ((key: string) => RespConnection),
     readonly options: { keys: readonly string[]; retentionMs: number },
-  ) {}
+  ) {
+    this.connectionOf = typeof connection === 'function' ? connection : () => connection;
+  }
 
   /** Trims one shard; returns how many entries it removed. */
   async trim(key: string): Promise<number> {
-    const reply = await this.connection.send(encodeCommand(['EVAL', TRIM_SCRIPT, 1, key, PROCESSOR_GROUP, this.options.retentionMs]));
+    const reply = await this.connectionOf(key).send(
+      encodeCommand(['EVAL', TRIM_SCRIPT, 1, key, PROCESSOR_GROUP, this.options.retentionMs]),
+    );
     return new RespCursor(reply).integer('XTRIM reply');
   }
 }
