@@ -2,6 +2,7 @@ import type { ConnectionOptions } from 'node:tls';
 import type { Logger, RedisClusterNode } from '@pitwall/platform';
 import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
 import { backoffDelay } from './backoff.js';
+import { redisErrorKind } from './errors.js';
 import type { StreamClient } from './groups.js';
 
 /** Where Redis is: the service's REDIS_* variables (platform commonEnv). */
@@ -79,6 +80,23 @@ export function createStreamClient(target: RedisTarget, options: StreamClientOpt
     down = false;
   });
   return client;
+}
+
+/**
+ * A command failed in a way that may mean the slot map is stale (MOVED, ASK, CLUSTERDOWN, TRYAGAIN,
+ * READONLY, a dropped connection): a cluster client refreshes it (ioredis coalesces concurrent
+ * refreshes). ioredis follows MOVED by itself for single commands and for pipelines in which every
+ * command was redirected, but not for a pipeline where only some were (e.g. XADDs + WAIT, whose
+ * keyless WAIT a wrong node still answers): whoever runs such a pipeline calls this. Returns whether
+ * a refresh was asked for. A standalone client: nothing to do.
+ */
+export function refreshOnTopologyError(client: StreamClient, err: unknown): boolean {
+  if (!(client instanceof Cluster)) return false;
+  const kind = redisErrorKind(err);
+  if (kind !== 'moved' && kind !== 'ask' && kind !== 'clusterdown' && kind !== 'tryagain' && kind !== 'readonly' && kind !== 'connection')
+    return false;
+  client.refreshSlotsCache();
+  return true;
 }
 
 /** Readiness check for a client: ready, or the state it is in. */

@@ -9,7 +9,7 @@ import {
   TRACE_FIELD,
 } from '@pitwall/contract';
 import type { Histogram } from '@pitwall/platform';
-import type { StreamClient } from '@pitwall/streams';
+import { refreshOnTopologyError, type StreamClient } from '@pitwall/streams';
 import { ADMISSION_SCRIPT, ADMISSION_SCRIPT_SHA } from './admission-script.js';
 import { StoreError } from './store-error.js';
 
@@ -121,6 +121,8 @@ export class PositionStore {
         }
       }
     } catch (err) {
+      // In a cluster, the slot may have moved (failover): the next append goes to its new master.
+      refreshOnTopologyError(this.redis, err);
       throw new StoreError(`admission to ${shardKey} failed: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
     }
     this.xaddSeconds.observe((performance.now() - started) / 1000);

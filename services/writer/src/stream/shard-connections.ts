@@ -1,5 +1,5 @@
 import type { Logger } from '@pitwall/platform';
-import { isClusterTarget, redisErrorKind, type RedisTarget, type StreamClient } from '@pitwall/streams';
+import { isClusterTarget, refreshOnTopologyError, type RedisTarget, type StreamClient } from '@pitwall/streams';
 import calculateSlot from 'cluster-key-slot';
 import { Cluster } from 'ioredis';
 import { RespConnection } from './resp-connection.js';
@@ -67,18 +67,7 @@ export class ShardConnections {
    * client refreshes its slot map (once at a time; ioredis coalesces concurrent refreshes).
    */
   failed(err: unknown): void {
-    if (this.cluster === undefined) return;
-    const kind = redisErrorKind(err);
-    if (
-      kind === 'moved' ||
-      kind === 'ask' ||
-      kind === 'clusterdown' ||
-      kind === 'tryagain' ||
-      kind === 'readonly' ||
-      kind === 'connection'
-    ) {
-      this.cluster.refreshSlotsCache();
-    }
+    if (this.cluster !== undefined) refreshOnTopologyError(this.cluster, err);
   }
 
   /** Readiness of the read connections: undefined when all are connected. */

@@ -1,0 +1,355 @@
+import { randomUUID } from 'node:crypto';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { connect, type Socket } from 'node:net';
+import { shardKey, shardOf } from '@pitwall/contract';
+import { CODEC_8_EXTENDED, encodeImeiHandshake, encodeTcpAvlPacket } from '@pitwall/teltonika';
+import {
+  createTestDatabase,
+  freePort,
+  RedisCluster,
+  sleep,
+  startService,
+  uniqueName,
+  waitFor,
+  type ServiceProcess,
+} from '@pitwall/testkit';
+import { SignJWT } from 'jose';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
+
+/**
+ * The whole pipeline on a real Redis Cluster (3 masters, 3 replicas, redis-server in cluster mode):
+ * devices -> ingestion -> cluster -> writer -> PostgreSQL, and -> live gateway -> viewer, with
+ * STREAM_SHARDS=4 and INGESTION_MIN_REPLICAS=1. Then the master of shard {0} is SIGKILLed while a
+ * resending fleet drives, and a shard's only replica is killed.
+ */
+
+const SHARDS = 4;
+const EVENT_ID = 3;
+const SECRET = `cluster-${randomUUID()}`;
+const STREAM_KEY = uniqueName('cluster');
+
+/** Two devices per shard (IMEIs picked by the contract's shard function). */
+function devicesPerShard(): string[][] {
+  const byShard: string[][] = Array.from({ length: SHARDS }, () => []);
+  for (let n = 0; byShard.some((list) => list.length < 2); n++) {
+    const imei = String(356_307_042_500_000 + n);
+    const list = byShard[shardOf(imei, SHARDS)] as string[];
+    if (list.length < 2) list.push(imei);
+  }
+  return byShard;
+}
+const SHARD_DEVICES = devicesPerShard();
+const ALL_DEVICES = SHARD_DEVICES.flat();
+
+/** Directus as the gateway asks it: the event is readable and running, every device is in it. */
+function fakeDirectus(): Server {
+  return createServer((request, response) => {
+    const url = new URL(request.url ?? '/', 'http://directus');
+    const json = (body: unknown) => response.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(body));
+    if (url.pathname === `/items/events/${EVENT_ID}`) json({ data: { id: EVENT_ID } });
+    else if (url.pathname === '/items/entries') {
+      const window = { starts_at: new Date(Date.now() - 3_600_000).toISOString(), ends_at: new Date(Date.now() + 3_600_000).toISOString() };
+      json({ data: ALL_DEVICES.map((imei, i) => ({ label: String(i), device: { imei }, event: window })) });
+    } else response.writeHead(404).end();
+  });
+}
+
+/** What happened to one packet: acknowledged, or the connection closed without an acknowledgement. */
+type Outcome = 'acked' | 'closed';
+
+/** A Teltonika device over TCP: one packet of one record at a time. */
+class Device {
+  private socket: Socket | undefined;
+  private received = Buffer.alloc(0);
+  private onData: (() => void) | undefined;
+  /** Timestamps of positions acknowledged by ingestion. */
+  readonly acked: number[] = [];
+
+  constructor(
+    readonly imei: string,
+    private readonly port: number,
+  ) {}
+
+  private async connect(): Promise<Socket> {
+    if (this.socket !== undefined && !this.socket.destroyed) return this.socket;
+    const socket = connect({ host: '127.0.0.1', port: this.port });
+    this.socket = socket;
+    this.received = Buffer.alloc(0);
+    socket.on('data', (chunk: Buffer) => {
+      this.received = Buffer.concat([this.received, chunk]);
+      this.onData?.();
+    });
+    socket.on('error', () => undefined);
+    socket.on('close', () => this.onData?.());
+    socket.write(encodeImeiHandshake(this.imei));
+    if ((await this.expect(socket, 1)) !== 'acked' || this.received[0] !== 1) throw new Error(`handshake of ${this.imei} refused`);
+    this.received = this.received.subarray(1);
+    return socket;
+  }
+
+  /** Resolves when `bytes` arrived ('acked') or the connection closed first ('closed'). */
+  private expect(socket: Socket, bytes: number): Promise<Outcome> {
+    return new Promise((resolve) => {
+      const check = () => {
+        if (this.received.length >= bytes) resolve('acked');
+        else if (socket.destroyed) resolve('closed');
+        else return;
+        this.onData = undefined;
+      };
+      this.onData = check;
+      check();
+    });
+  }
+
+  /** Sends one position taken at `ts`; what came of it. */
+  async send(ts: number): Promise<Outcome> {
+    let socket: Socket;
+    try {
+      socket = await this.connect();
+    } catch {
+      return 'closed';
+    }
+    socket.write(
+      encodeTcpAvlPacket(CODEC_8_EXTENDED, [
+        {
+          timestampMs: ts,
+          priority: 0,
+          latE7: 436_000_000,
+          lonE7: 39_000_000,
+          altitudeM: 100,
+          headingDeg: 45,
+          satellites: 10,
+          speedKmh: 120,
+          eventIoId: 0,
+          generationType: undefined,
+          io: [],
+        },
+      ]),
+    );
+    const outcome = await this.expect(socket, 4);
+    if (outcome === 'acked') {
+      expect(this.received.readUInt32BE(0)).toBe(1);
+      this.received = this.received.subarray(4);
+      this.acked.push(ts);
+    }
+    return outcome;
+  }
+
+  /** Sends `ts` until it is acknowledged (a device resends what was not acknowledged). */
+  async sendUntilAcked(ts: number, stop: () => boolean = () => false): Promise<void> {
+    while (!stop()) {
+      if ((await this.send(ts)) === 'acked') return;
+      await sleep(100);
+    }
+  }
+
+  close(): void {
+    this.socket?.destroy();
+  }
+}
+
+let cluster: RedisCluster;
+let directus: Server;
+let databaseUrl: string;
+const services: ServiceProcess[] = [];
+let devices: Device[];
+const seen = new Map<string, Set<number>>();
+let viewer: WebSocket;
+/** Distinct timestamps per device: every packet of the run is a new position. */
+let clock = Date.now() - 600_000;
+
+async function storedPositions(): Promise<{ total: number; distinct: number; keys: Set<string> }> {
+  const db = new pg.Client({ connectionString: databaseUrl });
+  await db.connect();
+  try {
+    const rows = (
+      await db.query<{ device_id: string; ms: string }>(
+        'SELECT device_id, (extract(epoch FROM recorded_at) * 1000)::bigint AS ms FROM positions',
+      )
+    ).rows;
+    const keys = new Set(rows.map((r) => `${r.device_id}/${r.ms}`));
+    return { total: rows.length, distinct: keys.size, keys };
+  } finally {
+    await db.end();
+  }
+}
+
+function acknowledgedKeys(): string[] {
+  return devices.flatMap((d) => d.acked.map((ts) => `${d.imei}/${ts}`));
+}
+
+beforeAll(async () => {
+  cluster = await RedisCluster.start();
+  directus = fakeDirectus();
+  await new Promise<void>((resolve) => directus.listen(0, '127.0.0.1', resolve));
+  databaseUrl = await createTestDatabase('cluster');
+  const common = { REDIS_CLUSTER_NODES: cluster.seeds, STREAM_KEY, STREAM_SHARDS: String(SHARDS) };
+  const [tcpPort, udpPort, gatewayPort] = await Promise.all([freePort(), freePort(), freePort()]);
+  services.push(
+    ...(await Promise.all([
+      startService(
+        'ingestion',
+        {
+          ...common,
+          INGESTION_TCP_PORT: String(tcpPort),
+          INGESTION_UDP_PORT: String(udpPort),
+          INGESTION_MIN_REPLICAS: '1',
+          INGESTION_REPLICA_TIMEOUT_MS: '500',
+          INGESTION_REDIS_TIMEOUT_MS: '3000',
+        },
+        { timeoutMs: 60_000 },
+      ),
+      startService(
+        'writer',
+        { ...common, DATABASE_URL: databaseUrl, INSTANCE_ID: 'cluster-writer', WRITER_BATCH_WAIT_MS: '0', WRITER_RETRY_MAX_MS: '500' },
+        { timeoutMs: 60_000 },
+      ),
+      startService(
+        'live-gateway',
+        {
+          ...common,
+          GATEWAY_PORT: String(gatewayPort),
+          INSTANCE_ID: uniqueName('pod'),
+          DIRECTUS_URL: `http://127.0.0.1:${(directus.address() as AddressInfo).port}`,
+          DIRECTUS_SECRET: SECRET,
+          DIRECTUS_SERVICE_TOKEN: 'cluster-service-token',
+        },
+        { timeoutMs: 60_000 },
+      ),
+    ])),
+  );
+  devices = ALL_DEVICES.map((imei) => new Device(imei, tcpPort));
+
+  const token = await new SignJWT({ id: randomUUID(), role: null, app_access: false, admin_access: false })
+    .setProtectedHeader({ alg: 'HS256', typ: 'JWT' })
+    .setIssuedAt()
+    .setIssuer('directus')
+    .setExpirationTime('15m')
+    .sign(new TextEncoder().encode(SECRET));
+  viewer = new WebSocket(`ws://127.0.0.1:${gatewayPort}/live?access_token=${encodeURIComponent(token)}`);
+  let subscribed = false;
+  viewer.on('message', (data: Buffer) => {
+    const message = JSON.parse(data.toString('utf8')) as { type: string; positions?: { device_id: string; ts: number }[] };
+    if (message.type === 'subscribed') subscribed = true;
+    for (const position of message.positions ?? []) {
+      let set = seen.get(position.device_id);
+      if (set === undefined) seen.set(position.device_id, (set = new Set()));
+      set.add(position.ts);
+    }
+  });
+  await new Promise((resolve, reject) => {
+    viewer.once('open', resolve);
+    viewer.once('error', reject);
+  });
+  viewer.send(JSON.stringify({ type: 'subscribe', event_id: EVENT_ID, uid: 's' }));
+  await waitFor('subscribed', () => subscribed);
+}, 180_000);
+
+afterAll(async () => {
+  viewer?.close();
+  for (const device of devices ?? []) device.close();
+  for (const service of services) await service.proc.stop();
+  directus?.close();
+  await cluster?.destroy();
+});
+
+describe('the pipeline on a real Redis Cluster (3 masters + 3 replicas, STREAM_SHARDS=4, INGESTION_MIN_REPLICAS=1)', () => {
+  it('carries every shard from the devices to PostgreSQL and to the viewer; the shards live on several masters', async () => {
+    const masters = new Set<number>();
+    for (let shard = 0; shard < SHARDS; shard++) masters.add((await cluster.masterOf(shardKey(STREAM_KEY, shard))).port);
+    expect(masters.size).toBeGreaterThan(1);
+
+    const sent = devices.map(() => (clock += 1_000));
+    await Promise.all(devices.map((device, i) => device.sendUntilAcked(sent[i] as number)));
+    await waitFor(
+      'every position in PostgreSQL',
+      async () => {
+        const stored = await storedPositions();
+        return acknowledgedKeys().every((key) => stored.keys.has(key));
+      },
+      { timeoutMs: 30_000, intervalMs: 200 },
+    );
+    await waitFor('every position at the viewer', () => devices.every((d, i) => seen.get(d.imei)?.has(sent[i] as number) === true), {
+      timeoutMs: 30_000,
+    });
+  });
+
+  it('loses no acknowledged position when the master of shard {0} is SIGKILLed while a resending fleet drives', async () => {
+    let stop = false;
+    const drive = async (device: Device) => {
+      while (!stop) {
+        await device.sendUntilAcked((clock += 1_000), () => stop);
+        await sleep(50);
+      }
+    };
+    const fleet = Promise.all(devices.map((device) => drive(device)));
+    const shard0 = SHARD_DEVICES[0] as string[];
+    const ackedOf = (imei: string) => devices.find((d) => d.imei === imei)?.acked.length ?? 0;
+    await waitFor('the fleet to drive', () => ackedOf(shard0[0] as string) >= 5, { timeoutMs: 30_000 });
+
+    const killed = await cluster.killMasterOf(shardKey(STREAM_KEY, 0));
+    const ackedAtKill = ackedOf(shard0[0] as string);
+    const newestAtKill = Math.max(...(devices.find((d) => d.imei === shard0[0])?.acked ?? [0]));
+    // The promoted replica has no replica of its own until the killed node is back (it rejoins as
+    // its replica, as a restarted pod would): with INGESTION_MIN_REPLICAS=1 shard {0} is not
+    // acknowledged meanwhile, the other shards are.
+    await killed.server.restart();
+    await cluster.waitHealthy();
+    // Shard {0}'s devices are acknowledged again (by the promoted replica) and the viewer sees them.
+    await waitFor('shard {0} acknowledged again after the failover', () => ackedOf(shard0[0] as string) >= ackedAtKill + 5, {
+      timeoutMs: 60_000,
+    });
+    await waitFor(
+      'the viewer to receive shard {0} again',
+      () => [...(seen.get(shard0[0] as string) ?? [])].some((ts) => ts > newestAtKill),
+      { timeoutMs: 30_000 },
+    );
+    stop = true;
+    await fleet;
+
+    await waitFor(
+      'every acknowledged position in PostgreSQL',
+      async () => {
+        const stored = await storedPositions();
+        return acknowledgedKeys().every((key) => stored.keys.has(key));
+      },
+      { timeoutMs: 60_000, intervalMs: 250 },
+    );
+    const stored = await storedPositions();
+    expect(stored.total).toBe(stored.distinct);
+    expect(acknowledgedKeys().filter((key) => !stored.keys.has(key))).toEqual([]);
+  });
+
+  it('does not acknowledge a shard whose master has no replica left, while the other shards go on; it resumes when the replica is back', async () => {
+    // A shard on a master other than shard {0}'s (whose node was restarted above).
+    let target = 1;
+    const masterOf0 = await cluster.masterOf(shardKey(STREAM_KEY, 0));
+    for (let shard = 1; shard < SHARDS; shard++) {
+      if ((await cluster.masterOf(shardKey(STREAM_KEY, shard))).port !== masterOf0.port) target = shard;
+    }
+    const master = await cluster.masterOf(shardKey(STREAM_KEY, target));
+    const replicas = await cluster.replicasOf(master);
+    expect(replicas.length).toBeGreaterThan(0);
+    for (const replica of replicas) await replica.server.kill();
+
+    const lonely = devices.find((d) => d.imei === (SHARD_DEVICES[target] as string[])[0]) as Device;
+    const otherShard = [0, 1, 2, 3].find((shard) => shard !== target) as number;
+    const other = devices.find((d) => d.imei === (SHARD_DEVICES[otherShard] as string[])[0]) as Device;
+    const refused = (clock += 1_000);
+    expect(await lonely.send(refused)).toBe('closed');
+    if ((await cluster.masterOf(shardKey(STREAM_KEY, otherShard))).port !== master.port) {
+      expect(await other.send((clock += 1_000))).toBe('acked');
+    }
+
+    for (const replica of replicas) await replica.server.restart();
+    await cluster.waitHealthy();
+    await lonely.sendUntilAcked(refused);
+    await waitFor('the resent position in PostgreSQL', async () => (await storedPositions()).keys.has(`${lonely.imei}/${refused}`), {
+      timeoutMs: 30_000,
+      intervalMs: 200,
+    });
+  });
+});
