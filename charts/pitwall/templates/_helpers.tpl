@@ -100,6 +100,15 @@ checksum/config: {{ sha256sum $config }}
 {{- end }}
 {{- end -}}
 
+{{/* The Redis credentials of every service: REDIS_URL (optional in cluster mode), REDIS_PASSWORD in cluster mode. */}}
+{{- define "pitwall.redisEnv" -}}
+{{- $cluster := .Values.config.redisCluster.nodes -}}
+{{ include "pitwall.secretEnv" (dict "root" . "env" "REDIS_URL" "key" .Values.secrets.keys.redisUrl "optional" (ne $cluster "")) }}
+{{- if $cluster }}
+{{ include "pitwall.secretEnv" (dict "root" . "env" "REDIS_PASSWORD" "key" .Values.secrets.keys.redisPassword "optional" true) }}
+{{- end }}
+{{- end -}}
+
 {{/* One secret variable, read from the chart's Secret. */}}
 {{- define "pitwall.secretEnv" -}}
 - name: {{ .env }}

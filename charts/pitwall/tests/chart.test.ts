@@ -292,11 +292,13 @@ describe('environment specifics', () => {
     const streams = shardKeys(shared.STREAM_KEY ?? '', Number(shared.STREAM_SHARDS));
     expect(streams).toHaveLength(4);
     expect(scaled.spec.triggers.map((t) => t.metadata.stream)).toEqual(streams);
+    // Production runs on a Redis Cluster: KEDA's cluster trigger, on the same seed nodes as the services.
+    expect(shared.REDIS_CLUSTER_NODES).toMatch(/^[^:/\s,]+:\d+(,[^:/\s,]+:\d+)+$/);
     for (const trigger of scaled.spec.triggers) {
-      expect(trigger.type).toBe('redis-streams');
+      expect(trigger.type).toBe('redis-cluster-streams');
       expect(trigger.metadata.consumerGroup).toBe(PROCESSOR_GROUP);
       expect(Number(trigger.metadata.lagCount)).toBeGreaterThan(0);
-      expect(trigger.metadata.address).toMatch(/^[^:/\s]+:\d+$/);
+      expect(trigger.metadata.addresses).toBe(shared.REDIS_CLUSTER_NODES);
       expect(trigger.authenticationRef?.name).toBe(`${componentName('writer')}-redis`);
     }
     find(objects, 'TriggerAuthentication', `${componentName('writer')}-redis`);

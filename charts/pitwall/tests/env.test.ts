@@ -27,6 +27,7 @@ const isOtelVariable = (name: string) => name.startsWith('OTEL_');
 /** Stand-ins for values only known in the cluster (Secret keys, the downward API), valid for the schemas. */
 const CLUSTER_VALUES: Record<string, string> = {
   REDIS_URL: 'redis://:password@redis.data:6379/0',
+  REDIS_PASSWORD: 'redis-cluster-password',
   DATABASE_URL: 'postgres://pitwall:password@postgres.data:5432/pitwall',
   DIRECTUS_SECRET: 'directus-signing-secret-of-at-least-32-bytes',
   DIRECTUS_SERVICE_TOKEN: 'directus-static-token',
