@@ -40,8 +40,15 @@ process.on('SIGINT', () => {
 });
 process.on('SIGTERM', () => void shutdown(0));
 
+const upRedis = process.env.UP_REDIS ?? 'single';
+if (upRedis !== 'single' && upRedis !== 'cluster') {
+  process.stderr.write(`UP_REDIS must be single or cluster, got ${JSON.stringify(upRedis)}\n`);
+  process.exit(78);
+}
+
 try {
   stack = await startLocalStack({
+    redisCluster: upRedis === 'cluster',
     events: envInt('UP_EVENTS', 3),
     devicesPerEvent: envInt('UP_DEVICES_PER_EVENT', 6),
     streamShards: envInt('STREAM_SHARDS', 1),
@@ -63,7 +70,7 @@ const lines = [
   `  Directus        ${pipeline.directusUrl}   (admin: ${stack.adminEmail} / ${stack.adminPassword})`,
   ...pipeline.gatewayUrls.map((url, i) => `  live gateway ${i + 1}  ${url}`),
   `  ingestion       tcp+udp 127.0.0.1:${pipeline.ingestionPort} (Teltonika)`,
-  `  Redis           ${pipeline.redisUrl}   stream ${pipeline.streamKey}:{0..${pipeline.streamShards - 1}}`,
+  `  Redis           ${pipeline.redisClusterNodes === undefined ? pipeline.redisUrl : `Cluster ${pipeline.redisClusterNodes}`}   stream ${pipeline.streamKey}:{0..${pipeline.streamShards - 1}}`,
   `  PostgreSQL      ${pipeline.databaseUrl}`,
   ...[pipeline.ingestion, pipeline.writer, ...pipeline.gateways].map((s) => `  metrics         ${s.metricsUrl}/metrics  (${s.label})`),
   `  logs            ${pipeline.logDir}`,

@@ -14,6 +14,8 @@ export interface LocalStackOptions {
   devicesPerEvent?: number;
   streamShards?: number;
   gateways?: number;
+  /** Run on a local Redis Cluster (3 masters + 3 replicas) instead of one redis-server (UP_REDIS=cluster). */
+  redisCluster?: boolean;
   /** Time between two fixes of one simulated car. */
   fixIntervalMs?: number;
   log?: (line: string) => void;
@@ -50,6 +52,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     seedPlan: { events: options.events ?? 3, devicesPerEvent: options.devicesPerEvent ?? 6, password: DEMO_PASSWORD },
     streamShards: options.streamShards,
     gateways: options.gateways,
+    redisCluster: options.redisCluster,
     log,
   });
   const stops: { name: string; stop: () => Promise<void> }[] = [{ name: 'pipeline', stop: () => pipeline.stop() }];

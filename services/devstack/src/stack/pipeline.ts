@@ -1,7 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { seedDirectus, startDirectus, type Seeded, type SeedPlan, type StartedDirectus } from '@pitwall/business-plane';
-import { PostgresServer, RedisServer, REPO_ROOT, uniqueName } from '@pitwall/testkit';
+import { PostgresServer, RedisCluster, RedisServer, REPO_ROOT, uniqueName } from '@pitwall/testkit';
 import pg from 'pg';
 import { choosePort } from './ports.js';
 import { ServiceHandle } from './service-launcher.js';
@@ -20,6 +20,11 @@ export interface PipelineOptions {
   ports?: 'standard' | 'free';
   /** Use this Redis instead of starting one (append-only) that the pipeline owns. */
   redisUrl?: string;
+  /**
+   * Start a Redis Cluster (3 masters + 3 replicas, append-only, free ports below 55536) instead of one
+   * redis-server, and run the services in cluster mode (REDIS_CLUSTER_NODES). Ignored with redisUrl.
+   */
+  redisCluster?: boolean;
   /** Superuser URL of a PostgreSQL to use instead of starting one. */
   postgresAdminUrl?: string;
   /** Superuser URL of the PostgreSQL for a Directus the pipeline starts. Default: the writer's server. */
@@ -40,7 +45,10 @@ export interface PipelineOptions {
 }
 
 export interface Pipeline {
+  /** The standalone Redis; in cluster mode one of its nodes (a plain client there gets MOVED for other slots). */
   redisUrl: string;
+  /** REDIS_CLUSTER_NODES of the services when the pipeline runs on a Redis Cluster. */
+  redisClusterNodes: string | undefined;
   /** The writer's database. */
   databaseUrl: string;
   streamKey: string;
@@ -57,6 +65,8 @@ export interface Pipeline {
   gatewayUrls: string[];
   /** Servers the pipeline started itself (undefined when given). */
   redis: RedisServer | undefined;
+  /** The Redis Cluster it started (redisCluster). */
+  cluster: RedisCluster | undefined;
   postgres: PostgresServer | undefined;
   directus: StartedDirectus | undefined;
   logDir: string;
@@ -89,15 +99,19 @@ export async function startPipeline(options: PipelineOptions = {}): Promise<Pipe
   };
 
   try {
-    const [redis, postgres] = await Promise.all([
-      options.redisUrl ? undefined : port(6379).then((p) => RedisServer.start({ durable: true, port: p })),
+    const clusterMode = options.redisCluster === true && options.redisUrl === undefined;
+    const [redis, cluster, postgres] = await Promise.all([
+      options.redisUrl || clusterMode ? undefined : port(6379).then((p) => RedisServer.start({ durable: true, port: p })),
+      clusterMode ? RedisCluster.start({ durable: true }) : undefined,
       options.postgresAdminUrl ? undefined : port(5432).then((p) => PostgresServer.start({ port: p })),
     ]);
     if (redis) stops.push({ name: 'Redis', stop: () => redis.destroy() });
+    if (cluster) stops.push({ name: 'Redis Cluster', stop: () => cluster.destroy() });
     if (postgres) stops.push({ name: 'PostgreSQL', stop: () => postgres.destroy() });
-    const redisUrl = options.redisUrl ?? redis?.url ?? '';
+    const redisUrl = options.redisUrl ?? redis?.url ?? cluster?.nodes[0]?.server.url ?? '';
+    const redisClusterNodes = cluster?.seeds;
     const postgresAdminUrl = options.postgresAdminUrl ?? postgres?.url() ?? '';
-    log(`Redis ${redisUrl}, PostgreSQL ${postgresAdminUrl}`);
+    log(`Redis ${redisClusterNodes === undefined ? redisUrl : `Cluster ${redisClusterNodes}`}, PostgreSQL ${postgresAdminUrl}`);
 
     const database = postgres ? 'pitwall' : uniqueName('pitwall').toLowerCase();
     const databaseUrl = await createDatabase(postgresAdminUrl, database);
@@ -135,7 +149,9 @@ export async function startPipeline(options: PipelineOptions = {}): Promise<Pipe
     }
 
     const streamKey = options.streamKey ?? (options.redisUrl ? uniqueName('pitwall:positions') : 'pitwall:positions');
-    const common = { REDIS_URL: redisUrl, STREAM_KEY: streamKey, STREAM_SHARDS: String(shards), LOG_LEVEL: 'info' };
+    const redisEnv: Record<string, string> =
+      redisClusterNodes === undefined ? { REDIS_URL: redisUrl } : { REDIS_CLUSTER_NODES: redisClusterNodes };
+    const common = { ...redisEnv, STREAM_KEY: streamKey, STREAM_SHARDS: String(shards), LOG_LEVEL: 'info' };
     let metricsPort = 9464;
     const nextMetricsPort = (): Promise<number> => port(metricsPort++);
 
@@ -192,6 +208,7 @@ export async function startPipeline(options: PipelineOptions = {}): Promise<Pipe
 
     return {
       redisUrl,
+      redisClusterNodes,
       databaseUrl,
       streamKey,
       streamShards: shards,
@@ -204,6 +221,7 @@ export async function startPipeline(options: PipelineOptions = {}): Promise<Pipe
       gateways,
       gatewayUrls,
       redis,
+      cluster,
       postgres,
       directus,
       logDir,
