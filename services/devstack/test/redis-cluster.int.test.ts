@@ -22,8 +22,10 @@ import WebSocket from 'ws';
 /**
  * The whole pipeline on a real Redis Cluster (3 masters, 3 replicas, redis-server in cluster mode):
  * devices -> ingestion -> cluster -> writer -> PostgreSQL, and -> live gateway -> viewer, with
- * STREAM_SHARDS=4 and INGESTION_MIN_REPLICAS=1. Then the master of shard {0} is SIGKILLed while a
- * resending fleet drives, and a shard's only replica is killed.
+ * STREAM_SHARDS=4, INGESTION_MIN_REPLICAS=1 and a writer pipeline per shard. Then the master of shard
+ * {0} is SIGKILLed while a resending fleet drives, a shard's only replica is killed, and a shard's
+ * master and replica are both killed. The nodes keep an fsynced append-only file (a node that comes
+ * back has what it acknowledged) and run with cluster-require-full-coverage no.
  */
 
 const SHARDS = 4;
@@ -182,7 +184,7 @@ function acknowledgedKeys(): string[] {
 }
 
 beforeAll(async () => {
-  cluster = await RedisCluster.start();
+  cluster = await RedisCluster.start({ durable: true });
   directus = fakeDirectus();
   await new Promise<void>((resolve) => directus.listen(0, '127.0.0.1', resolve));
   databaseUrl = await createTestDatabase('cluster');
@@ -204,7 +206,14 @@ beforeAll(async () => {
       ),
       startService(
         'writer',
-        { ...common, DATABASE_URL: databaseUrl, INSTANCE_ID: 'cluster-writer', WRITER_BATCH_WAIT_MS: '0', WRITER_RETRY_MAX_MS: '500' },
+        {
+          ...common,
+          DATABASE_URL: databaseUrl,
+          INSTANCE_ID: 'cluster-writer',
+          WRITER_PIPELINES: String(SHARDS),
+          WRITER_BATCH_WAIT_MS: '0',
+          WRITER_RETRY_MAX_MS: '500',
+        },
         { timeoutMs: 60_000 },
       ),
       startService(
@@ -351,5 +360,56 @@ describe('the pipeline on a real Redis Cluster (3 masters + 3 replicas, STREAM_S
       timeoutMs: 30_000,
       intervalMs: 200,
     });
+  });
+
+  it('stops only the shard whose master and replica are both down, and resumes it with nothing lost when they return', async () => {
+    // Shard X and a shard Y on another master.
+    let x = 0;
+    let y = -1;
+    for (let shard = 0; shard < SHARDS && y < 0; shard++) {
+      for (let other = 0; other < SHARDS; other++) {
+        const [a, b] = [await cluster.masterOf(shardKey(STREAM_KEY, shard)), await cluster.masterOf(shardKey(STREAM_KEY, other))];
+        if (a.port !== b.port) {
+          x = shard;
+          y = other;
+          break;
+        }
+      }
+    }
+    expect(y).toBeGreaterThanOrEqual(0);
+    const deviceOf = (shard: number) => devices.find((d) => d.imei === (SHARD_DEVICES[shard] as string[])[1]) as Device;
+    const [down, up] = [deviceOf(x), deviceOf(y)];
+    const ackedBefore = (await down.send((clock += 1_000))) === 'acked';
+    expect(ackedBefore).toBe(true);
+
+    const master = await cluster.masterOf(shardKey(STREAM_KEY, x));
+    const replicas = await cluster.replicasOf(master);
+    // Replicas first, so that no failover can take place.
+    for (const replica of replicas) await replica.server.kill();
+    await master.server.kill();
+
+    const refused = (clock += 1_000);
+    expect(await down.send(refused)).toBe('closed');
+    const moving = (clock += 1_000);
+    await up.sendUntilAcked(moving);
+    await waitFor('shard Y in PostgreSQL while shard X is down', async () => (await storedPositions()).keys.has(`${up.imei}/${moving}`), {
+      timeoutMs: 30_000,
+      intervalMs: 200,
+    });
+    await waitFor('shard Y at the viewer while shard X is down', () => seen.get(up.imei)?.has(moving) === true, { timeoutMs: 30_000 });
+
+    await master.server.restart();
+    for (const replica of replicas) await replica.server.restart();
+    await cluster.waitHealthy();
+    await down.sendUntilAcked(refused);
+    await waitFor(
+      'every acknowledged position in PostgreSQL after the nodes returned',
+      async () => {
+        const stored = await storedPositions();
+        return acknowledgedKeys().every((key) => stored.keys.has(key));
+      },
+      { timeoutMs: 60_000, intervalMs: 250 },
+    );
+    await waitFor('shard X at the viewer again', () => seen.get(down.imei)?.has(refused) === true, { timeoutMs: 30_000 });
   });
 });

@@ -14,6 +14,12 @@ export interface RedisClusterOptions {
   nodeTimeoutMs?: number;
   /** Append-only file with fsync on every write on every node (see RedisServer). Default false. */
   durable?: boolean;
+  /**
+   * cluster-require-full-coverage: true stops the whole cluster while any slot has no live owner (Redis's
+   * default). Default false, as production should run it: a shard whose master and replicas are all
+   * down stops alone, the others go on.
+   */
+  requireFullCoverage?: boolean;
 }
 
 /** A node of the cluster: its server (stop, kill, restart it) and its cluster node id. */
@@ -83,6 +89,8 @@ export class RedisCluster {
             // A failover must not wait for a replica's data to be "fresh enough" by Redis's measure.
             '--cluster-replica-validity-factor',
             '0',
+            '--cluster-require-full-coverage',
+            options.requireFullCoverage === true ? 'yes' : 'no',
           ],
         }),
       ),
