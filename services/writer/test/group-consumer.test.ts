@@ -70,6 +70,18 @@ describe('GroupConsumer', () => {
     sent[2]?.reply(readReply('s:{1}', []));
   });
 
+  it('without BLOCK, returns every shard’s entries together (one batch, one transaction)', async () => {
+    const { connections, sent } = standIns();
+    const consumer = new GroupConsumer(connections, options);
+    const read = consumer.readNew(false);
+    await flush();
+    expect(sent.map((s) => s.command.includes('BLOCK'))).toEqual([false, false]);
+    sent[0]?.reply(readReply('s:{0}', ['1-0']));
+    await flush();
+    sent[1]?.reply(readReply('s:{1}', ['1-1']));
+    expect((await read).map((b) => b.key)).toEqual(['s:{0}', 's:{1}']);
+  });
+
   it('comes back empty only when every shard did', async () => {
     const { connections, sent } = standIns();
     const consumer = new GroupConsumer(connections, options);
