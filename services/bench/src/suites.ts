@@ -6,6 +6,7 @@ import { fanoutSuite } from './suites/fanout.js';
 import { raceStartSuite } from './suites/race-start.js';
 import { directusLoginSuite } from './suites/directus-login.js';
 import { reconnectStormSuite } from './suites/reconnect-storm.js';
+import { redisClusterSuite } from './suites/redis-cluster.js';
 
 // Every benchmark of `make bench`, in the order they run. Register a suite with one line here.
 export const suites: BenchSuite[] = [
@@ -16,4 +17,5 @@ export const suites: BenchSuite[] = [
   directusLoginSuite,
   raceStartSuite,
   reconnectStormSuite,
+  redisClusterSuite,
 ];

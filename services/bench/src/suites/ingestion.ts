@@ -28,7 +28,7 @@ const SHARDS = 1;
 /** Nobody consumes in the throughput runs: a cap far above what they append keeps every packet admitted. */
 const BENCH_CAP = 1_000_000_000;
 
-async function runLoad(options: Record<string, unknown>, log: (m: string) => void): Promise<LoadResult> {
+export async function runLoad(options: Record<string, unknown>, log: (m: string) => void): Promise<LoadResult> {
   const proc = new ManagedProcess(process.execPath, [LOAD_SCRIPT, JSON.stringify(options)], { name: `load-${String(options.mode)}` });
   const exit = await proc.exited;
   const line = proc.lines.find((l) => l.startsWith('RESULT '));
