@@ -1,3 +1,4 @@
+import { groupsOf, shardGroupState, streamInfoOf } from '@pitwall/streams';
 import { Redis } from 'ioredis';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -108,10 +109,7 @@ describe('admission with the processor group stalled at STREAM_MAXLEN', () => {
     // The scenario reached the cap: far more was sent than the cap admits, and the rest was refused.
     expect(refusedPackets).toBeGreaterThan(0);
     // What the group can read is what the cap allowed (nothing was trimmed to make room).
-    const [groups] = (await redis.call('XINFO', 'GROUPS', key)) as unknown[][];
-    const info = new Map<unknown, unknown>();
-    for (let i = 0; groups !== undefined && i + 1 < groups.length; i += 2) info.set(groups[i], groups[i + 1]);
-    const backlogAtCap = Number(info.get('lag')) + Number(info.get('pending'));
+    const backlogAtCap = (await shardGroupState(redis, key, PROCESSOR_GROUP)).backlog.backlog;
     const liveOnly = await redis.xlen(liveShardKey(streamKey, 0));
 
     // A writer comes back and drains the shard.
@@ -127,10 +125,9 @@ describe('admission with the processor group stalled at STREAM_MAXLEN', () => {
       'the processor group drained',
       async () => {
         // Everything delivered (last-delivered-id at the stream's last id) and acknowledged.
-        const g = ((await redis.call('XINFO', 'GROUPS', key)) as unknown[][])[0] ?? [];
-        const stream = (await redis.call('XINFO', 'STREAM', key)) as unknown[];
-        const lastId = stream[stream.indexOf('last-generated-id') + 1];
-        return g[g.indexOf('pending') + 1] === 0 && g[g.indexOf('last-delivered-id') + 1] === lastId;
+        const group = (await groupsOf(redis, key))?.find((g) => g.name === PROCESSOR_GROUP);
+        const stream = await streamInfoOf(redis, key);
+        return group?.pending === 0 && group.lastDeliveredId === stream?.lastGeneratedId;
       },
       { timeoutMs: 60_000, intervalMs: 200 },
     );

@@ -8,6 +8,7 @@ import {
   type ConsumerInfo,
   type GroupInfo,
   type ShardBacklog,
+  type StreamInfo,
 } from './xinfo.js';
 
 /** A standalone client or a cluster client: every function here works with either. */
@@ -42,6 +43,16 @@ export async function createGroup(
 export async function groupsOf(client: StreamClient, key: string): Promise<GroupInfo[] | undefined> {
   try {
     return parseGroups(await client.call('XINFO', ['GROUPS', key]));
+  } catch (err) {
+    if (redisErrorKind(err) === 'no-such-key') return undefined;
+    throw err;
+  }
+}
+
+/** XINFO STREAM of a shard; undefined when the stream does not exist. */
+export async function streamInfoOf(client: StreamClient, key: string): Promise<StreamInfo | undefined> {
+  try {
+    return parseStreamInfo(await client.call('XINFO', ['STREAM', key]));
   } catch (err) {
     if (redisErrorKind(err) === 'no-such-key') return undefined;
     throw err;

@@ -24,6 +24,8 @@ export interface StreamInfo {
   length: number;
   /** Entries ever added (undefined before Redis 7). */
   entriesAdded: number | undefined;
+  /** Id of the last entry ever added ('0-0' for a stream that never had one). */
+  lastGeneratedId: string;
 }
 
 /** Entries a group has not acknowledged on a shard: lag (undelivered) + pending (delivered, unacked). */
@@ -93,7 +95,11 @@ export function parseConsumers(reply: unknown): ConsumerInfo[] {
 /** XINFO STREAM <key>: its length and entries ever added. */
 export function parseStreamInfo(reply: unknown): StreamInfo {
   const info = fieldMap(reply);
-  return { length: integer(info.get('length')) ?? 0, entriesAdded: integer(info.get('entries-added')) };
+  return {
+    length: integer(info.get('length')) ?? 0,
+    entriesAdded: integer(info.get('entries-added')),
+    lastGeneratedId: text(info.get('last-generated-id')) ?? '0-0',
+  };
 }
 
 /**

@@ -36,8 +36,16 @@ describe('XINFO parsing', () => {
     expect(parseConsumers([group({ name: 'w-1', pending: 4, idle: 1500, inactive: 1400 })])).toEqual([
       { name: 'w-1', pending: 4, idleMs: 1500 },
     ]);
-    expect(parseStreamInfo(group({ length: 90, 'radix-tree-keys': 1, 'entries-added': 100 }))).toEqual({ length: 90, entriesAdded: 100 });
-    expect(parseStreamInfo(new Map<string, unknown>([['length', 3]]))).toEqual({ length: 3, entriesAdded: undefined });
+    expect(parseStreamInfo(group({ length: 90, 'radix-tree-keys': 1, 'last-generated-id': '7-1', 'entries-added': 100 }))).toEqual({
+      length: 90,
+      entriesAdded: 100,
+      lastGeneratedId: '7-1',
+    });
+    expect(parseStreamInfo(new Map<string, unknown>([['length', 3]]))).toEqual({
+      length: 3,
+      entriesAdded: undefined,
+      lastGeneratedId: '0-0',
+    });
   });
 });
 
@@ -52,22 +60,30 @@ describe('shardBacklog', () => {
   });
 
   it('is lag plus pending of the group', () => {
-    expect(shardBacklog([processor(20, 7, 80)], { length: 100, entriesAdded: 100 }, 'processor')).toEqual({ backlog: 27, source: 'lag' });
+    expect(shardBacklog([processor(20, 7, 80)], { length: 100, entriesAdded: 100, lastGeneratedId: '1-0' }, 'processor')).toEqual({
+      backlog: 27,
+      source: 'lag',
+    });
   });
 
   it('falls back to entries-added - entries-read when lag is nil, then to the length', () => {
-    expect(shardBacklog([processor(undefined, 1, 40)], { length: 90, entriesAdded: 100 }, 'processor')).toEqual({
+    expect(shardBacklog([processor(undefined, 1, 40)], { length: 90, entriesAdded: 100, lastGeneratedId: '1-0' }, 'processor')).toEqual({
       backlog: 61,
       source: 'entries-read',
     });
-    expect(shardBacklog([processor(undefined, 0, undefined)], { length: 9, entriesAdded: 9 }, 'processor')).toEqual({
-      backlog: 9,
-      source: 'length',
-    });
+    expect(shardBacklog([processor(undefined, 0, undefined)], { length: 9, entriesAdded: 9, lastGeneratedId: '1-0' }, 'processor')).toEqual(
+      {
+        backlog: 9,
+        source: 'length',
+      },
+    );
   });
 
   it('counts the whole stream when the group is missing, nothing when the stream is', () => {
-    expect(shardBacklog([], { length: 42, entriesAdded: 50 }, 'processor')).toEqual({ backlog: 42, source: 'length' });
+    expect(shardBacklog([], { length: 42, entriesAdded: 50, lastGeneratedId: '1-0' }, 'processor')).toEqual({
+      backlog: 42,
+      source: 'length',
+    });
     expect(shardBacklog(undefined, undefined, 'processor')).toEqual({ backlog: 0, source: 'empty' });
   });
 });
