@@ -2,7 +2,8 @@ import { randomUUID } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { connect, type Socket } from 'node:net';
-import { shardKey, shardOf } from '@pitwall/contract';
+import { PROCESSOR_GROUP, shardKey, shardOf } from '@pitwall/contract';
+import { shardGroupState } from '@pitwall/streams';
 import { CODEC_8_EXTENDED, encodeImeiHandshake, encodeTcpAvlPacket } from '@pitwall/teltonika';
 import {
   createTestDatabase,
@@ -160,8 +161,8 @@ const services: ServiceProcess[] = [];
 let devices: Device[];
 const seen = new Map<string, Set<number>>();
 let viewer: WebSocket;
-/** Distinct timestamps per device: every packet of the run is a new position. */
-let clock = Date.now() - 600_000;
+/** Distinct timestamps per device: every packet of the run is a new position, all in the past (ingestion dead-letters positions dated more than INGESTION_MAX_FUTURE_MS ahead). */
+let clock = Date.now() - 3_600_000;
 
 async function storedPositions(): Promise<{ total: number; distinct: number; keys: Set<string> }> {
   const db = new pg.Client({ connectionString: databaseUrl });
@@ -271,7 +272,7 @@ describe('the pipeline on a real Redis Cluster (3 masters + 3 replicas, STREAM_S
     for (let shard = 0; shard < SHARDS; shard++) masters.add((await cluster.masterOf(shardKey(STREAM_KEY, shard))).port);
     expect(masters.size).toBeGreaterThan(1);
 
-    const sent = devices.map(() => (clock += 1_000));
+    const sent = devices.map(() => (clock += 100));
     await Promise.all(devices.map((device, i) => device.sendUntilAcked(sent[i] as number)));
     await waitFor(
       'every position in PostgreSQL',
@@ -290,7 +291,7 @@ describe('the pipeline on a real Redis Cluster (3 masters + 3 replicas, STREAM_S
     let stop = false;
     const drive = async (device: Device) => {
       while (!stop) {
-        await device.sendUntilAcked((clock += 1_000), () => stop);
+        await device.sendUntilAcked((clock += 100), () => stop);
         await sleep(50);
       }
     };
@@ -326,7 +327,20 @@ describe('the pipeline on a real Redis Cluster (3 masters + 3 replicas, STREAM_S
         return acknowledgedKeys().every((key) => stored.keys.has(key));
       },
       { timeoutMs: 60_000, intervalMs: 250 },
-    );
+    ).catch(async (err: unknown) => {
+      const stored = await storedPositions();
+      const missing = acknowledgedKeys().filter((key) => !stored.keys.has(key));
+      // What the shards hold (a missing position not in its stream was never admitted there).
+      const client = cluster.client();
+      const states: string[] = [];
+      for (let shard = 0; shard < SHARDS; shard++) {
+        const state = await shardGroupState(client, shardKey(STREAM_KEY, shard), PROCESSOR_GROUP).catch((e: unknown) => String(e));
+        states.push(`${shard}: ${JSON.stringify(state)}`);
+      }
+      client.disconnect();
+      const writerLog = `${states.join('\n')}\n${services[1]?.proc.lines.slice(-15).join('\n') ?? ''}`;
+      throw new Error(`${String(err)}: ${missing.length} missing, e.g. ${missing.slice(0, 5).join(', ')}\nwriter:\n${writerLog}`);
+    });
     const stored = await storedPositions();
     expect(stored.total).toBe(stored.distinct);
     expect(acknowledgedKeys().filter((key) => !stored.keys.has(key))).toEqual([]);
@@ -347,10 +361,10 @@ describe('the pipeline on a real Redis Cluster (3 masters + 3 replicas, STREAM_S
     const lonely = devices.find((d) => d.imei === (SHARD_DEVICES[target] as string[])[0]) as Device;
     const otherShard = [0, 1, 2, 3].find((shard) => shard !== target) as number;
     const other = devices.find((d) => d.imei === (SHARD_DEVICES[otherShard] as string[])[0]) as Device;
-    const refused = (clock += 1_000);
+    const refused = (clock += 100);
     expect(await lonely.send(refused)).toBe('closed');
     if ((await cluster.masterOf(shardKey(STREAM_KEY, otherShard))).port !== master.port) {
-      expect(await other.send((clock += 1_000))).toBe('acked');
+      expect(await other.send((clock += 100))).toBe('acked');
     }
 
     for (const replica of replicas) await replica.server.restart();
@@ -379,7 +393,7 @@ describe('the pipeline on a real Redis Cluster (3 masters + 3 replicas, STREAM_S
     expect(y).toBeGreaterThanOrEqual(0);
     const deviceOf = (shard: number) => devices.find((d) => d.imei === (SHARD_DEVICES[shard] as string[])[1]) as Device;
     const [down, up] = [deviceOf(x), deviceOf(y)];
-    const ackedBefore = (await down.send((clock += 1_000))) === 'acked';
+    const ackedBefore = (await down.send((clock += 100))) === 'acked';
     expect(ackedBefore).toBe(true);
 
     const master = await cluster.masterOf(shardKey(STREAM_KEY, x));
@@ -388,9 +402,9 @@ describe('the pipeline on a real Redis Cluster (3 masters + 3 replicas, STREAM_S
     for (const replica of replicas) await replica.server.kill();
     await master.server.kill();
 
-    const refused = (clock += 1_000);
+    const refused = (clock += 100);
     expect(await down.send(refused)).toBe('closed');
-    const moving = (clock += 1_000);
+    const moving = (clock += 100);
     await up.sendUntilAcked(moving);
     await waitFor('shard Y in PostgreSQL while shard X is down', async () => (await storedPositions()).keys.has(`${up.imei}/${moving}`), {
       timeoutMs: 30_000,
