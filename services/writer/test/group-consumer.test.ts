@@ -35,7 +35,7 @@ const flush = () => new Promise((resolve) => setImmediate(resolve));
 
 describe('GroupConsumer', () => {
   const keys = ['s:{0}', 's:{1}'];
-  const options = { keys, consumer: 'w1', count: 10, blockMs: 1_000 };
+  const options = { keys, consumer: 'w1', count: 10, maxBytes: 64 * 1024 * 1024, blockMs: 1_000 };
 
   it('reads every shard with a command of its own, on that shard’s read connection', async () => {
     const { connections, sent } = standIns();
@@ -58,7 +58,7 @@ describe('GroupConsumer', () => {
     const first = consumer.readNew(true);
     await flush();
     sent[1]?.reply(readReply('s:{1}', ['1-0', '1-1']));
-    const batches = await first;
+    const { batches } = await first;
     expect(batches.map((b) => [b.key, b.length])).toEqual([['s:{1}', 2]]);
 
     // The next read sends a new command to the busy shard only: shard {0}'s read is still in flight.
@@ -66,7 +66,7 @@ describe('GroupConsumer', () => {
     await flush();
     expect(sent.map((s) => s.key)).toEqual(['s:{0}', 's:{1}', 's:{1}']);
     sent[0]?.reply(readReply('s:{0}', ['2-0']));
-    expect((await second).map((b) => [b.key, b.length])).toEqual([['s:{0}', 1]]);
+    expect((await second).batches.map((b) => [b.key, b.length])).toEqual([['s:{0}', 1]]);
     sent[2]?.reply(readReply('s:{1}', []));
   });
 
@@ -79,7 +79,7 @@ describe('GroupConsumer', () => {
     sent[0]?.reply(readReply('s:{0}', ['1-0']));
     await flush();
     sent[1]?.reply(readReply('s:{1}', ['1-1']));
-    expect((await read).map((b) => b.key)).toEqual(['s:{0}', 's:{1}']);
+    expect((await read).batches.map((b) => b.key)).toEqual(['s:{0}', 's:{1}']);
   });
 
   it('comes back empty only when every shard did', async () => {
@@ -95,7 +95,7 @@ describe('GroupConsumer', () => {
     await flush();
     expect(done).toBe(false);
     sent[1]?.reply(readReply('s:{1}', []));
-    expect(await read).toEqual([]);
+    expect((await read).batches).toEqual([]);
   });
 
   it('acknowledges and claims on each shard’s ack connection, one XACK per shard', async () => {
