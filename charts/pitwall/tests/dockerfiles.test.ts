@@ -71,9 +71,17 @@ function readPackage(dir: string): PackageJson {
 function workspaceDependencies(component: Component): string[] {
   const rootPackage = JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as { workspaces: string[] };
   expect(rootPackage.workspaces).toContain('services/*');
+  // Workspace folders under services/ (services/* and nested globs such as the Directus extensions), relative to services/.
   const dirByName = new Map<string, string>();
-  for (const dir of readdirSync(join(REPO_ROOT, 'services'))) {
-    if (existsSync(join(REPO_ROOT, 'services', dir, 'package.json'))) dirByName.set(readPackage(dir).name, dir);
+  for (const glob of rootPackage.workspaces) {
+    if (!glob.startsWith('services/') || !glob.endsWith('/*')) continue;
+    const parent = glob.slice('services/'.length, -'/*'.length);
+    const parentPath = join(REPO_ROOT, 'services', parent);
+    if (!existsSync(parentPath)) continue;
+    for (const name of readdirSync(parentPath)) {
+      const dir = parent === '' ? name : `${parent}/${name}`;
+      if (existsSync(join(REPO_ROOT, 'services', dir, 'package.json'))) dirByName.set(readPackage(dir).name, dir);
+    }
   }
   const found = new Set<string>();
   const visit = (dir: string) => {
