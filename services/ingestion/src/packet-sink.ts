@@ -1,8 +1,16 @@
 import { SpanStatusCode, type Span, type Tracer } from '@opentelemetry/api';
-import { FUTURE_TIMESTAMP_REASON, liveShardKey, shardKey, shardOf } from '@pitwall/contract';
+import {
+  deviceIdField,
+  encodePositions,
+  FUTURE_TIMESTAMP_REASON,
+  liveShardKey,
+  shardKey,
+  shardOf,
+  type DroppedIo,
+} from '@pitwall/contract';
 import { sampledTraceparent, withSpan } from '@pitwall/platform/tracing';
 import type { AvlPacket, AvlRecord } from '@pitwall/teltonika';
-import { deviceIdField, encodePositions, type DroppedIo } from './encoding/position-writer.js';
+import { positionCodec } from './encoding/position-codec.js';
 import { codecLabel, type IngestionMetrics, type Transport } from './metrics.js';
 import type { Admission, DeadLetter, PositionStore } from './store/position-store.js';
 
@@ -110,7 +118,7 @@ export class PacketSink {
         break;
       }
     }
-    const entries = encodePositions(device.idField, receivedAtMs, packet.codec, records, this.dropped);
+    const entries = encodePositions(device.idField, receivedAtMs, positionCodec(packet.codec), records, this.dropped);
     this.flushDropped();
     // A sampled packet's positions carry its trace on (writer, gateway); its Redis calls are its children.
     const traceparent = sampledTraceparent(span);
@@ -125,7 +133,7 @@ export class PacketSink {
     this.metrics.admitted(transport, entries.length);
     if (future !== undefined) {
       // Acknowledged (the device must not resend them forever) but neither stored nor live.
-      const encoded = encodePositions(device.idField, receivedAtMs, packet.codec, future, this.dropped);
+      const encoded = encodePositions(device.idField, receivedAtMs, positionCodec(packet.codec), future, this.dropped);
       this.flushDropped();
       const letters: DeadLetter[] = encoded.map((position, i) => ({
         reason: FUTURE_TIMESTAMP_REASON,

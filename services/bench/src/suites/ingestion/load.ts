@@ -1,8 +1,9 @@
 import { connect, createServer, type Socket } from 'node:net';
-import { deviceIdField, encodePositions, PositionStore } from '@pitwall/ingestion';
+import { positionCodec, PositionStore } from '@pitwall/ingestion';
 import { Histogram, createMetricsRegistry } from '@pitwall/platform';
 import { startSimulation, simulatorImei } from '@pitwall/simulator';
 import { CODEC_8_EXTENDED, encodeImeiHandshake, encodeTcpAck, encodeTcpAvlPacket, type AvlRecord } from '@pitwall/teltonika';
+import { deviceIdField, encodePositions } from '@pitwall/contract';
 import { Redis } from 'ioredis';
 
 // Load generator of the ingestion suite, run as its own process so the client never competes with
@@ -217,7 +218,7 @@ async function xadd(o: Extract<Options, { mode: 'xadd' | 'admit' }>): Promise<Lo
     encodePositions(
       deviceIdField(simulatorImei(v)),
       Date.now(),
-      CODEC_8_EXTENDED,
+      positionCodec(CODEC_8_EXTENDED),
       Array.from({ length: o.recordsPerPacket }, (_, i) => benchRecord(v * o.recordsPerPacket + i)),
     ),
   );

@@ -2,13 +2,16 @@ import { describe, expect, it } from 'vitest';
 import {
   createPosition,
   decodePosition,
+  deviceIdField,
   encodePosition,
+  encodePositions,
   MAX_POSITION_ENTRY_BYTES,
   MAX_STORED_IO_VALUE_BYTES,
+  type DroppedIo,
   type PositionInit,
 } from '@pitwall/contract';
 import { CODEC_8_EXTENDED, type AvlCodecId, type AvlRecord } from '@pitwall/teltonika';
-import { deviceIdField, encodePositions, positionCodec, type DroppedIo } from '../src/encoding/position-writer.js';
+import { positionCodec } from '../src/encoding/position-codec.js';
 import { AVL_CODECS, prng, randomRecord } from '../../teltonika/test/random.js';
 
 function reference(imei: string, receivedAtMs: number, codec: AvlCodecId, record: AvlRecord): Uint8Array {
@@ -31,7 +34,8 @@ function reference(imei: string, receivedAtMs: number, codec: AvlCodecId, record
   return encodePosition(createPosition(init));
 }
 
-describe('encodePositions', () => {
+// The contract's fast encoder fed Teltonika records (ingestion's hot path), held to the contract's reference encoder.
+describe('encodePositions of AVL records', () => {
   it('produces exactly the bytes of the contract encoder', () => {
     for (const codec of AVL_CODECS) {
       const rand = prng(codec * 31);
@@ -41,7 +45,7 @@ describe('encodePositions', () => {
         // Zero values must be omitted like protobuf-es does.
         if (n % 10 === 0) Object.assign(records[0] as AvlRecord, { latE7: 0, lonE7: 0, speedKmh: 0, priority: 0, eventIoId: 0 });
         const receivedAtMs = n % 7 === 0 ? 0 : 1_700_000_000_000 + n;
-        const encoded = encodePositions(deviceIdField(imei), receivedAtMs, codec, records);
+        const encoded = encodePositions(deviceIdField(imei), receivedAtMs, positionCodec(codec), records);
         expect(encoded).toHaveLength(records.length);
         encoded.forEach((bytes, i) => {
           expect(Buffer.from(bytes).toString('hex')).toBe(
@@ -72,7 +76,7 @@ describe('encodePositions', () => {
         { id: 300, width: 0, value: 0n, raw: new Uint8Array([1, 2, 3]) },
       ],
     };
-    const [bytes] = encodePositions(deviceIdField('356307042441013'), 1_700_000_000_123, CODEC_8_EXTENDED, [record]);
+    const [bytes] = encodePositions(deviceIdField('356307042441013'), 1_700_000_000_123, positionCodec(CODEC_8_EXTENDED), [record]);
     const position = decodePosition(new Uint8Array(bytes ?? []));
     expect(position.deviceId).toBe('356307042441013');
     expect(position.recordedAtMs).toBe(1_610_993_239_000n);
@@ -96,7 +100,7 @@ describe('encodePositions', () => {
       { ...base, io: [] },
     ];
     const dropped: DroppedIo = { valueTooLarge: 0, entryFull: 0 };
-    const encoded = encodePositions(deviceIdField('356307042441013'), 1_700_000_000_000, CODEC_8_EXTENDED, records, dropped);
+    const encoded = encodePositions(deviceIdField('356307042441013'), 1_700_000_000_000, positionCodec(CODEC_8_EXTENDED), records, dropped);
     const positions = encoded.map((bytes) => decodePosition(new Uint8Array(bytes)));
     expect(positions.map((p) => p.recordedAtMs)).toEqual(records.map((r) => BigInt(r.timestampMs)));
     expect(positions[0]?.io.map((e) => e.id)).toEqual([2]);
