@@ -7,3 +7,4 @@ export * from './stream-reply.js';
 export * from './dead-letter.js';
 export * from './position-fields.js';
 export { deviceIdField, encodePositions, type DroppedIo, type PositionInput, type PositionIoInput } from './position-encoder.js';
+export { PositionReader, SAFE_HIGH_LIMIT } from './position-reader.js';

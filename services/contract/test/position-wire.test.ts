@@ -9,6 +9,7 @@ import {
   IoElementSchema,
   POSITION_FIELDS,
   POSITION_LAST_FIELD,
+  PositionReader,
   PositionSchema,
   WIRE_FIXED32,
   WIRE_FIXED64,
@@ -174,6 +175,26 @@ describe('the Position wire format of the fast paths', () => {
     expect(POSITION_LAST_FIELD).toBe(Math.max(...PositionSchema.fields.map((f) => f.number)));
     // The encoder writes every tag as one byte: field numbers below 16.
     for (const [field] of [...Object.values(POSITION_FIELDS), ...Object.values(IO_ELEMENT_FIELDS)]) expect(field).toBeLessThan(16);
+    // Scalar types too: the fast paths zigzag the sint32 fields and read int64/uint64 as two words.
+    const types = (schema: DescMessage) =>
+      schema.fields.map((f) => `${f.number}:${f.name}:${f.fieldKind}${f.fieldKind === 'scalar' ? `:${ScalarType[f.scalar]}` : ''}`);
+    expect(types(PositionSchema)).toEqual([
+      '1:device_id:scalar:STRING',
+      '2:recorded_at_ms:scalar:INT64',
+      '3:received_at_ms:scalar:INT64',
+      '4:lat_e7:scalar:SINT32',
+      '5:lon_e7:scalar:SINT32',
+      '6:altitude_m:scalar:SINT32',
+      '7:speed_kmh:scalar:UINT32',
+      '8:heading_deg:scalar:UINT32',
+      '9:satellites:scalar:UINT32',
+      '10:priority:scalar:UINT32',
+      '11:event_io_id:scalar:UINT32',
+      '12:io:list',
+      '13:codec:enum',
+      '14:generation_type:scalar:UINT32',
+    ]);
+    expect(types(IoElementSchema)).toEqual(['1:id:scalar:UINT32', '2:width:scalar:UINT32', '3:value:scalar:UINT64', '4:raw:scalar:BYTES']);
   });
 
   it('encodes (encodePositions) byte for byte what protobuf-es toBinary does, and fromBinary reads it back', () => {
@@ -185,5 +206,63 @@ describe('the Position wire format of the fast paths', () => {
       expect(Buffer.from(bytes ?? []).toString('hex')).toBe(Buffer.from(toBinary(PositionSchema, want)).toString('hex'));
       expect(fromBinary(PositionSchema, new Uint8Array(bytes ?? []))).toEqual(want);
     }
+  });
+});
+
+/** What PositionReader read, as a protobuf-es message (to compare with what fromBinary reads). */
+function readBack(reader: PositionReader): Position {
+  const bytes = reader.bytes;
+  return create(PositionSchema, {
+    deviceId: bytes.toString('utf8', reader.deviceIdStart, reader.deviceIdEnd),
+    recordedAtMs: BigInt(reader.recordedAtMs),
+    receivedAtMs: BigInt(reader.receivedAtMs),
+    latE7: reader.latE7,
+    lonE7: reader.lonE7,
+    altitudeM: reader.altitudeM,
+    speedKmh: reader.speedKmh,
+    headingDeg: reader.headingDeg,
+    satellites: reader.satellites,
+    priority: reader.priority,
+    eventIoId: reader.eventIoId,
+    io: Array.from({ length: reader.ioCount }, (_, i) => ({
+      id: reader.ioId[i] as number,
+      width: reader.ioWidth[i] as number,
+      value: (BigInt(reader.ioHi[i] as number) << 32n) | BigInt(reader.ioLo[i] as number),
+      raw: new Uint8Array(bytes.subarray(reader.ioRawStart[i] as number, reader.ioRawEnd[i] as number)),
+    })),
+    codec: reader.codec,
+    generationType: reader.generationType < 0 ? undefined : reader.generationType,
+  });
+}
+
+/** What precedes field p's value in a stream reply (any bytes would do). */
+const PREFIX = Buffer.from('*2\r\n$1\r\np\r\n$');
+
+describe('the fast Position decoder (PositionReader)', () => {
+  it('reads what protobuf-es toBinary writes, in place inside a larger buffer, like fromBinary', () => {
+    const reader = new PositionReader();
+    let nx = 0;
+    for (const c of cases()) {
+      const want = message(c.deviceId, c.receivedAtMs, c.codec, c.input);
+      const bytes = toBinary(PositionSchema, want);
+      // Surrounded by other bytes, as field p is inside a stream reply.
+      const reply = Buffer.concat([PREFIX, Buffer.from(bytes), Buffer.from('\r\n')]);
+      expect(reader.read(reply, PREFIX.length, PREFIX.length + bytes.length)).toBe(true);
+      expect(readBack(reader)).toEqual(fromBinary(PositionSchema, bytes));
+      expect(reader.nxCount).toBe(c.input.io.filter((e) => e.width === 0).length);
+      nx += reader.nxCount;
+    }
+    expect(nx).toBeGreaterThan(100);
+  });
+
+  it('skips fields of numbers it does not know and refuses what is not plain', () => {
+    const reader = new PositionReader();
+    const bytes = Buffer.from(toBinary(PositionSchema, message('356307042441013', 1, Codec.CODEC_8, randomInput(prng(3), Codec.CODEC_8))));
+    // Field 15 (varint 7) and field 16 (length-delimited, 2 bytes) appended: skipped.
+    expect(reader.read(Buffer.concat([bytes, Buffer.from([0x78, 7, 0x82, 0x01, 2, 0xaa, 0xbb])]))).toBe(true);
+    expect(readBack(reader)).toEqual(fromBinary(PositionSchema, bytes));
+    expect(reader.read(bytes.subarray(0, bytes.length - 1))).toBe(false); // truncated
+    expect(reader.read(Buffer.concat([bytes, Buffer.from([0x0b])]))).toBe(false); // a group (wire type 3)
+    expect(reader.read(Buffer.from([0x10, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]))).toBe(false); // int64 beyond 2^53
   });
 });

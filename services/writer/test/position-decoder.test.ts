@@ -5,8 +5,6 @@ import {
   createPosition,
   decodePosition,
   encodePosition,
-  IoElementSchema,
-  PositionSchema,
   StreamEntryError,
   type Position,
   type PositionInit,
@@ -199,27 +197,5 @@ describe('CopyBatchBuilder.addPositionBytes (fast path)', () => {
       positions.slice(5, 12).map((p) => [p.deviceId, Number(p.recordedAtMs)]),
     );
     expect(part.copyData.subarray(-2)).toEqual(Buffer.from([0xff, 0xff]));
-  });
-
-  it('knows every field of the schema: a new field in proto/ must be taught to the fast decoder', () => {
-    const fields = (schema: typeof PositionSchema | typeof IoElementSchema) =>
-      schema.fields.map((f) => `${f.number}:${f.name}:${f.fieldKind}${f.fieldKind === 'scalar' ? `:${f.scalar}` : ''}`);
-    expect(fields(PositionSchema)).toEqual([
-      '1:device_id:scalar:9',
-      '2:recorded_at_ms:scalar:3',
-      '3:received_at_ms:scalar:3',
-      '4:lat_e7:scalar:17',
-      '5:lon_e7:scalar:17',
-      '6:altitude_m:scalar:17',
-      '7:speed_kmh:scalar:13',
-      '8:heading_deg:scalar:13',
-      '9:satellites:scalar:13',
-      '10:priority:scalar:13',
-      '11:event_io_id:scalar:13',
-      '12:io:list',
-      '13:codec:enum',
-      '14:generation_type:scalar:13',
-    ]);
-    expect(fields(IoElementSchema)).toEqual(['1:id:scalar:13', '2:width:scalar:13', '3:value:scalar:4', '4:raw:scalar:12']);
   });
 });

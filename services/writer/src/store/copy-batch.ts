@@ -1,16 +1,16 @@
-import { Codec, IMEI_MAX_DIGITS, IMEI_MIN_DIGITS } from '@pitwall/contract';
+import { Codec, IMEI_MAX_DIGITS, IMEI_MIN_DIGITS, PositionReader, SAFE_HIGH_LIMIT } from '@pitwall/contract';
 import { valueProblem, type PositionRow } from './position-row.js';
 
 // A batch of positions encoded once, straight into PostgreSQL's binary COPY format
 // (https://www.postgresql.org/docs/current/sql-copy.html): the server parses no text, and the writer
-// builds no intermediate strings. The fast path decodes the Position wire format
-// (proto/pitwall/telemetry/v1/position.proto) directly into a tuple: the reflective decoder of
+// builds no intermediate strings. The fast path reads the Position wire format in place with the
+// contract's PositionReader (services/contract/src/position-reader.ts, the one owner of that format
+// beside the .proto) and writes its fields directly into a tuple: the reflective decoder of
 // @bufbuild/protobuf plus JSON.stringify cost several times more CPU per entry than COPY itself.
-// The fast path handles only the plain case: anything it does not expect (a field of the wrong wire
-// type, a group, truncated bytes, a timestamp beyond 2^53 ms, a value that fails validation) makes it
-// write nothing and return false, and the caller takes the contract's decoder (decodeEntryFields +
-// toPositionRow), which yields the same row or the precise error. Tests decode the same bytes both
-// ways and check the schema still has exactly these fields.
+// The fast path handles only the plain case: anything the reader does not expect, or a value that
+// fails validation, makes it write nothing and return false, and the caller takes the contract's
+// decoder (decodeEntryFields + toPositionRow), which yields the same row or the precise error. Tests
+// decode the same bytes both ways (here and in contract/test/position-wire.test.ts, the schema pin).
 
 /** One row of a batch: what the writer needs to know of it, and where its tuple is. */
 export interface BatchRow {
@@ -60,8 +60,6 @@ const FIELD_COUNT = 10;
 /** PostgreSQL's epoch (2000-01-01) in Unix ms: binary timestamps count microseconds from it. */
 const PG_EPOCH_MS = 946_684_800_000;
 const TWO_POW_32 = 4_294_967_296;
-/** High word of a varint above which its value exceeds Number.MAX_SAFE_INTEGER. */
-const SAFE_HIGH_LIMIT = 0x20_0000;
 const JSONB_VERSION = 1;
 /** A tuple without its device id and attributes: field count, ten lengths, fixed-width values, jsonb version. */
 const FIXED_TUPLE_BYTES = 2 + FIELD_COUNT * 4 + 8 + 8 + 8 + 8 + 4 + 4 + 4 + 2 + 1;
@@ -90,21 +88,8 @@ const enum Char {
   Close = 0x7d,
 }
 
-// Fast-path decoder state, module-level so the hot loop allocates nothing per field.
-const NO_BYTES = Buffer.alloc(0);
-let src: Buffer = NO_BYTES;
-let pos = 0;
-let lo = 0;
-let hi = 0;
-let ioCount = 0;
-/** Where the device id of the position being added starts in `src`. */
-let idFrom = 0;
-let ioId = new Uint32Array(64);
-let ioWidth = new Uint32Array(64);
-let ioLo = new Uint32Array(64);
-let ioHi = new Uint32Array(64);
-let ioRawStart = new Int32Array(64);
-let ioRawEnd = new Int32Array(64);
+// The contract's in-place Position decoder: one for the module, reused by every row (no allocation per entry).
+const reader = new PositionReader();
 const digits = new Uint8Array(24);
 
 /** IO ids below this (Codec 8E's are 2 bytes) have their `"<id>":` bytes cached. */
@@ -140,116 +125,6 @@ function imeiAt(bytes: Buffer, start: number, end: number): string | undefined {
   return imei;
 }
 
-/** Reads a varint into lo/hi (unsigned 32-bit words); false when truncated or longer than 10 bytes. */
-function readVarint(end: number): boolean {
-  let b: number;
-  lo = 0;
-  hi = 0;
-  for (let shift = 0; shift < 28; shift += 7) {
-    if (pos >= end) return false;
-    b = src[pos++] as number;
-    lo |= (b & 0x7f) << shift;
-    if (b < 0x80) {
-      lo >>>= 0;
-      return true;
-    }
-  }
-  if (pos >= end) return false;
-  b = src[pos++] as number;
-  lo = (lo | ((b & 0x0f) << 28)) >>> 0;
-  hi = (b & 0x7f) >> 4;
-  if (b < 0x80) return true;
-  for (let shift = 3; shift < 32; shift += 7) {
-    if (pos >= end) return false;
-    b = src[pos++] as number;
-    hi |= (b & 0x7f) << shift;
-    if (b < 0x80) {
-      hi >>>= 0;
-      return true;
-    }
-  }
-  return false;
-}
-
-/** Skips a field of a number this code does not know; false for groups and truncated data. */
-function skipField(wireType: number, end: number): boolean {
-  switch (wireType) {
-    case 0:
-      return readVarint(end);
-    case 1:
-      pos += 8;
-      return pos <= end;
-    case 2:
-      if (!readVarint(end) || hi !== 0) return false;
-      pos += lo;
-      return pos <= end;
-    case 5:
-      pos += 4;
-      return pos <= end;
-    default:
-      return false;
-  }
-}
-
-/** Reads the length of a length-delimited field; returns where it ends, or -1. */
-function readLength(end: number): number {
-  if (!readVarint(end) || hi !== 0) return -1;
-  const stop = pos + lo;
-  return stop <= end ? stop : -1;
-}
-
-function growIoArrays(): void {
-  ioId = doubled(ioId, (n) => new Uint32Array(n));
-  ioWidth = doubled(ioWidth, (n) => new Uint32Array(n));
-  ioLo = doubled(ioLo, (n) => new Uint32Array(n));
-  ioHi = doubled(ioHi, (n) => new Uint32Array(n));
-  ioRawStart = doubled(ioRawStart, (n) => new Int32Array(n));
-  ioRawEnd = doubled(ioRawEnd, (n) => new Int32Array(n));
-}
-
-/** One IoElement in [pos, stop) into the io arrays; false when unexpected. */
-function readIoElement(stop: number): boolean {
-  if (ioCount === ioId.length) growIoArrays();
-  const i = ioCount;
-  ioId[i] = 0;
-  ioWidth[i] = 0;
-  ioLo[i] = 0;
-  ioHi[i] = 0;
-  ioRawStart[i] = 0;
-  ioRawEnd[i] = 0;
-  while (pos < stop) {
-    if (!readVarint(stop) || hi !== 0) return false;
-    const field = lo >>> 3;
-    const wireType = lo & 7;
-    if (field === 0) return false;
-    if (field === 4) {
-      if (wireType !== 2) return false;
-      const end = readLength(stop);
-      if (end < 0) return false;
-      ioRawStart[i] = pos;
-      ioRawEnd[i] = end;
-      pos = end;
-    } else if (field <= 3) {
-      if (wireType !== 0 || !readVarint(stop)) return false;
-      if (field === 1) ioId[i] = lo;
-      else if (field === 2) ioWidth[i] = lo;
-      else {
-        ioLo[i] = lo;
-        ioHi[i] = hi;
-      }
-    } else if (!skipField(wireType, stop)) {
-      return false;
-    }
-  }
-  ioCount++;
-  return true;
-}
-
-/** A signed 64-bit varint (lo/hi) as a number, or NaN beyond the safe range. */
-function int64(): number {
-  return hi < SAFE_HIGH_LIMIT ? hi * TWO_POW_32 + lo : NaN;
-}
-
 /** Builds one EncodedBatch; use once (finish() ends it). */
 export class CopyBatchBuilder {
   private buf: Buffer;
@@ -280,110 +155,37 @@ export class CopyBatchBuilder {
    * The Position is bytes[start, end) (by default all of them): read in place, e.g. in a stream reply.
    */
   addPositionBytes(bytes: Buffer, nowMs: number, start = 0, end = bytes.length): boolean {
-    src = bytes;
-    pos = start;
-    ioCount = 0;
-    let idStart = 0;
-    let idEnd = 0;
-    let recordedAtMs = 0;
-    let receivedAtMs = 0;
-    let latE7 = 0;
-    let lonE7 = 0;
-    let altitudeM = 0;
-    let speedKmh = 0;
-    let headingDeg = 0;
-    let satellites = 0;
-    let priority = 0;
-    let eventIoId = 0;
-    let codec = 0;
-    let generationType = -1;
-    let nxCount = 0;
-    let nxBytes = 0;
-    while (pos < end) {
-      if (!readVarint(end) || hi !== 0) return false;
-      const field = lo >>> 3;
-      const wireType = lo & 7;
-      if (field === 0) return false;
-      if (field === 1 || field === 12) {
-        if (wireType !== 2) return false;
-        const stop = readLength(end);
-        if (stop < 0) return false;
-        if (field === 1) {
-          idStart = pos;
-          idEnd = stop;
-          pos = stop;
-        } else if (!readIoElement(stop)) {
-          return false;
-        } else if (ioWidth[ioCount - 1] === 0) {
-          nxCount++;
-          nxBytes += (ioRawEnd[ioCount - 1] as number) - (ioRawStart[ioCount - 1] as number);
-        }
-        continue;
-      }
-      if (field > 14) {
-        if (!skipField(wireType, end)) return false;
-        continue;
-      }
-      if (wireType !== 0 || !readVarint(end)) return false;
-      switch (field) {
-        case 2:
-          recordedAtMs = int64();
-          break;
-        case 3:
-          receivedAtMs = int64();
-          break;
-        case 4:
-          latE7 = (lo >>> 1) ^ -(lo & 1);
-          break;
-        case 5:
-          lonE7 = (lo >>> 1) ^ -(lo & 1);
-          break;
-        case 6:
-          altitudeM = (lo >>> 1) ^ -(lo & 1);
-          break;
-        case 7:
-          speedKmh = lo;
-          break;
-        case 8:
-          headingDeg = lo;
-          break;
-        case 9:
-          satellites = lo;
-          break;
-        case 10:
-          priority = lo;
-          break;
-        case 11:
-          eventIoId = lo;
-          break;
-        case 13:
-          codec = lo | 0;
-          break;
-        case 14:
-          generationType = lo;
-          break;
-      }
-    }
-    if (Number.isNaN(recordedAtMs) || Number.isNaN(receivedAtMs)) return false;
+    if (!reader.read(bytes, start, end)) return false;
+    const idStart = reader.deviceIdStart;
+    const idEnd = reader.deviceIdEnd;
+    const recordedAtMs = reader.recordedAtMs;
+    const receivedAtMs = reader.receivedAtMs;
+    const headingDeg = reader.headingDeg;
+    const satellites = reader.satellites;
+    const codec = reader.codec;
+    const generationType = reader.generationType;
+    const ioCount = reader.ioCount;
+    const nxCount = reader.nxCount;
+    const nxBytes = reader.nxBytes;
+    const { ioId, ioWidth, ioLo, ioHi, ioRawStart, ioRawEnd } = reader;
     const deviceId = imeiAt(bytes, idStart, idEnd);
     if (deviceId === undefined) return false;
     const received = receivedAtMs === 0 ? null : receivedAtMs;
-    const lat = latE7 / 1e7;
-    const lon = lonE7 / 1e7;
+    const lat = reader.latE7 / 1e7;
+    const lon = reader.lonE7 / 1e7;
     if (valueProblem(recordedAtMs, received, lat, lon, headingDeg, satellites, nowMs) !== undefined) return false;
 
     // A valid IMEI is ASCII digits: its byte length is its string length.
     this.ensure(FIXED_TUPLE_BYTES + (idEnd - idStart) + ATTRIBUTES_BASE_BYTES + ioCount * IO_ELEMENT_MAX_BYTES + 2 * nxBytes);
     const tupleStart = this.o;
-    idFrom = idStart;
-    this.writeFixedColumns(idEnd - idStart, recordedAtMs, received, lat, lon, altitudeM, speedKmh, headingDeg, satellites);
+    this.writeFixedColumns(idEnd - idStart, recordedAtMs, received, lat, lon, reader.altitudeM, reader.speedKmh, headingDeg, satellites);
     const lengthAt = this.o;
     this.o += 4;
     this.buf[this.o++] = JSONB_VERSION;
     this.writeConst(PRIORITY);
-    this.writeUint(priority);
+    this.writeUint(reader.priority);
     this.writeConst(EVENT_IO_ID);
-    this.writeUint(eventIoId);
+    this.writeUint(reader.eventIoId);
     this.writeConst(CODEC);
     const codecName = CODEC_NAMES.get(codec);
     if (codecName) this.writeConst(codecName);
@@ -414,7 +216,7 @@ export class CopyBatchBuilder {
         this.writeKey(ioId[i] as number);
         this.buf[this.o++] = Char.Quote;
         for (let b = ioRawStart[i] as number; b < (ioRawEnd[i] as number); b++) {
-          const byte = src[b] as number;
+          const byte = bytes[b] as number;
           this.buf[this.o++] = HEX[byte >> 4] as number;
           this.buf[this.o++] = HEX[byte & 15] as number;
         }
@@ -458,7 +260,7 @@ export class CopyBatchBuilder {
 
   finish(): EncodedBatch {
     // The decoder's source may be a whole stream reply: not kept alive by this module once encoded.
-    src = NO_BYTES;
+    reader.release();
     this.ensure(TRAILER.length);
     this.o += TRAILER.copy(this.buf, this.o);
     const n = this.rows;
@@ -498,7 +300,7 @@ export class CopyBatchBuilder {
 
   /**
    * Field count and the nine columns before attributes. The device id is a string (contract path) or
-   * the length of its bytes in `src`, copied as they are (fast path: validated ASCII digits).
+   * the length of its bytes in the reader's last bytes, copied as they are (fast path: validated ASCII digits).
    */
   private writeFixedColumns(
     deviceId: string | number,
@@ -515,7 +317,9 @@ export class CopyBatchBuilder {
     let o = buf.writeInt16BE(FIELD_COUNT, this.o);
     let idLength: number;
     if (typeof deviceId === 'number') {
-      for (let i = 0; i < deviceId; i++) buf[o + 4 + i] = src[idFrom + i] as number;
+      const bytes = reader.bytes;
+      const idFrom = reader.deviceIdStart;
+      for (let i = 0; i < deviceId; i++) buf[o + 4 + i] = bytes[idFrom + i] as number;
       idLength = deviceId;
     } else {
       idLength = buf.write(deviceId, o + 4, 'utf8');
