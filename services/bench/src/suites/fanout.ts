@@ -8,7 +8,6 @@ import { allowedCpus, pinProcess } from '../cpu-affinity.js';
 import type { BenchContext, BenchResult, BenchSuite } from '../suite.js';
 import { FanoutRun, type FanoutRunOptions, type FanoutStep } from './fanout/fanout-run.js';
 import { STEP_RULES, stepSchedule, stepUp, type StepRules, type Stepped } from './fanout/stepping.js';
-import { checkEncoder } from './live-gateway/producer.js';
 import {
   EVENTS,
   prepareEnvironment,
@@ -365,7 +364,6 @@ function results(runs: Map<SystemName, SystemRun>, cpus: { clients: number[] }, 
 }
 
 async function run(context: BenchContext): Promise<BenchResult[]> {
-  checkEncoder();
   const settings = settingsOf(context);
   const original = allowedCpus();
   if (original.length < 2)

@@ -2,7 +2,7 @@ import { loadavg } from 'node:os';
 import { collectGarbage, freePort, rssBytesOf, sleep, uniqueName } from '@pitwall/testkit';
 import { cpuSecondsOf } from '../proc-stat.js';
 import type { BenchContext, BenchResult, BenchSuite } from '../suite.js';
-import { checkEncoder, startProducer } from './live-gateway/producer.js';
+import { startProducer } from './live-gateway/producer.js';
 import { percentileMs, type ViewerReport } from './live-gateway/protocol.js';
 import {
   connectViewers,
@@ -162,7 +162,6 @@ async function idleMemory(system: SystemName, env: Environment, viewers: number,
 }
 
 async function run(context: BenchContext): Promise<BenchResult[]> {
-  checkEncoder();
   const env = await prepareEnvironment(context);
   const results: BenchResult[] = [];
   const viewerCounts = context.quick ? [200, 1_000] : [1_000, 5_000];

@@ -1,58 +1,42 @@
-import { createPosition, decodePosition, deviceShardKey, encodePosition, POSITION_FIELD } from '@pitwall/contract';
+import { Codec, deviceIdField, deviceShardKey, encodePositions, POSITION_FIELD, type PositionInput } from '@pitwall/contract';
 import { Redis } from 'ioredis';
 import type { BenchDevice } from './feed.js';
 
 // The positions every live-gateway benchmark feeds its servers: appended to the Redis stream shards
 // like ingestion does (rx = now), at a steady rate, devices in turn.
 
-function varint(out: number[], value: number): void {
-  let v = value;
-  while (v >= 0x80) {
-    out.push((v % 0x80) | 0x80);
-    v = Math.floor(v / 0x80);
-  }
-  out.push(v);
-}
+/** The fields every live position of the producer has besides time and place (encodePositions' input, reused). */
+const record: PositionInput = {
+  timestampMs: 0,
+  priority: 0,
+  latE7: 0,
+  lonE7: 0,
+  altitudeM: 120,
+  headingDeg: 271,
+  satellites: 11,
+  speedKmh: 88,
+  eventIoId: 0,
+  generationType: undefined,
+  io: [],
+};
+const records = [record];
+const idFields = new Map<string, Buffer>();
 
 /**
- * The producer's Position encoder: the few fields a live position has, written by hand, because
- * protobuf-es's generic encoder costs ~20 us a position and the producer must not be what limits
- * a 10k/s run on two cores. Checked against the contract's encoder before every run.
+ * The producer's Position encoder: the contract's fast encoder (protobuf-es's generic one costs
+ * ~20 us a position, and the producer must not be what limits a 10k/s run on two cores), its bytes
+ * pinned to the schema by contract/test/position-wire.test.ts.
  */
 export function encodeLivePosition(deviceId: string, ts: number, rx: number, latE7: number, lonE7: number): Buffer {
-  const out: number[] = [0x0a, deviceId.length];
-  for (let i = 0; i < deviceId.length; i++) out.push(deviceId.charCodeAt(i));
-  const zigzag = (n: number) => (n >= 0 ? n * 2 : -n * 2 - 1);
-  out.push(0x10);
-  varint(out, ts);
-  out.push(0x18);
-  varint(out, rx);
-  out.push(0x20);
-  varint(out, zigzag(latE7));
-  out.push(0x28);
-  varint(out, zigzag(lonE7));
-  out.push(0x30, 120 * 2, 0x01, 0x38, 88, 0x40);
-  varint(out, 271);
-  out.push(0x48, 11);
-  return Buffer.from(out);
-}
-
-export function checkEncoder(): void {
-  const fast = encodeLivePosition('356307040000001', 1_764_000_000_123, 1_764_000_000_456, 546_872_000, -252_797_000);
-  const reference = createPosition({
-    deviceId: '356307040000001',
-    recordedAtMs: 1_764_000_000_123n,
-    receivedAtMs: 1_764_000_000_456n,
-    latE7: 546_872_000,
-    lonE7: -252_797_000,
-    altitudeM: 120,
-    speedKmh: 88,
-    headingDeg: 271,
-    satellites: 11,
-  });
-  if (!fast.equals(Buffer.from(encodePosition(reference))) || decodePosition(fast).lonE7 !== reference.lonE7) {
-    throw new Error('the bench producer encodes Positions differently from the contract');
+  let idField = idFields.get(deviceId);
+  if (idField === undefined) {
+    idField = deviceIdField(deviceId);
+    idFields.set(deviceId, idField);
   }
+  record.timestampMs = ts;
+  record.latE7 = latE7;
+  record.lonE7 = lonE7;
+  return encodePositions(idField, rx, Codec.CODEC_8_EXTENDED, records)[0] as Buffer;
 }
 
 /**
