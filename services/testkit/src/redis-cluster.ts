@@ -228,6 +228,44 @@ export class RedisCluster {
     return replica;
   }
 
+  /**
+   * Resharding without a restart, the standard way: moves the slot of `key` (every key in it) from the
+   * master serving it to the master on `toPort`. CLUSTER SETSLOT IMPORTING on the target, MIGRATING on
+   * the source, MIGRATE of the slot's keys in batches (Redis 7.0: MIGRATE host port "" 0 timeout KEYS
+   * ...) until the source holds none, then CLUSTER SETSLOT NODE on the target, the source and the other
+   * masters. Clients meanwhile get ASK/TRYAGAIN and afterwards MOVED. Returns the slot, its old master and
+   * how many keys were migrated.
+   */
+  async moveSlotOf(key: string, toPort: number): Promise<{ slot: number; from: RedisClusterNode; migrated: number }> {
+    const from = await this.masterOf(key);
+    const to = this.nodes.find((node) => node.port === toPort);
+    if (to === undefined) throw new Error(`no cluster node on port ${toPort}`);
+    if (to === from) throw new Error(`the slot of ${key} is already served by port ${toPort}`);
+    const slot = Number(await onNode(from.port, 'CLUSTER', 'KEYSLOT', key));
+    await onNode(to.port, 'CLUSTER', 'SETSLOT', slot, 'IMPORTING', from.id);
+    await onNode(from.port, 'CLUSTER', 'SETSLOT', slot, 'MIGRATING', to.id);
+    let migrated = 0;
+    for (;;) {
+      const keys = (await onNode(from.port, 'CLUSTER', 'GETKEYSINSLOT', slot, 100)) as string[];
+      if (keys.length === 0) break;
+      await onNode(from.port, 'MIGRATE', '127.0.0.1', to.port, '', 0, 10_000, 'KEYS', ...keys);
+      migrated += keys.length;
+    }
+    await onNode(to.port, 'CLUSTER', 'SETSLOT', slot, 'NODE', to.id);
+    await onNode(from.port, 'CLUSTER', 'SETSLOT', slot, 'NODE', to.id);
+    for (const node of this.running()) {
+      if (node === to || node === from) continue;
+      const role = infoField(await onNode(node.port, 'INFO', 'replication'), 'role');
+      if (role === 'master') await onNode(node.port, 'CLUSTER', 'SETSLOT', slot, 'NODE', to.id);
+    }
+    await waitFor(`slot ${slot} to be served by port ${to.port}`, async () => (await this.masterOf(key)).port === to.port, {
+      timeoutMs: 30_000,
+      intervalMs: 100,
+    });
+    await this.waitHealthy();
+    return { slot, from, migrated };
+  }
+
   /** Masters the cluster was created with. */
   get masters(): number {
     return this.masterCount;

@@ -1,7 +1,14 @@
-import { randomUUID } from 'node:crypto';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { randomInt } from 'node:crypto';
 import { connect, type Socket } from 'node:net';
+import {
+  createEventViewer,
+  DirectusRest,
+  login,
+  sharedDirectusAdmin,
+  sharedDirectusSecret,
+  sharedDirectusSeed,
+  sharedDirectusUrl,
+} from '@pitwall/business-plane';
 import { PROCESSOR_GROUP, shardKey, shardOf } from '@pitwall/contract';
 import { shardGroupState } from '@pitwall/streams';
 import { CODEC_8_EXTENDED, encodeImeiHandshake, encodeTcpAvlPacket } from '@pitwall/teltonika';
@@ -15,7 +22,6 @@ import {
   waitFor,
   type ServiceProcess,
 } from '@pitwall/testkit';
-import { SignJWT } from 'jose';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
@@ -26,19 +32,22 @@ import WebSocket from 'ws';
  * STREAM_SHARDS=4, INGESTION_MIN_REPLICAS=1 and a writer pipeline per shard. Then the master of shard
  * {0} is SIGKILLed while a resending fleet drives, a shard's only replica is killed, and a shard's
  * master and replica are both killed. The nodes keep an fsynced append-only file (a node that comes
- * back has what it acknowledged) and run with cluster-require-full-coverage no.
+ * back has what it acknowledged) and run with cluster-require-full-coverage no. Then one shard's slot
+ * is moved to another master (resharding) while the fleet drives, with no service restarted.
+ * The gateway asks the run's shared Directus, where this test makes its own event (running now), its
+ * devices and their entries, and a viewer of that event.
  */
 
 const SHARDS = 4;
-const EVENT_ID = 3;
-const SECRET = `cluster-${randomUUID()}`;
 const STREAM_KEY = uniqueName('cluster');
 
 /** Two devices per shard (IMEIs picked by the contract's shard function). */
 function devicesPerShard(): string[][] {
   const byShard: string[][] = Array.from({ length: SHARDS }, () => []);
+  // IMEIs of this run only (devices are unique in the shared Directus).
+  const base = 356_000_000_000_000 + randomInt(0, 999_999) * 1_000_000;
   for (let n = 0; byShard.some((list) => list.length < 2); n++) {
-    const imei = String(356_307_042_500_000 + n);
+    const imei = String(base + n);
     const list = byShard[shardOf(imei, SHARDS)] as string[];
     if (list.length < 2) list.push(imei);
   }
@@ -47,17 +56,20 @@ function devicesPerShard(): string[][] {
 const SHARD_DEVICES = devicesPerShard();
 const ALL_DEVICES = SHARD_DEVICES.flat();
 
-/** Directus as the gateway asks it: the event is readable and running, every device is in it. */
-function fakeDirectus(): Server {
-  return createServer((request, response) => {
-    const url = new URL(request.url ?? '/', 'http://directus');
-    const json = (body: unknown) => response.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(body));
-    if (url.pathname === `/items/events/${EVENT_ID}`) json({ data: { id: EVENT_ID } });
-    else if (url.pathname === '/items/entries') {
-      const window = { starts_at: new Date(Date.now() - 3_600_000).toISOString(), ends_at: new Date(Date.now() + 3_600_000).toISOString() };
-      json({ data: ALL_DEVICES.map((imei, i) => ({ label: String(i), device: { imei }, event: window })) });
-    } else response.writeHead(404).end();
+/** An event whose window includes now, with every device of the test entered, on the shared Directus. */
+async function makeEvent(rest: DirectusRest): Promise<number> {
+  const now = Date.now();
+  const event = await rest.post<{ id: number }>('/items/events', {
+    name: uniqueName('cluster'),
+    status: 'live',
+    starts_at: new Date(now - 3_600_000).toISOString(),
+    ends_at: new Date(now + 3_600_000).toISOString(),
   });
+  for (const [i, imei] of ALL_DEVICES.entries()) {
+    const device = await rest.post<{ id: number }>('/items/devices', { imei, name: `Cluster tracker ${i}` });
+    await rest.post('/items/entries', { event: event.id, device: device.id, label: String(i) });
+  }
+  return event.id;
 }
 
 /** What happened to one packet: acknowledged, or the connection closed without an acknowledgement. */
@@ -155,7 +167,7 @@ class Device {
 }
 
 let cluster: RedisCluster;
-let directus: Server;
+let eventId: number;
 let databaseUrl: string;
 const services: ServiceProcess[] = [];
 let devices: Device[];
@@ -186,8 +198,9 @@ function acknowledgedKeys(): string[] {
 
 beforeAll(async () => {
   cluster = await RedisCluster.start({ durable: true });
-  directus = fakeDirectus();
-  await new Promise<void>((resolve) => directus.listen(0, '127.0.0.1', resolve));
+  const admin = sharedDirectusAdmin();
+  eventId = await makeEvent(new DirectusRest(admin.url, admin.adminToken));
+  const { user } = await createEventViewer(admin, [eventId]);
   databaseUrl = await createTestDatabase('cluster');
   const common = { REDIS_CLUSTER_NODES: cluster.seeds, STREAM_KEY, STREAM_SHARDS: String(SHARDS) };
   const [tcpPort, udpPort, gatewayPort] = await Promise.all([freePort(), freePort(), freePort()]);
@@ -223,9 +236,9 @@ beforeAll(async () => {
           ...common,
           GATEWAY_PORT: String(gatewayPort),
           INSTANCE_ID: uniqueName('pod'),
-          DIRECTUS_URL: `http://127.0.0.1:${(directus.address() as AddressInfo).port}`,
-          DIRECTUS_SECRET: SECRET,
-          DIRECTUS_SERVICE_TOKEN: 'cluster-service-token',
+          DIRECTUS_URL: sharedDirectusUrl(),
+          DIRECTUS_SECRET: sharedDirectusSecret(),
+          DIRECTUS_SERVICE_TOKEN: sharedDirectusSeed().serviceToken,
         },
         { timeoutMs: 60_000 },
       ),
@@ -233,12 +246,8 @@ beforeAll(async () => {
   );
   devices = ALL_DEVICES.map((imei) => new Device(imei, tcpPort));
 
-  const token = await new SignJWT({ id: randomUUID(), role: null, app_access: false, admin_access: false })
-    .setProtectedHeader({ alg: 'HS256', typ: 'JWT' })
-    .setIssuedAt()
-    .setIssuer('directus')
-    .setExpirationTime('15m')
-    .sign(new TextEncoder().encode(SECRET));
+  // A viewer of the event (its token carries the pitwall_events claim).
+  const { accessToken: token } = await login(sharedDirectusUrl(), user.email, user.password);
   viewer = new WebSocket(`ws://127.0.0.1:${gatewayPort}/live?access_token=${encodeURIComponent(token)}`);
   let subscribed = false;
   viewer.on('message', (data: Buffer) => {
@@ -254,7 +263,7 @@ beforeAll(async () => {
     viewer.once('open', resolve);
     viewer.once('error', reject);
   });
-  viewer.send(JSON.stringify({ type: 'subscribe', event_id: EVENT_ID, uid: 's' }));
+  viewer.send(JSON.stringify({ type: 'subscribe', event_id: eventId, uid: 's' }));
   await waitFor('subscribed', () => subscribed);
 }, 180_000);
 
@@ -262,7 +271,6 @@ afterAll(async () => {
   viewer?.close();
   for (const device of devices ?? []) device.close();
   for (const service of services) await service.proc.stop();
-  directus?.close();
   await cluster?.destroy();
 });
 
@@ -425,5 +433,77 @@ describe('the pipeline on a real Redis Cluster (3 masters + 3 replicas, STREAM_S
       { timeoutMs: 60_000, intervalMs: 250 },
     );
     await waitFor('shard X at the viewer again', () => seen.get(down.imei)?.has(refused) === true, { timeoutMs: 30_000 });
+  });
+
+  it('keeps carrying a shard whose slot is moved to another master while the fleet drives, with no service restarted', async () => {
+    // A shard and a master other than the one serving it (the shards live on several masters).
+    let moved = -1;
+    let target = -1;
+    for (let shard = 0; shard < SHARDS && target < 0; shard++) {
+      const own = (await cluster.masterOf(shardKey(STREAM_KEY, shard))).port;
+      for (let other = 0; other < SHARDS; other++) {
+        const port = (await cluster.masterOf(shardKey(STREAM_KEY, other))).port;
+        if (port !== own) {
+          moved = shard;
+          target = port;
+          break;
+        }
+      }
+    }
+    expect(target).toBeGreaterThan(0);
+    const pids = services.map((service) => service.proc.pid);
+
+    let stop = false;
+    const drive = async (device: Device) => {
+      while (!stop) {
+        await device.sendUntilAcked((clock += 100), () => stop);
+        await sleep(50);
+      }
+    };
+    const fleet = Promise.all(devices.map((device) => drive(device)));
+    const movedDevices = (SHARD_DEVICES[moved] as string[]).map((imei) => devices.find((d) => d.imei === imei) as Device);
+    await waitFor('the fleet to drive', () => movedDevices.every((d) => d.acked.length >= 5), { timeoutMs: 30_000 });
+
+    const key = shardKey(STREAM_KEY, moved);
+    const { from, migrated } = await cluster.moveSlotOf(key, target);
+    expect((await cluster.masterOf(key)).port).toBe(target);
+    expect(from.port).not.toBe(target);
+    // At least the shard stream itself moved (its live-only stream shares the hash tag, so the slot).
+    expect(migrated).toBeGreaterThanOrEqual(1);
+    const ackedAtMove = movedDevices.map((d) => d.acked.length);
+    const newestAtMove = movedDevices.map((d) => Math.max(...d.acked));
+
+    await waitFor(
+      `shard {${moved}} acknowledged again after its slot moved`,
+      () => movedDevices.every((d, i) => d.acked.length >= (ackedAtMove[i] as number) + 5),
+      { timeoutMs: 60_000 },
+    );
+    await waitFor(
+      `the viewer to receive shard {${moved}} after the move`,
+      () => movedDevices.every((d, i) => [...(seen.get(d.imei) ?? [])].some((ts) => ts > (newestAtMove[i] as number))),
+      { timeoutMs: 30_000 },
+    );
+    stop = true;
+    await fleet;
+
+    await waitFor(
+      'every acknowledged position in PostgreSQL',
+      async () => {
+        const stored = await storedPositions();
+        return acknowledgedKeys().every((k) => stored.keys.has(k));
+      },
+      { timeoutMs: 60_000, intervalMs: 250 },
+    ).catch(async (err: unknown) => {
+      const stored = await storedPositions();
+      const missing = acknowledgedKeys().filter((k) => !stored.keys.has(k));
+      const logs = services.map((service) => service.proc.lines.slice(-10).join('\n')).join('\n---\n');
+      throw new Error(`${String(err)}: ${missing.length} missing, e.g. ${missing.slice(0, 5).join(', ')}\n${logs}`);
+    });
+    const stored = await storedPositions();
+    expect(stored.total).toBe(stored.distinct);
+    expect(acknowledgedKeys().filter((k) => !stored.keys.has(k))).toEqual([]);
+    // The same processes throughout: none exited or was restarted.
+    expect(services.map((service) => service.proc.running)).toEqual([true, true, true]);
+    expect(services.map((service) => service.proc.pid)).toEqual(pids);
   });
 });
