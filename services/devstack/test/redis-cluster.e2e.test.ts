@@ -464,6 +464,10 @@ describe('the pipeline on a real Redis Cluster (3 masters + 3 replicas, STREAM_S
     const movedDevices = (SHARD_DEVICES[moved] as string[]).map((imei) => devices.find((d) => d.imei === imei) as Device);
     await waitFor('the fleet to drive', () => movedDevices.every((d) => d.acked.length >= 5), { timeoutMs: 30_000 });
 
+    // With clients that do not update their slot map on MOVED (ioredis's MOVED handling patched out
+    // of single commands and pipelines, and refreshOnTopologyError a no-op) this test fails: the moved
+    // shard is never acknowledged again. With only refreshOnTopologyError a no-op it passes: ioredis's
+    // own MOVED handling covers a planned move (the helper is for failovers' partly redirected pipelines).
     const key = shardKey(STREAM_KEY, moved);
     const { from, migrated } = await cluster.moveSlotOf(key, target);
     expect((await cluster.masterOf(key)).port).toBe(target);
