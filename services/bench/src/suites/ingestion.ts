@@ -28,6 +28,32 @@ const SHARDS = 1;
 /** Nobody consumes in the throughput runs: a cap far above what they append keeps every packet admitted. */
 const BENCH_CAP = 1_000_000_000;
 
+/**
+ * Environment of an ingestion under a flood benchmark: nobody consumes, so backpressure is kept out
+ * of the measurement, and every simulated device connects from 127.0.0.1 (per-address cap raised).
+ */
+export function floodIngestionEnv(options: {
+  streamKey: string;
+  shards: number;
+  maxLen: number;
+  port: number;
+  devices: number;
+}): Record<string, string> {
+  return {
+    STREAM_KEY: options.streamKey,
+    STREAM_SHARDS: String(options.shards),
+    STREAM_MAXLEN: String(options.maxLen),
+    INGESTION_HOST: '127.0.0.1',
+    INGESTION_TCP_PORT: String(options.port),
+    INGESTION_UDP_PORT: String(options.port),
+    INGESTION_BACKPRESSURE_HIGH: '1',
+    INGESTION_BACKPRESSURE_LOW: '0.99',
+    INGESTION_BACKPRESSURE_POLL_MS: '60000',
+    INGESTION_MAX_CONNECTIONS_PER_ADDRESS: String(4 * options.devices),
+    LOG_LEVEL: 'warn',
+  };
+}
+
 export async function runLoad(options: Record<string, unknown>, log: (m: string) => void): Promise<LoadResult> {
   const proc = new ManagedProcess(process.execPath, [LOAD_SCRIPT, JSON.stringify(options)], { name: `load-${String(options.mode)}` });
   const exit = await proc.exited;
@@ -71,19 +97,7 @@ export const ingestionSuite: BenchSuite = {
       await resetStreams(shardKeys(STREAM_KEY, SHARDS));
       service = await startService('ingestion', {
         REDIS_URL: redis.url,
-        STREAM_KEY,
-        STREAM_SHARDS: String(SHARDS),
-        STREAM_MAXLEN: String(BENCH_CAP),
-        INGESTION_HOST: '127.0.0.1',
-        INGESTION_TCP_PORT: String(port),
-        INGESTION_UDP_PORT: String(port),
-        // Nobody consumes in this benchmark: keep backpressure out of the measurement.
-        INGESTION_BACKPRESSURE_HIGH: '1',
-        INGESTION_BACKPRESSURE_LOW: '0.99',
-        INGESTION_BACKPRESSURE_POLL_MS: '60000',
-        LOG_LEVEL: 'warn',
-        // Every simulated device connects from 127.0.0.1.
-        INGESTION_MAX_CONNECTIONS_PER_ADDRESS: String(4 * FLEET_DEVICES),
+        ...floodIngestionEnv({ streamKey: STREAM_KEY, shards: SHARDS, maxLen: BENCH_CAP, port, devices: FLEET_DEVICES }),
       });
       const before = await scrapeMetric(service.metricsUrl, 'pitwall_ingestion_records_total', { transport: 'tcp' });
       const flood = await runLoad(

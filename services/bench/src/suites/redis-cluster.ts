@@ -3,7 +3,7 @@ import { commonEnv, createLogger, parseConfig } from '@pitwall/platform';
 import { closeStreamClient, createStreamClient, groupStates } from '@pitwall/streams';
 import { freePort, PostgresServer, RedisCluster, RedisServer, startService, waitFor, type ServiceProcess } from '@pitwall/testkit';
 import type { BenchContext, BenchResult, BenchSuite } from '../suite.js';
-import { runLoad } from './ingestion.js';
+import { floodIngestionEnv, runLoad } from './ingestion.js';
 
 // Ingestion on a Redis Cluster (3 masters + 3 replicas, redis-server in cluster mode on loopback)
 // beside a single Redis, same run, same load (1,000 TCP devices flooding 50-record packets,
@@ -30,18 +30,8 @@ async function flood(
   try {
     service = await startService('ingestion', {
       ...redisEnv,
+      ...floodIngestionEnv({ streamKey: `bench:cluster:${firstIndex}`, shards: SHARDS, maxLen: 1_000_000, port, devices: DEVICES }),
       ...extraEnv,
-      STREAM_KEY: `bench:cluster:${firstIndex}`,
-      STREAM_SHARDS: String(SHARDS),
-      STREAM_MAXLEN: '1000000',
-      INGESTION_HOST: '127.0.0.1',
-      INGESTION_TCP_PORT: String(port),
-      INGESTION_UDP_PORT: String(port),
-      // Nobody consumes in this benchmark: keep backpressure out of the measurement.
-      INGESTION_BACKPRESSURE_HIGH: '1',
-      INGESTION_BACKPRESSURE_LOW: '0.99',
-      INGESTION_BACKPRESSURE_POLL_MS: '60000',
-      LOG_LEVEL: 'warn',
     });
     const result = await runLoad(
       {
