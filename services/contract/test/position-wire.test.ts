@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs';
 import { create, fromBinary, toBinary, ScalarType, type DescField, type DescMessage } from '@bufbuild/protobuf';
 import { describe, expect, it } from 'vitest';
 import {
@@ -19,6 +18,7 @@ import {
   type PositionInput,
   type PositionIoInput,
 } from '@pitwall/contract';
+import { loadVectors } from '../../teltonika/test/vectors.js';
 
 // The schema pin of the hand-written Position wire format (position-fields.ts, position-encoder.ts):
 // its field numbers and wire types are exactly the generated descriptor's, and its bytes are what
@@ -113,25 +113,9 @@ function message(deviceId: string, receivedAtMs: number, codec: Codec, input: Po
   });
 }
 
-interface VectorRecord {
-  timestamp_ms: number;
-  priority: number;
-  lat: number;
-  lon: number;
-  altitude_m: number;
-  heading_deg: number;
-  satellites: number;
-  speed_kmh: number;
-  event_io_id: number;
-  generation_type: number | null;
-  io: Record<string, number>;
-}
-
 /** Teltonika's documented example records (services/teltonika's copy of the shared vectors), as encoder input. */
 function vectorInputs(): { codec: Codec; input: PositionInput }[] {
-  const file = JSON.parse(readFileSync(new URL('../../teltonika/test/fixtures/teltonika-wiki.json', import.meta.url), 'utf8')) as {
-    vectors: { codec_id?: string; records: VectorRecord[] }[];
-  };
+  const file = loadVectors();
   const codecs: Record<string, Codec> = { '0x8': Codec.CODEC_8, '0x8e': Codec.CODEC_8_EXTENDED, '0x10': Codec.CODEC_16 };
   return file.vectors.flatMap((v) =>
     v.records.map((r) => ({
