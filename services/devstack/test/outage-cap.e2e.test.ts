@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { login } from '@pitwall/business-plane';
 import { liveShardKeys, PROCESSOR_GROUP, shardKeys } from '@pitwall/contract';
 import { startSimulation, type Simulation } from '@pitwall/simulator';
-import { REPO_ROOT, sleep, waitFor } from '@pitwall/testkit';
+import { REPO_ROOT, scrapeMetric, sleep, waitFor } from '@pitwall/testkit';
 import { startPipeline, type Pipeline } from '../src/index.js';
 import { expectAllStoredOnce } from './support/exactly-once.js';
 import { LiveClient, type LivePosition } from './support/live-client.js';
@@ -24,6 +24,7 @@ const FILLERS = 32;
 const FILLER_RATE = 10;
 const OVER_CAP_MS = 60_000;
 const SLICE_MS = 10_000;
+const DRAIN_TIMEOUT_MS = 300_000;
 
 let pipeline: Pipeline;
 let viewerToken: string;
@@ -154,8 +155,20 @@ describe('PostgreSQL stopped far beyond what the durable path buffers (STREAM_MA
       );
 
       await postgres.restart();
-      const drained = await Promise.all([sim.drain(180_000), fillers.drain(180_000)]);
-      expect(drained, `devices still hold records: ${JSON.stringify([sim.stats(), fillers.stats()])}`).toEqual([true, true]);
+      // What the devices hold (about 20,000 records) goes in at the pace the writer frees the cap; on a
+      // machine busy with other suites that pace varies a lot, so the wait is generous and a timeout
+      // says where the records stopped: on the devices (refused or unanswered), or in the shards.
+      const drained = await Promise.all([sim.drain(DRAIN_TIMEOUT_MS), fillers.drain(DRAIN_TIMEOUT_MS)]);
+      if (!drained.every(Boolean)) {
+        const admitted = await scrapeMetric(pipeline.ingestion.metricsUrl, 'pitwall_ingestion_admitted_records_total').catch(() => -1);
+        const refused = await scrapeMetric(pipeline.ingestion.metricsUrl, 'pitwall_ingestion_refused_records_total').catch(() => -1);
+        const written = await scrapeMetric(pipeline.writer.metricsUrl, 'pitwall_writer_entries_acked_total').catch(() => -1);
+        throw new Error(
+          `devices still hold records after ${DRAIN_TIMEOUT_MS / 1000} s: cars ${JSON.stringify(sim.stats())}, fillers ` +
+            `${JSON.stringify(fillers.stats())}; processor backlog per shard ${(await backlogs()).join(',')}; ingestion admitted ` +
+            `${admitted}, refused ${refused} records; writer acknowledged ${written} entries`,
+        );
+      }
       const check = await expectAllStoredOnce(pipeline.databaseUrl, [...sim.ackedRecords(), ...fillers.ackedRecords()]);
       expect(check.acked).toBe(acked());
       // The resends that filled the durable path afterwards were never shown again nor moved a car back.
@@ -170,5 +183,5 @@ describe('PostgreSQL stopped far beyond what the durable path buffers (STREAM_MA
       if (!postgres.running) await postgres.restart();
       await Promise.all([sim.stop(), fillers.stop()]);
     }
-  }, 420_000);
+  }, 600_000);
 });

@@ -55,6 +55,8 @@ export interface SimulationStats {
   reconnects: number;
   handshakesRefused: number;
   ackTimeouts: number;
+  /** TCP connections given up because the connect or the handshake took longer than the ack timeout. */
+  connectTimeouts: number;
 }
 
 export interface AckedRecord {
@@ -77,6 +79,8 @@ interface TcpLink {
   state: 'idle' | 'connecting' | 'handshake' | 'ready';
   attempts: number;
   reconnectAt: number;
+  /** performance.now() when the current connection attempt started (connect and handshake deadline). */
+  attemptStartedAt: number;
   rx: Buffer;
 }
 
@@ -113,6 +117,7 @@ export function startSimulation(options: SimulationOptions): Simulation {
     reconnects: 0,
     handshakesRefused: 0,
     ackTimeouts: 0,
+    connectTimeouts: 0,
   };
   let generating = true;
   let stopped = false;
@@ -147,7 +152,7 @@ export function startSimulation(options: SimulationOptions): Simulation {
     state: 'idle',
     attempts: 0,
     reconnectAt: 0,
-    sentAt: 0,
+    attemptStartedAt: 0,
     rx: Buffer.alloc(0),
   }));
 
@@ -165,6 +170,7 @@ export function startSimulation(options: SimulationOptions): Simulation {
     if (link.attempts > 0) counters.reconnects++;
     link.attempts++;
     link.state = 'connecting';
+    link.attemptStartedAt = performance.now();
     const socket = connect({ host, port, noDelay: true });
     link.socket = socket;
     socket.on('connect', () => {
@@ -236,6 +242,13 @@ export function startSimulation(options: SimulationOptions): Simulation {
         const link = links[device.index] as TcpLink;
         if (link.state === 'idle') {
           if (now >= link.reconnectAt && device.pending.length > 0) openLink(device, link);
+        } else if (link.state !== 'ready') {
+          // A real tracker gives up on a connect or handshake that hangs (a loaded server, a lost SYN)
+          // and dials again; without this a device could wait forever holding its records.
+          if (perfNow - link.attemptStartedAt > ackTimeoutMs) {
+            counters.connectTimeouts++;
+            dropLink(device, link, now);
+          }
         } else if (link.state === 'ready') {
           if (device.inflight > 0) {
             if (perfNow - (sentAt[device.index] ?? 0) > ackTimeoutMs) {

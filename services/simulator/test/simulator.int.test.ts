@@ -1,3 +1,4 @@
+import { createServer, type Socket } from 'node:net';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeEntryFields, parseEntries, shardKey } from '@pitwall/contract';
@@ -75,3 +76,34 @@ for (const transport of ['tcp', 'udp'] as const) {
     });
   });
 }
+
+describe('simulator over tcp against a server that never answers the handshake', () => {
+  it('gives the connection up after the ack timeout and dials again, as a tracker does', async () => {
+    const sockets: Socket[] = [];
+    const silent = createServer((socket) => {
+      sockets.push(socket);
+      socket.on('error', () => undefined);
+    });
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    const address = silent.address();
+    if (address === null || typeof address === 'string') throw new Error('no port');
+    const simulation = startSimulation({
+      port: address.port,
+      devices: 2,
+      rate: 10,
+      ackTimeoutMs: 200,
+      reconnectMinMs: 10,
+      reconnectMaxMs: 20,
+    });
+    try {
+      await expect.poll(() => simulation.stats().connectTimeouts, { timeout: 10_000 }).toBeGreaterThanOrEqual(4);
+      expect(simulation.stats().reconnects).toBeGreaterThanOrEqual(2);
+      expect(sockets.length).toBeGreaterThanOrEqual(4);
+      expect(simulation.stats().acked).toBe(0);
+    } finally {
+      await simulation.stop();
+      for (const socket of sockets) socket.destroy();
+      await new Promise((resolve) => silent.close(resolve));
+    }
+  });
+});
