@@ -198,6 +198,9 @@ export async function startPipeline(options: PipelineOptions = {}): Promise<Pipe
         INGESTION_HOST: '127.0.0.1',
         INGESTION_TCP_PORT: String(ingestionPort),
         INGESTION_UDP_PORT: String(ingestionPort),
+        // Every simulated device of a local stack (make up, the race-start bench) comes from this
+        // machine's address: the per-address cap (1,000 by default) would refuse a larger fleet.
+        INGESTION_MAX_CONNECTIONS_PER_ADDRESS: '1000000',
         ...options.env?.ingestion,
       },
       metricsPort: await nextMetricsPort(),
