@@ -3,7 +3,7 @@ import { runInNewContext } from 'node:vm';
 import { describe, expect, it } from 'vitest';
 import { decodeCursor, encodeCursor } from '../src/history/cursor.js';
 import { parseEntryId, type EntryId } from '../src/history/entry-id.js';
-import { PositionHistory, type HeldPosition } from '../src/history/position-history.js';
+import { HELD_POSITION_BYTES, PositionHistory, type HeldPosition } from '../src/history/position-history.js';
 import { flatString, type LivePosition } from '../src/protocol/position-json.js';
 
 function id(text: string): EntryId {
@@ -81,13 +81,12 @@ describe('position history', () => {
   });
 
   it('stays within its byte bound, dropping the oldest first', () => {
-    const sample = at(0, '2000-0', 'a');
-    const h = history({ maxBytes: 10 * (260 + sample.body.length) });
+    const h = history({ maxBytes: 10 * HELD_POSITION_BYTES });
     const cursors: string[] = [];
     for (let i = 0; i < 30; i++) {
       h.add(at(i % 2, `${2000 + i}-0`, `d${i % 3}`));
       cursors.push(h.cursor());
-      expect(h.bytes).toBeLessThanOrEqual(10 * (260 + sample.body.length));
+      expect(h.bytes).toBeLessThanOrEqual(10 * HELD_POSITION_BYTES);
     }
     expect(h.size).toBe(10);
     expect(h.recoverability(h.decode(cursors[10] ?? ''))).toBe('too_old');

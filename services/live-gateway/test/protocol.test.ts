@@ -1,6 +1,6 @@
-import { createPosition } from '@pitwall/contract';
+import { createPosition, decodePosition, encodePosition, PositionReader, type PositionInit } from '@pitwall/contract';
 import { describe, expect, it } from 'vitest';
-import { positionPrefix, toLivePosition } from '../src/protocol/position-json.js';
+import { positionPrefix, readLivePosition, toLivePosition } from '../src/protocol/position-json.js';
 import { errorMessage, positionsMessage, subscribedMessage, unsubscribedMessage } from '../src/protocol/server-message.js';
 
 describe('position JSON', () => {
@@ -33,6 +33,45 @@ describe('position JSON', () => {
     });
     expect(Object.keys(json as object)).toEqual(['device_id', 'label', 'ts', 'lat', 'lon', 'alt', 'speed', 'heading', 'sats', 'rx']);
     expect(live).toMatchObject({ deviceId: '352093086403655', ts: 1_700_000_000_123, rx: 1_700_000_000_456 });
+  });
+
+  it('is the same read in place as decoded by protobuf-es, its body made on first use', () => {
+    const reader = new PositionReader();
+    const inits: PositionInit[] = [
+      {
+        deviceId: '352093086403655',
+        recordedAtMs: 1_700_000_000_123n,
+        receivedAtMs: 1_700_000_000_456n,
+        latE7: -546_872_123,
+        lonE7: 1_799_999_999,
+        altitudeM: -12,
+        speedKmh: 301,
+        headingDeg: 359,
+        satellites: 24,
+        io: [{ id: 21, width: 1, value: 4n }],
+      },
+      { deviceId: 'ünïcode-😀' },
+      {},
+    ];
+    for (const init of inits) {
+      const bytes = Buffer.from(encodePosition(createPosition(init)));
+      // Inside a larger buffer, as in a stream reply.
+      const reply = Buffer.concat([Buffer.from('$3\r\nabc\r\n'), bytes, Buffer.from('\r\n')]);
+      const read = readLivePosition(reader, reply, 9, 9 + bytes.length);
+      const decoded = toLivePosition(decodePosition(bytes));
+      expect(read).toBeDefined();
+      expect({ deviceId: read?.deviceId, ts: read?.ts, rx: read?.rx, body: read?.body }).toEqual({
+        deviceId: decoded.deviceId,
+        ts: decoded.ts,
+        rx: decoded.rx,
+        body: decoded.body,
+      });
+    }
+  });
+
+  it('leaves what the in-place reader does not take to the full decoder', () => {
+    // Field 2 (recorded_at_ms) with the wrong wire type: protobuf-es decides what it is.
+    expect(readLivePosition(new PositionReader(), Buffer.from([0x15, 1, 2, 3, 4]), 0, 5)).toBeUndefined();
   });
 });
 

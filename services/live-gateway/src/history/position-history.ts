@@ -22,10 +22,15 @@ export interface PositionHistoryOptions {
 
 /** Heap bytes of a held position besides its JSON body: the object, its id, two queue slots (measured: test/history.test.ts). */
 export const HELD_OVERHEAD_BYTES = 260;
+/**
+ * Heap bytes of a position's JSON body (about 120 characters). Charged whether or not the body was made
+ * yet (ReadPosition makes it when first shown): what a held position costs must not change between
+ * its add and its eviction, and the bound holds once every held position has been shown.
+ */
+export const HELD_BODY_BYTES = 136;
 
-export function heldBytes(position: LivePosition): number {
-  return HELD_OVERHEAD_BYTES + position.body.length;
-}
+/** What one held position is charged against GATEWAY_HISTORY_MAX_BYTES. */
+export const HELD_POSITION_BYTES = HELD_OVERHEAD_BYTES + HELD_BODY_BYTES;
 
 /** What a cursor means to this pod. */
 export type Recoverability =
@@ -126,7 +131,7 @@ export class PositionHistory {
     let queue = this.byDevice.get(held.deviceId);
     if (queue === undefined) this.byDevice.set(held.deviceId, (queue = new Queue()));
     queue.push(held);
-    this.heldBytes += heldBytes(held);
+    this.heldBytes += HELD_POSITION_BYTES;
     if (id.ms > this.newestMs) this.newestMs = id.ms;
     this.evict();
   }
@@ -221,7 +226,7 @@ export class PositionHistory {
       const queue = this.byDevice.get(oldest.deviceId);
       queue?.shift();
       if (queue?.length === 0) this.byDevice.delete(oldest.deviceId);
-      this.heldBytes -= heldBytes(oldest);
+      this.heldBytes -= HELD_POSITION_BYTES;
       if (atOrAfter(oldest.id, this.floor[oldest.source])) this.floor[oldest.source] = oldest.id;
     }
   }

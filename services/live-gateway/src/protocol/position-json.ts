@@ -1,4 +1,4 @@
-import type { Position } from '@pitwall/contract';
+import type { Position, PositionReader } from '@pitwall/contract';
 import type { EntryId } from '../history/entry-id.js';
 
 /**
@@ -24,10 +24,93 @@ export interface LivePosition {
 export function toLivePosition(position: Position): LivePosition {
   const ts = Number(position.recordedAtMs);
   const rx = Number(position.receivedAtMs);
-  const body =
-    `"ts":${ts},"lat":${position.latE7 / 1e7},"lon":${position.lonE7 / 1e7},"alt":${position.altitudeM},` +
-    `"speed":${position.speedKmh},"heading":${position.headingDeg},"sats":${position.satellites},"rx":${rx}}`;
-  return { deviceId: position.deviceId, ts, rx, body: flatString(body), traceparent: undefined };
+  const { latE7, lonE7, altitudeM, speedKmh, headingDeg, satellites } = position;
+  return {
+    deviceId: position.deviceId,
+    ts,
+    rx,
+    body: positionBody(ts, latE7, lonE7, altitudeM, speedKmh, headingDeg, satellites, rx),
+    traceparent: undefined,
+  };
+}
+
+/** The label-independent JSON of a position, as one flat string. */
+function positionBody(
+  ts: number,
+  latE7: number,
+  lonE7: number,
+  altitudeM: number,
+  speedKmh: number,
+  headingDeg: number,
+  satellites: number,
+  rx: number,
+): string {
+  return flatString(
+    `"ts":${ts},"lat":${latE7 / 1e7},"lon":${lonE7 / 1e7},"alt":${altitudeM},` +
+      `"speed":${speedKmh},"heading":${headingDeg},"sats":${satellites},"rx":${rx}}`,
+  );
+}
+
+/**
+ * A position read in place from its stream entry (readLivePosition). Its body is made the first time
+ * something shows it (a frame of a watched event, a snapshot, a trail, a resume) and kept from then:
+ * most positions a pod reads are never shown (nobody watches their event on it) and never pay for
+ * the text; the numbers it is made from take less memory than the text.
+ */
+export class ReadPosition implements LivePosition {
+  traceparent: string | undefined = undefined;
+  source: number | undefined = undefined;
+  id: EntryId | undefined = undefined;
+  private text: string | undefined = undefined;
+
+  constructor(
+    readonly deviceId: string,
+    readonly ts: number,
+    readonly rx: number,
+    private readonly latE7: number,
+    private readonly lonE7: number,
+    private readonly altitudeM: number,
+    private readonly speedKmh: number,
+    private readonly headingDeg: number,
+    private readonly satellites: number,
+  ) {}
+
+  get body(): string {
+    return (this.text ??= positionBody(
+      this.ts,
+      this.latE7,
+      this.lonE7,
+      this.altitudeM,
+      this.speedKmh,
+      this.headingDeg,
+      this.satellites,
+      this.rx,
+    ));
+  }
+
+  set body(text: string) {
+    this.text = text;
+  }
+}
+
+/**
+ * The Position in bytes[start, end) (field `p` of an entry, e.g. inside a whole stream reply), read
+ * in place by `reader`; undefined when the reader does not take it (anything but the plain case):
+ * then decode it with decodeEntryFields, which yields the same position or the precise error.
+ */
+export function readLivePosition(reader: PositionReader, bytes: Buffer, start: number, end: number): ReadPosition | undefined {
+  if (!reader.read(bytes, start, end)) return undefined;
+  return new ReadPosition(
+    bytes.toString('utf8', reader.deviceIdStart, reader.deviceIdEnd),
+    reader.recordedAtMs,
+    reader.receivedAtMs,
+    reader.latE7,
+    reader.lonE7,
+    reader.altitudeM,
+    reader.speedKmh,
+    reader.headingDeg,
+    reader.satellites,
+  );
 }
 
 /**

@@ -1,11 +1,13 @@
 import {
   decodeEntryFields,
   entryTraceparent,
+  isPositionField,
   liveBroadcastGroup,
   liveShardKeys,
   MAX_POSITION_ENTRY_BYTES,
   parseEntries,
   parseReadReply,
+  PositionReader,
   shardKeys,
   StreamEntryError,
   type RawStreamEntry,
@@ -14,7 +16,7 @@ import { idempotent, type Logger, type Service } from '@pitwall/platform';
 import { backoffDelay, createGroup, groupsOf, redisErrorKind, type StreamClient } from '@pitwall/streams';
 import { parseEntryId, type EntryId } from '../history/entry-id.js';
 import type { GatewayMetrics } from '../metrics.js';
-import { toLivePosition, type LivePosition } from '../protocol/position-json.js';
+import { readLivePosition, toLivePosition, type LivePosition } from '../protocol/position-json.js';
 
 export interface BroadcastConsumerOptions {
   streamKey: string;
@@ -93,6 +95,8 @@ export class BroadcastConsumer implements Service {
   private readonly liveKeys: string[];
   /** Per live-only stream, the id the next XREAD reads after. */
   private readonly liveIds: string[];
+  /** The in-place Position decoder (one for every loop: a read is synchronous). */
+  private readonly reader = new PositionReader();
   private stopping = false;
   private loops: Promise<void>[] = [];
   running = false;
@@ -307,19 +311,41 @@ export class BroadcastConsumer implements Service {
   private decode(entries: readonly RawStreamEntry[], source: number | undefined): LivePosition[] {
     const positions: LivePosition[] = [];
     for (const entry of entries) {
-      if (entry.fields.length === 0) continue;
-      try {
-        const position = toLivePosition(decodeEntryFields(entry.fields));
-        position.traceparent = entryTraceparent(entry.fields);
-        position.source = source;
-        position.id = parseEntryId(entry.id);
-        positions.push(position);
-      } catch (err) {
-        if (!(err instanceof StreamEntryError)) throw err;
-        this.deps.metrics.invalidEntries.inc();
+      const { fields } = entry;
+      if (fields.length === 0) continue;
+      let value: Buffer | undefined;
+      for (let i = 0; i + 1 < fields.length; i += 2) {
+        if (isPositionField(fields[i])) {
+          value = fields[i + 1];
+          break;
+        }
       }
+      const position = this.decodeEntry(value, 0, value?.length ?? 0, () => fields);
+      if (position === undefined) continue;
+      position.traceparent = entryTraceparent(fields);
+      position.source = source;
+      position.id = parseEntryId(entry.id);
+      positions.push(position);
     }
+    this.reader.release();
     return positions;
+  }
+
+  /**
+   * The position in bytes[start, end) (field `p`), read in place; anything the fast reader does not
+   * take is decoded from the entry's fields by the full decoder, which throws on what is not a
+   * Position: counted, and undefined.
+   */
+  private decodeEntry(bytes: Buffer | undefined, start: number, end: number, fields: () => readonly Buffer[]): LivePosition | undefined {
+    const position = bytes === undefined ? undefined : readLivePosition(this.reader, bytes, start, end);
+    if (position !== undefined) return position;
+    try {
+      return toLivePosition(decodeEntryFields(fields()));
+    } catch (err) {
+      if (!(err instanceof StreamEntryError)) throw err;
+      this.deps.metrics.invalidEntries.inc();
+      return undefined;
+    }
   }
 
   private async onReadError(err: unknown, shard: number, consecutiveErrors: number): Promise<void> {
