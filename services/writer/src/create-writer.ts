@@ -1,5 +1,5 @@
 import { deadLetterKey, shardKeys } from '@pitwall/contract';
-import { closeStreamClient, createStreamClient, streamClientReadiness } from '@pitwall/streams';
+import { closeStreamClient, createStreamClient, ShardConnections, streamClientReadiness } from '@pitwall/streams';
 import { type HealthServer, type Logger, type Registry, type Service } from '@pitwall/platform';
 import type pg from 'pg';
 import type { WriterConfig } from './config.js';
@@ -10,7 +10,6 @@ import { SchemaService } from './schema/schema-service.js';
 import { PositionStore } from './store/position-store.js';
 import { GroupConsumer } from './stream/group-consumer.js';
 import { ProcessorGroup } from './stream/processor-group.js';
-import { ShardConnections } from './stream/shard-connections.js';
 import { StreamTrimmer } from './stream/stream-trimmer.js';
 import { Writer } from './writer.js';
 

@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { StreamEntryError } from '@pitwall/contract';
 import type { Logger } from '@pitwall/platform';
-import { backoffDelay, redisErrorKind } from '@pitwall/streams';
+import { backoffDelay, redisErrorKind, type StreamEntries } from '@pitwall/streams';
 import { BatchAbandonedError } from './batch-abandoned-error.js';
 import { BatchTrace, MAX_TRACED_POSITIONS } from './batch-trace.js';
 import type { EntrySource, WriterMetrics } from './metrics.js';
@@ -13,7 +13,6 @@ import type { PositionRow } from './store/position-row.js';
 import type { PositionStore, WritePath } from './store/position-store.js';
 import { countEntries, type GroupConsumer } from './stream/group-consumer.js';
 import type { DeadLetter, ProcessorGroup } from './stream/processor-group.js';
-import type { StreamEntries } from './stream/stream-entries.js';
 
 export interface PipelineOptions {
   /** The shards this pipeline owns (consumer group `processor`, consumer INSTANCE_ID): reads, claims, acks. */

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { GroupConsumer, type RespConnection, type ShardConnections } from '@pitwall/writer';
+import type { RespConnection, ShardConnections } from '@pitwall/streams';
+import { GroupConsumer } from '@pitwall/writer';
 
 // GroupConsumer against stand-in connections: one command per shard key, and a quiet shard's
 // blocking read never holds up a busy one.

@@ -13,14 +13,13 @@ import {
   addStreamEntry,
   batchRows,
   CopyBatchBuilder,
-  encodeCommand,
   InvalidPositionError,
-  parseStreamRead,
   rowFromTuple,
   subBatch,
   toPositionRow,
   type PositionRow,
 } from '@pitwall/writer';
+import { encodeCommand, parseStreamRead } from '@pitwall/streams';
 
 const NOW = Date.UTC(2026, 10, 27, 12);
 

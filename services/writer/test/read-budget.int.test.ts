@@ -1,7 +1,8 @@
 import { MAX_POSITION_ENTRY_BYTES, PROCESSOR_GROUP } from '@pitwall/contract';
 import { commonEnv, createLogger, parseConfig } from '@pitwall/platform';
 import { sharedRedisUrl, uniqueName } from '@pitwall/testkit';
-import { countForBytes, ENTRY_OVERHEAD_BYTES, GroupConsumer, ShardConnections } from '@pitwall/writer';
+import { ShardConnections } from '@pitwall/streams';
+import { countForBytes, ENTRY_OVERHEAD_BYTES, GroupConsumer } from '@pitwall/writer';
 import { Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
 

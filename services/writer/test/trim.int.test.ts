@@ -1,7 +1,8 @@
 import { PROCESSOR_GROUP } from '@pitwall/contract';
 import { createLogger } from '@pitwall/platform';
 import { sharedRedisUrl, uniqueName } from '@pitwall/testkit';
-import { RespConnection, StreamTrimmer } from '@pitwall/writer';
+import { RespConnection } from '@pitwall/streams';
+import { StreamTrimmer } from '@pitwall/writer';
 import { Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
 

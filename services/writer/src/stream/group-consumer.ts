@@ -1,7 +1,13 @@
 import { MAX_POSITION_ENTRY_BYTES, PROCESSOR_GROUP } from '@pitwall/contract';
-import { encodeCommand, RespCursor } from './resp.js';
-import type { ShardConnections } from './shard-connections.js';
-import { encodeAck, parseAutoClaim, parseStreamRead, type StreamEntries } from './stream-entries.js';
+import {
+  encodeAck,
+  encodeCommand,
+  parseAutoClaim,
+  parseStreamRead,
+  RespCursor,
+  type ShardConnections,
+  type StreamEntries,
+} from '@pitwall/streams';
 
 export interface GroupConsumerOptions {
   /** Shard keys this consumer reads, in shard order. */

@@ -1,6 +1,5 @@
 import { PROCESSOR_GROUP } from '@pitwall/contract';
-import type { RespConnection } from './resp-connection.js';
-import { encodeCommand, RespCursor } from './resp.js';
+import { encodeCommand, RespCursor, type RespConnection } from '@pitwall/streams';
 
 /**
  * Trims one shard below the oldest entry group `processor` has not acknowledged, keeping a retained

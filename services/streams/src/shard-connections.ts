@@ -1,15 +1,20 @@
 import type { Logger } from '@pitwall/platform';
-import { isClusterTarget, refreshOnTopologyError, type RedisTarget, type StreamClient } from '@pitwall/streams';
 import calculateSlot from 'cluster-key-slot';
 import { Cluster } from 'ioredis';
+import { isClusterTarget, refreshOnTopologyError, type RedisTarget } from './client.js';
+import type { StreamClient } from './groups.js';
 import { RespConnection } from './resp-connection.js';
 
-/** What a connection of a shard serves: its blocking reads, or acknowledgements, claims and re-reads. */
-export type ShardRole = 'read' | 'ack';
+/**
+ * What a connection of a shard serves: its blocking reads (`read`), the writer's acknowledgements,
+ * claims and re-reads (`ack`), the live gateway's blocking reads of the shard's live-only stream
+ * (`live`, a key with the same hash tag: the same node).
+ */
+export type ShardRole = 'read' | 'ack' | 'live';
 
 export interface ShardConnectionsOptions {
   target: RedisTarget;
-  /** The writer's ioredis client: in cluster mode its slot map says which node serves a shard (standalone: unused). */
+  /** The service's ioredis client: in cluster mode its slot map says which node serves a shard (standalone: unused). */
   topology?: StreamClient;
   /** CLIENT SETNAME prefix, e.g. `writer:<INSTANCE_ID>`. */
   name: string;
@@ -23,8 +28,9 @@ interface Routed {
 }
 
 /**
- * The writer's own RESP connections (in-place reply parsing, see resp.ts), two per shard: one for its
- * blocking reads (nothing queues behind a BLOCK), one for acknowledgements, claims and re-reads.
+ * A service's own RESP connections (in-place reply parsing, see resp.ts), one per shard and role: the
+ * writer's blocking reads (nothing queues behind a BLOCK) and its acknowledgements, claims and
+ * re-reads; the live gateway's blocking reads of each shard and of its live-only stream.
  *
  * Standalone: every connection goes to REDIS_URL. Redis Cluster: to the master that serves the
  * shard's slot, as the cluster client (ioredis `Cluster`, which keeps the slot map) knows it. When a

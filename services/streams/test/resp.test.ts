@@ -8,9 +8,9 @@ import {
   ReplyScanner,
   RespCursor,
   type StreamEntries,
-} from '@pitwall/writer';
+} from '@pitwall/streams';
 
-// The writer's own RESP2 reading: replies are written here byte for byte as the protocol
+// The services' own RESP2 reading: replies are written here byte for byte as the protocol
 // specification gives them (https://redis.io/docs/latest/develop/reference/protocol-spec/), so the
 // parser is checked against the format, not against itself.
 

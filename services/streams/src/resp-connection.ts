@@ -137,7 +137,7 @@ class Link {
 }
 
 /**
- * One connection to Redis for the writer's stream commands (XREADGROUP, XAUTOCLAIM, XACK), replying
+ * One connection to Redis for a service's own stream commands (XREADGROUP, XREAD, XAUTOCLAIM, XACK), replying
  * with the raw bytes of each reply for in-place parsing (see resp.ts). Commands are pipelined in
  * order. It connects on first use and again on the first command after a failure: retrying, with its
  * backoff, is the caller's job (the pipeline retries every Redis operation). Every command has a

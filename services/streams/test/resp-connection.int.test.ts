@@ -9,11 +9,11 @@ import {
   RespConnection,
   RespCursor,
   type StreamEntries,
-} from '@pitwall/writer';
+} from '@pitwall/streams';
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-// The writer's own stream connection against a real redis-server of this file's own (stopped and
+// A service's own stream connection (RespConnection) against a real redis-server of this file's own (stopped and
 // restarted here), and against a TCP server that never answers.
 
 const logger = createLogger('test', 'silent');

@@ -1,5 +1,5 @@
 /**
- * Redis answered a command of the writer's own stream connections with an error (`-NOGROUP ...`,
+ * Redis answered a command of a service's own stream connections (RespConnection) with an error (`-NOGROUP ...`,
  * `-WRONGTYPE ...`: the message starts with Redis' error code), or with bytes that are not the reply
  * expected. Code `REDIS_REPLY_ERROR`.
  */
