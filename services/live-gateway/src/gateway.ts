@@ -1,6 +1,6 @@
 import type { Tracer } from '@opentelemetry/api';
 import { createMetricsRegistry, HealthServer, idempotent, Tracing, type Logger, type Registry, type Service } from '@pitwall/platform';
-import { closeStreamClient, createStreamClient, streamClientReadiness } from '@pitwall/streams';
+import { closeStreamClient, createStreamClient, ShardConnections, streamClientReadiness } from '@pitwall/streams';
 import uWS from 'uWebSockets.js';
 import { DirectusTokenVerifier } from './auth/directus-token-verifier.js';
 import { LocalTokenVerifier } from './auth/local-token-verifier.js';
@@ -20,6 +20,9 @@ import { assertNativeUws } from './server/native-uws.js';
 import { BroadcastConsumer } from './stream/broadcast-consumer.js';
 import { GroupCollector } from './stream/group-collector.js';
 import { ConcurrencyLimiter } from './util/limiter.js';
+
+/** How long a stream read may take beyond its BLOCK before its connection is taken for dead. */
+const REDIS_REPLY_TIMEOUT_MS = 10_000;
 
 export interface LiveGateway {
   /** In start order; runServices closes them in reverse. */
@@ -140,19 +143,17 @@ export function createLiveGateway(config: LiveGatewayConfig, options: LiveGatewa
   );
 
   const commands = createStreamClient(config, { name: `live-gateway:${config.INSTANCE_ID}:commands`, logger });
-  // The blocking reader must never give up a command while Redis is away: the loop retries.
-  // One per shard and per live-only stream: a quiet shard's BLOCK never holds up a busy one, and in a
-  // cluster each goes to the node of its key.
-  const readerOf = (role: string) =>
-    Array.from({ length: config.STREAM_SHARDS }, (_, shard) =>
-      createStreamClient(config, {
-        name: `live-gateway:${config.INSTANCE_ID}:${role}${shard}`,
-        logger,
-        maxRetriesPerRequest: null,
-      }),
-    );
-  const readers = readerOf('reader');
-  const liveReaders = readerOf('live-reader');
+  // The blocking reads, one connection per shard and per live-only stream (a quiet shard's BLOCK never
+  // holds up a busy one), each to the node serving its shard as the commands client's slot map says
+  // (cluster mode). Their replies are read in place: every pod reads every entry, and a general
+  // client's Buffer per id, field and value cost more than the rest of what it does with a position.
+  const connections = new ShardConnections({
+    target: config,
+    topology: commands,
+    name: `live-gateway:${config.INSTANCE_ID}`,
+    logger,
+    replyTimeoutMs: REDIS_REPLY_TIMEOUT_MS,
+  });
   const consumer = new BroadcastConsumer(
     {
       streamKey: config.STREAM_KEY,
@@ -167,8 +168,7 @@ export function createLiveGateway(config: LiveGatewayConfig, options: LiveGatewa
     },
     {
       commands,
-      readers,
-      liveReaders,
+      connections,
       metrics,
       logger,
       onWarm: (positions) => {
@@ -196,12 +196,13 @@ export function createLiveGateway(config: LiveGatewayConfig, options: LiveGatewa
     metrics,
     logger,
   );
-  // Closed after the consumer (which destroys the group with `commands`).
+  // Closed after the consumer (which destroys the group with `commands` and closes `connections`).
   const redisClients: Service = {
     name: 'redis',
     start: () => Promise.resolve(),
     close: idempotent(async () => {
-      await Promise.all([...readers, ...liveReaders, commands].map((client) => closeStreamClient(client)));
+      await connections.close();
+      await closeStreamClient(commands);
     }),
   };
 

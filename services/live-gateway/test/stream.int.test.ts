@@ -7,10 +7,12 @@ import {
   MAX_STORED_IO_VALUE_BYTES,
   POSITION_FIELD,
   shardKeys,
+  TRACE_FIELD,
 } from '@pitwall/contract';
-import { createLogger, createMetricsRegistry } from '@pitwall/platform';
-import { groupsOf as groupsOfStream } from '@pitwall/streams';
+import { commonEnv, createLogger, createMetricsRegistry, parseConfig } from '@pitwall/platform';
+import { groupsOf as groupsOfStream, ShardConnections } from '@pitwall/streams';
 import { sharedRedisUrl, sleep, uniqueName, waitFor } from '@pitwall/testkit';
+import { parseEntryId } from '../src/history/entry-id.js';
 import { createGatewayMetrics } from '../src/metrics.js';
 import type { LivePosition } from '../src/protocol/position-json.js';
 import { BroadcastConsumer } from '../src/stream/broadcast-consumer.js';
@@ -42,8 +44,12 @@ function startConsumer(
   warm: { warmTailEntries?: number; warmMaxBytes?: number; warmTimeoutMs?: number } = {},
 ) {
   const commands = new Redis(sharedRedisUrl());
-  const readers = Array.from({ length: shards }, () => new Redis(sharedRedisUrl(), { maxRetriesPerRequest: null }));
-  const liveReaders = Array.from({ length: shards }, () => new Redis(sharedRedisUrl(), { maxRetriesPerRequest: null }));
+  const connections = new ShardConnections({
+    target: parseConfig(commonEnv, { REDIS_URL: sharedRedisUrl() }),
+    name: `live-gateway:${instanceId}`,
+    logger,
+    replyTimeoutMs: 5_000,
+  });
   const metrics = createGatewayMetrics(createMetricsRegistry());
   const warmed: LivePosition[] = [];
   const received: LivePosition[] = [];
@@ -60,7 +66,7 @@ function startConsumer(
       touchIntervalMs: 100,
       ...warm,
     },
-    { commands, readers, liveReaders, metrics, logger, onWarm: (p) => warmed.push(...p), onPositions: (p) => received.push(...p) },
+    { commands, connections, metrics, logger, onWarm: (p) => warmed.push(...p), onPositions: (p) => received.push(...p) },
   );
   const close = async () => {
     await consumer.close();
@@ -101,6 +107,23 @@ describe('per-pod broadcast group on a real Redis', () => {
     await waitFor('new positions', () => pod.received.length === devices.length);
     expect(pod.received.every((p) => p.ts === 2_000)).toBe(true);
     expect((await pod.metrics.invalidEntries.get()).values[0]?.value).toBe(1);
+    expect(pod.received.every((p) => p.traceparent === undefined)).toBe(true);
+    // A sampled position keeps its traceparent; every position its source shard and entry id. An
+    // entry without field p is counted.
+    const traceparent = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01';
+    const sampled = Buffer.from(encodePosition(createPosition({ deviceId: devices[0]!, recordedAtMs: 3_000n, receivedAtMs: 3_000n })));
+    const entryId = await redis.xadd(keys[1]!, '*', POSITION_FIELD, sampled, TRACE_FIELD, traceparent);
+    await redis.xadd(keys[1]!, '*', 'x', 'no position');
+    await waitFor('the sampled position', () => pod.received.length === devices.length + 1);
+    expect(pod.received.at(-1)).toMatchObject({
+      deviceId: devices[0],
+      ts: 3_000,
+      rx: 3_000,
+      traceparent,
+      source: 1,
+      id: parseEntryId(entryId ?? ''),
+    });
+    await waitFor('the entry without p counted', async () => (await pod.metrics.invalidEntries.get()).values[0]?.value === 2);
     // NOACK: nothing waits in a pending list.
     for (const key of keys) expect(((await redis.call('XPENDING', key, group)) as unknown[])[0]).toBe(0);
 

@@ -6,14 +6,23 @@ import {
   liveShardKeys,
   MAX_POSITION_ENTRY_BYTES,
   parseEntries,
-  parseReadReply,
   PositionReader,
   shardKeys,
   StreamEntryError,
   type RawStreamEntry,
 } from '@pitwall/contract';
 import { idempotent, type Logger, type Service } from '@pitwall/platform';
-import { backoffDelay, createGroup, groupsOf, redisErrorKind, type StreamClient } from '@pitwall/streams';
+import {
+  backoffDelay,
+  createGroup,
+  encodeCommand,
+  groupsOf,
+  parseStreamRead,
+  redisErrorKind,
+  type ShardConnections,
+  type StreamClient,
+  type StreamEntries,
+} from '@pitwall/streams';
 import { parseEntryId, type EntryId } from '../history/entry-id.js';
 import type { GatewayMetrics } from '../metrics.js';
 import { readLivePosition, toLivePosition, type LivePosition } from '../protocol/position-json.js';
@@ -35,12 +44,14 @@ export interface BroadcastConsumerOptions {
 }
 
 export interface BroadcastConsumerDeps {
-  /** For XGROUP, XREVRANGE: never blocked. */
+  /** For XGROUP, XREVRANGE, XINFO and the touches: never blocked. */
   commands: StreamClient;
-  /** One client per shard, in shard order, dedicated to that shard's blocking XREADGROUP. */
-  readers: readonly StreamClient[];
-  /** One client per shard, in shard order, dedicated to the blocking XREAD of that shard's live-only stream. */
-  liveReaders: readonly StreamClient[];
+  /**
+   * The blocking reads: per shard a connection (role `read`) for its XREADGROUP and one (role `live`)
+   * for the XREAD of its live-only stream, to the node serving the shard; replies read in place. The
+   * consumer closes them on close (that aborts a blocked read at once).
+   */
+  connections: ShardConnections;
   metrics: GatewayMetrics;
   logger: Logger;
   /** Positions read from the tail at start, newest first per shard (cache warming, not fan-out). */
@@ -91,7 +102,6 @@ export class BroadcastConsumer implements Service {
   readonly name = 'broadcast-consumer';
   readonly group: string;
   private readonly keys: string[];
-  private readonly sourceOf: Map<string, number>;
   private readonly liveKeys: string[];
   /** Per live-only stream, the id the next XREAD reads after. */
   private readonly liveIds: string[];
@@ -107,7 +117,6 @@ export class BroadcastConsumer implements Service {
   ) {
     this.group = liveBroadcastGroup(options.instanceId);
     this.keys = shardKeys(options.streamKey, options.shards);
-    this.sourceOf = new Map(this.keys.map((key, source) => [key, source]));
     this.liveKeys = liveShardKeys(options.streamKey, options.shards);
     this.liveIds = this.liveKeys.map(() => '$');
   }
@@ -125,8 +134,8 @@ export class BroadcastConsumer implements Service {
 
   close = idempotent(async () => {
     this.stopping = true;
-    // Abort the blocked read at once rather than waiting up to BLOCK ms.
-    for (const reader of [...this.deps.readers, ...this.deps.liveReaders]) reader.disconnect();
+    // Abort the blocked reads at once rather than waiting up to BLOCK ms.
+    await this.deps.connections.close();
     await Promise.all(this.loops);
     this.running = false;
     await this.destroyGroups();
@@ -209,32 +218,26 @@ export class BroadcastConsumer implements Service {
     }
   }
 
-  private client(clients: readonly StreamClient[], shard: number): StreamClient {
-    const client = clients[shard];
-    if (client === undefined) throw new Error(`no reader client for shard ${shard}`);
-    return client;
-  }
-
   /** Plain XREAD of one shard's live-only stream, after the last id read: no group, nothing to acknowledge. */
   private async readLiveLoop(shard: number): Promise<void> {
     const { blockMs, count, shards } = this.options;
     const key = this.liveKeys[shard] as string;
-    const reader = this.client(this.deps.liveReaders, shard);
     let errors = 0;
     while (!this.stopping) {
       try {
-        const reply = await reader.callBuffer('XREAD', 'COUNT', count, 'BLOCK', blockMs, 'STREAMS', key, this.liveIds[shard] ?? '$');
+        const command = encodeCommand(['XREAD', 'COUNT', count, 'BLOCK', blockMs, 'STREAMS', key, this.liveIds[shard] ?? '$']);
+        const reply = await this.deps.connections.connection(key, 'live').send(command, blockMs);
         errors = 0;
         const positions: LivePosition[] = [];
-        for (const batch of parseReadReply(reply)) {
-          const last = batch.entries.at(-1);
-          if (last !== undefined) this.liveIds[shard] = last.id;
-          for (const position of this.decode(batch.entries, shards + shard)) positions.push(position);
+        for (const batch of parseStreamRead(reply)) {
+          this.liveIds[shard] = batch.lastId();
+          this.decodeBatch(batch, shards + shard, positions);
         }
         this.deps.metrics.livePositionsReceived.inc(positions.length);
         if (positions.length > 0) this.deps.onPositions(positions);
       } catch (err) {
         if (this.stopping) break;
+        this.deps.connections.failed(err);
         this.deps.metrics.streamReadErrors.inc();
         errors++;
         if (errors === 1)
@@ -253,21 +256,34 @@ export class BroadcastConsumer implements Service {
   private async readLoop(shard: number): Promise<void> {
     const { blockMs, count, instanceId } = this.options;
     const key = this.keys[shard] as string;
-    const reader = this.client(this.deps.readers, shard);
-    const args = ['GROUP', this.group, instanceId, 'COUNT', count, 'BLOCK', blockMs, 'NOACK', 'STREAMS', key, '>'];
+    const command = encodeCommand([
+      'XREADGROUP',
+      'GROUP',
+      this.group,
+      instanceId,
+      'COUNT',
+      count,
+      'BLOCK',
+      blockMs,
+      'NOACK',
+      'STREAMS',
+      key,
+      '>',
+    ]);
     let consecutiveErrors = 0;
     let lastTouchMs = Date.now();
     while (!this.stopping) {
       try {
-        const reply = await reader.callBuffer('XREADGROUP', ...args);
+        const reply = await this.deps.connections.connection(key, 'read').send(command, blockMs);
         consecutiveErrors = 0;
-        this.handle(reply);
+        this.handle(reply, shard);
         if (Date.now() - lastTouchMs >= this.options.touchIntervalMs) {
           await this.touch(shard);
           lastTouchMs = Date.now();
         }
       } catch (err) {
         if (this.stopping) break;
+        this.deps.connections.failed(err);
         await this.onReadError(err, shard, ++consecutiveErrors);
       }
     }
@@ -276,10 +292,11 @@ export class BroadcastConsumer implements Service {
   /**
    * Marks this pod's consumer as active on a shard, so that other pods' GC sees it alive. A read of
    * its own (always empty, NOACK) pending history: it creates the consumer and refreshes its idle
-   * time, which Redis 7.0 does not do for a blocking read that returns nothing.
+   * time, which Redis 7.0 does not do for a blocking read that returns nothing. A consumer is its
+   * name, not a connection: the commands client does it.
    */
   private async touch(shard: number): Promise<void> {
-    await this.client(this.deps.readers, shard).call(
+    await this.deps.commands.call(
       'XREADGROUP',
       'GROUP',
       this.group,
@@ -292,22 +309,38 @@ export class BroadcastConsumer implements Service {
     );
   }
 
-  private handle(reply: unknown): void {
-    const batches = parseReadReply(reply);
+  private handle(reply: Buffer, shard: number): void {
+    const batches = parseStreamRead(reply);
     if (batches.length === 0) return;
     const positions: LivePosition[] = [];
     let newestIdMs = 0;
     for (const batch of batches) {
-      const last = batch.entries[batch.entries.length - 1];
-      if (last !== undefined) newestIdMs = Math.max(newestIdMs, idTimeMs(last.id));
-      for (const position of this.decode(batch.entries, this.sourceOf.get(batch.key))) positions.push(position);
+      newestIdMs = Math.max(newestIdMs, idTimeMs(batch.lastId()));
+      this.decodeBatch(batch, shard, positions);
     }
     if (newestIdMs > 0) this.deps.metrics.streamReadLag.set(Math.max(0, Date.now() - newestIdMs) / 1000);
     this.deps.metrics.positionsReceived.inc(positions.length);
     if (positions.length > 0) this.deps.onPositions(positions);
   }
 
-  /** Decodes entries of the stream `source` (a cursor source), tagging each position with it and its entry id. */
+  /** Decodes the entries of one read of the stream `source` in place into `positions`, tagged with their source and entry id. */
+  private decodeBatch(batch: StreamEntries, source: number, positions: LivePosition[]): void {
+    const { reply } = batch;
+    for (let i = 0; i < batch.length; i++) {
+      if (!batch.exists(i)) continue;
+      const start = batch.positionStart(i);
+      const position = this.decodeEntry(start < 0 ? undefined : reply, start, batch.positionEnd(i), () => batch.fields(i));
+      if (position === undefined) continue;
+      position.traceparent = batch.traceparent(i);
+      position.source = source;
+      position.id = parseEntryId(batch.id(i));
+      positions.push(position);
+    }
+    // The reader must not keep the reply alive.
+    this.reader.release();
+  }
+
+  /** Decodes entries read with ioredis (the warm-up's XREVRANGE), tagged with their source (a cursor source) and entry id. */
   private decode(entries: readonly RawStreamEntry[], source: number | undefined): LivePosition[] {
     const positions: LivePosition[] = [];
     for (const entry of entries) {
