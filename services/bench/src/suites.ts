@@ -2,6 +2,7 @@ import type { BenchSuite } from './suite.js';
 import { ingestionSuite } from './suites/ingestion.js';
 import { writerSuite } from './suites/writer.js';
 import { liveGatewaySuite } from './suites/live-gateway.js';
+import { gatewayFloorSuite } from './suites/gateway-floor.js';
 import { fanoutSuite } from './suites/fanout.js';
 import { raceStartSuite } from './suites/race-start.js';
 import { directusLoginSuite } from './suites/directus-login.js';
@@ -13,6 +14,7 @@ export const suites: BenchSuite[] = [
   ingestionSuite,
   writerSuite,
   liveGatewaySuite,
+  gatewayFloorSuite,
   fanoutSuite,
   directusLoginSuite,
   raceStartSuite,
