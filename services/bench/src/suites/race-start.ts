@@ -1,5 +1,5 @@
 import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { loadavg } from 'node:os';
+import { cpus, loadavg, totalmem } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { callsBetween } from '@pitwall/business-plane';
 import {
@@ -19,7 +19,9 @@ import {
 } from '@pitwall/load-tests';
 import { REPO_ROOT, scrapeMetric, sleep, waitFor } from '@pitwall/testkit';
 import type { BenchContext, BenchResult, BenchSuite } from '../suite.js';
-import { renderRaceStartReport, type MeasuredRun, type RaceStartRun } from './race-start/report.js';
+import { RACE_START_DIR, raceStartReportFile, raceStartRunFile } from './race-start/paths.js';
+import { renderRaceStartReport, viewerReport, type MeasuredRun, type RaceStartRun } from './race-start/report.js';
+import { writeRunFile } from './race-start/run-file.js';
 
 // End-to-end race start on this machine: the whole stack as real processes (PostgreSQL, Directus,
 // Redis with AOF fsync always, ingestion, writer, live gateway), 2,000 simulated Teltonika devices at
@@ -197,7 +199,7 @@ async function measure(
   return {
     scenario,
     accounts: new Set(sessions.map((s) => s.accessToken)).size,
-    report,
+    report: viewerReport(report),
     loadAverage,
     counters,
     calls,
@@ -222,7 +224,7 @@ export const raceStartSuite: BenchSuite = {
   name: SUITE,
   async run({ quick, log }: BenchContext): Promise<BenchResult[]> {
     const { scenario, race } = sizes(quick);
-    const workDir = join(REPO_ROOT, '.pitwall', 'bench', SUITE);
+    const workDir = RACE_START_DIR;
     const profileDir = join(workDir, 'profiles');
     rmSync(workDir, { recursive: true, force: true });
     mkdirSync(profileDir, { recursive: true });
@@ -307,6 +309,7 @@ export const raceStartSuite: BenchSuite = {
         }));
 
       const run: RaceStartRun = {
+        machine: { cpuModel: cpus()[0]?.model ?? '?', cores: cpus().length, memoryGiB: totalmem() / 2 ** 30, node: process.version },
         race,
         parseEvery: PARSE_EVERY,
         batchWindowMs: BATCH_WINDOW_MS,
@@ -323,11 +326,12 @@ export const raceStartSuite: BenchSuite = {
         stored: check,
         profiles,
       };
-      // A quick look goes next to the logs; a full run is the analysis in docs/.
-      const file = quick ? join(workDir, 'race-start.md') : join(REPO_ROOT, 'docs', 'race-start.md');
+      // The figures first, so that the report can be rendered again from them (render-race-start).
+      writeRunFile(raceStartRunFile(), { quick, run });
+      const file = raceStartReportFile(quick);
       mkdirSync(dirname(file), { recursive: true });
       writeFileSync(file, renderRaceStartReport(run));
-      log(`analysis written to ${relative(REPO_ROOT, file)}`);
+      log(`analysis written to ${relative(REPO_ROOT, file)} (figures in ${relative(REPO_ROOT, raceStartRunFile())})`);
 
       const viewers = scenario.viewers.toLocaleString('en-US');
       const snapshotResult = (m: MeasuredRun, label: string): BenchResult => {
@@ -336,10 +340,10 @@ export const raceStartSuite: BenchSuite = {
           suite: SUITE,
           figure: `p99 time to first snapshot, ${viewers} viewers within ${scenario.rampSeconds} s, ${label}`,
           unit: 'ms',
-          value: all.timeToSnapshot.quantile(0.99),
-          baseline: { name: 'p99 bare WebSocket upgrade (same connections)', value: all.timeToOpen.quantile(0.99) },
+          value: all.timeToSnapshot.p99,
+          baseline: { name: 'p99 bare WebSocket upgrade (same connections)', value: all.timeToOpen.p99 },
           higherIsBetter: false,
-          notes: `p50 ${all.timeToSnapshot.quantile(0.5).toFixed(0)} ms; ${all.snapshots}/${all.sessions} sessions got a snapshot, ${all.failedSessions} failed`,
+          notes: `p50 ${all.timeToSnapshot.p50.toFixed(0)} ms; ${all.snapshots}/${all.sessions} sessions got a snapshot, ${all.failedSessions} failed`,
         };
       };
       const latency = cached.report.stats.all.deliveryLatency;
@@ -350,11 +354,11 @@ export const raceStartSuite: BenchSuite = {
           suite: SUITE,
           figure: `p99 delivery latency (arrival - rx), ${race.devices.toLocaleString('en-US')} devices at ${race.positionHz} Hz, run B`,
           unit: 'ms',
-          value: latency.quantile(0.99),
+          value: latency.p99,
           baseline: { name: 'configured batch window', value: BATCH_WINDOW_MS },
           higherIsBetter: false,
           notes:
-            `p50 ${latency.quantile(0.5).toFixed(0)} ms over ${latency.count.toLocaleString('en-US')} positions; gateway rx->publish p99 ` +
+            `p50 ${latency.p50.toFixed(0)} ms over ${latency.count.toLocaleString('en-US')} positions; gateway rx->publish p99 ` +
             `${cached.gatewayFanoutMs.p99.toFixed(0)} ms; viewer loop delay p99 ${cached.report.stats.eventLoopDelayP99Ms.toFixed(0)} ms`,
         },
         {

@@ -1,4 +1,3 @@
-import { cpus, totalmem } from 'node:os';
 import type { DirectusCalls } from '@pitwall/business-plane';
 import type {
   AuthorizationCapacity,
@@ -10,18 +9,87 @@ import type {
   ScenarioReport,
   StoredCheck,
   Summary,
+  Verdict,
+  ViewerStatsData,
 } from '@pitwall/load-tests';
 import type { SimulationStats } from '@pitwall/simulator';
+import {
+  PER_POSITION_COMPONENTS,
+  VALUES_PROD,
+  framesPerViewerPerSecond,
+  projectLoad,
+  valuesProdPods,
+  type Component,
+  type ComponentProjection,
+  type PerPositionComponent,
+  type Projection,
+  type ProjectionRow,
+  type RaceMeasurements,
+  type TargetLoad,
+} from './projection.js';
 
 // docs/race-start.md: what the end-to-end race start measured, where the CPU went, and what would
-// saturate first at ten times the load. Generated from one run by `make bench`.
+// saturate first at ten times the load. Generated from one run by `make bench`, or again from the run's
+// saved figures (run.json, render-race-start): everything here renders from plain data.
+
+/** One phase of the viewers (or both together), its histograms reduced to their quantiles. */
+export interface PhaseFigures {
+  sessions: number;
+  snapshots: number;
+  failedSessions: number;
+  timeToOpen: Summary;
+  timeToSnapshot: Summary;
+  deliveryLatency: Summary;
+}
+
+/** What the viewers measured, as plain data: both phases together, and how many sessions were returns. */
+export type ViewerFigures = Omit<ViewerStatsData, 'phases'> & { all: PhaseFigures; reconnectSessions: number };
+
+/** A scenario report as plain data. */
+export interface ViewerReport {
+  startAtMs: number;
+  endAtMs: number;
+  verdicts: Verdict[];
+  stats: ViewerFigures;
+}
+
+export function viewerReport(report: ScenarioReport): ViewerReport {
+  const { stats } = report;
+  const all = stats.all;
+  const { phases, ...counts } = stats.toData();
+  return {
+    startAtMs: report.startAtMs,
+    endAtMs: report.endAtMs,
+    verdicts: report.verdicts,
+    stats: {
+      ...counts,
+      reconnectSessions: phases.reconnect.sessions,
+      all: {
+        sessions: all.sessions,
+        snapshots: all.snapshots,
+        failedSessions: all.failedSessions,
+        timeToOpen: all.timeToOpen.summary(),
+        timeToSnapshot: all.timeToSnapshot.summary(),
+        deliveryLatency: all.deliveryLatency.summary(),
+      },
+    },
+  };
+}
+
+/** The machine the run was on (the report may be rendered again elsewhere). */
+export interface MachineFacts {
+  cpuModel: string;
+  cores: number;
+  memoryGiB: number;
+  node: string;
+}
 
 /** One scenario run on the stack and what its parts did meanwhile. */
 export interface MeasuredRun {
   scenario: RaceStartScenario;
   /** Distinct Directus accounts the viewers used. */
   accounts: number;
-  report: ScenarioReport;
+  report: ViewerReport;
   /** 1-minute load average of the machine when the viewers started (other jobs included). */
   loadAverage: number;
   /** Deltas of the gateway's counters over the run. */
@@ -48,6 +116,7 @@ export interface MeasuredRun {
 }
 
 export interface RaceStartRun {
+  machine: MachineFacts;
   race: RaceShape;
   parseEvery: number;
   batchWindowMs: number;
@@ -69,18 +138,35 @@ export interface RaceStartRun {
   profiles: { service: string; summary: ProfileSummary }[];
 }
 
-/** The load generator's own parts: not what would have to scale. */
-const HARNESS_PARTS = new Set(['viewer workers', 'simulator + harness', 'other processes']);
-
-/** How each part can take more load: every one of them but PostgreSQL is one thread per process. */
-const HOW_IT_GROWS: Record<string, string> = {
+/** How each component takes more load: every one of them but PostgreSQL is one thread per process. */
+const HOW_IT_GROWS: Record<Component, string> = {
   directus: 'one core per process: more replicas behind its load balancer',
-  'live-gateway-1': 'one core per pod: more pods for fan-out, but each reads the whole stream',
+  'live-gateway': 'one core per pod: more pods for fan-out, but each reads the whole stream',
   ingestion: 'one core per pod: more pods (devices spread over them)',
   writer: 'one core per process: more writers splitting the `processor` group',
-  redis: 'one thread: shard the stream (Redis Cluster)',
+  redis: 'one thread: shard the stream (Redis Cluster), a master per shard or two',
   postgres: 'several processes: a bigger machine',
 };
+
+/** Parts of the CPU accounting (process names) of each component. */
+const PART_OF: Record<Component, string> = {
+  ingestion: 'ingestion',
+  writer: 'writer',
+  redis: 'redis',
+  postgres: 'postgres',
+  'live-gateway': 'live-gateway-1',
+  directus: 'directus',
+};
+
+/** Directus's default access-token lifetime (ACCESS_TOKEN_TTL 15 min): each viewer refreshes once per this. */
+const ACCESS_TOKEN_TTL_SECONDS = 900;
+/**
+ * Assumed, not measured: one arriving viewer in ten has no session (a first visit, or a refresh token
+ * that expired) and logs in; the live map keeps its refresh token across visits so the rest do not.
+ */
+const LOGIN_SHARE = 0.1;
+/** The projection's scale. */
+const SCALE = 10;
 
 function n(value: number, digits = 0): string {
   if (!Number.isFinite(value)) return '–';
@@ -121,7 +207,7 @@ function runFacts(label: string, m: MeasuredRun): string[] {
   return [
     `**Run ${label}** (${n(m.accounts)} accounts; load average ${n(m.loadAverage, 2)} when it started)`,
     '',
-    `- sessions: ${n(all.sessions)} (${n(stats.phases.reconnect.sessions)} of them returns after a failure), ${n(all.snapshots)} with a snapshot, ` +
+    `- sessions: ${n(all.sessions)} (${n(stats.reconnectSessions)} of them returns after a failure), ${n(all.snapshots)} with a snapshot, ` +
       `${n(all.failedSessions)} failed (${counts(stats.failures)}); server closes: ${counts(stats.serverCloses)}; error frames: ${counts(stats.errors)}; ` +
       `${n(stats.retries)} requests sent again after a retryable error`,
     `- received: ${n(stats.positionFrames)} positions frames, ${n(stats.bytesReceived / 2 ** 20, 1)} MiB; viewer worker event loop delay ` +
@@ -144,18 +230,116 @@ function runFacts(label: string, m: MeasuredRun): string[] {
   ];
 }
 
-/** Each part of the system at 1x (its busier phase; Directus from run A, the rest from run B) and ten times that, largest first. */
-function tenfoldRows(run: RaceStartRun): { part: string; source: string; peak: number; tenfold: number }[] {
-  const { distinct, cached } = run.runs;
-  const partsOf = (m: MeasuredRun): string[] => [...new Set([...m.cpuRamp, ...m.cpuHold].map((u) => u.part))];
-  return partsOf(cached)
-    .filter((part) => !HARNESS_PARTS.has(part))
-    .map((part) => {
-      const source = part === 'directus' ? distinct : cached;
-      const peak = Math.max(cpuOf(source.cpuRamp, part), cpuOf(source.cpuHold, part));
-      return { part, source: part === 'directus' ? 'A' : 'B', peak, tenfold: peak * 10 };
-    })
-    .sort((a, b) => b.tenfold - a.tenfold);
+/** Cores of a part in a phase; undefined when the phase or the part was not measured. */
+function measuredCores(uses: CpuUse[], part: string): number | undefined {
+  return uses.find((u) => u.part === part)?.cores;
+}
+
+/** What the run measured, for the projection: devices-only CPU, run B's gateway, the login's cost. */
+export function raceMeasurements(run: RaceStartRun): RaceMeasurements {
+  const { cached } = run.runs;
+  const rampSeconds = cached.scenario.rampSeconds;
+  const viewers = cached.newSubscriptions;
+  return {
+    positionsPerSecond: run.devicesOnlyPositionsPerSecond,
+    devicesOnlyCores: Object.fromEntries(
+      [...PER_POSITION_COMPONENTS, 'live-gateway' as const].map((c) => [c, measuredCores(run.cpuDevicesOnly, PART_OF[c])]),
+    ),
+    gateway: {
+      holdCores: measuredCores(cached.cpuHold, PART_OF['live-gateway']),
+      rampCores: measuredCores(cached.cpuRamp, PART_OF['live-gateway']),
+      viewers,
+      framesPerViewerPerSecond: framesPerViewerPerSecond({
+        framesSent: cached.counters.framesSent ?? Number.NaN,
+        viewers,
+        runSeconds: cached.runSeconds,
+        rampSeconds,
+      }),
+      subscriptionsPerSecond: rampSeconds > 0 ? viewers / rampSeconds : Number.NaN,
+    },
+    // A refresh's cost is not measured here (suite directus-login measures the claim's share of it).
+    directus: { loginCpuMs: run.defaultHashLogin?.cpuMs, refreshCpuMs: undefined },
+  };
+}
+
+/** Ten times the run: ten times the devices and the viewers over ten times the events, each viewer's frames as measured. */
+export function tenfoldTarget(run: RaceStartRun, measured: RaceMeasurements): TargetLoad {
+  const scenario = run.runs.cached.scenario;
+  return {
+    positionsPerSecond: run.race.devices * run.race.positionHz * SCALE,
+    viewers: scenario.viewers * SCALE,
+    framesPerViewerPerSecond: measured.gateway.framesPerViewerPerSecond,
+    rampSeconds: scenario.rampSeconds,
+    loginShare: LOGIN_SHARE,
+    accessTokenTtlSeconds: ACCESS_TOKEN_TTL_SECONDS,
+  };
+}
+
+export function tenfoldProjection(run: RaceStartRun): Projection {
+  const measured = raceMeasurements(run);
+  return projectLoad(measured, tenfoldTarget(run, measured));
+}
+
+/** A CPU cost per unit in the unit that reads best. */
+function cpuPerUnit(seconds: number): string {
+  if (!Number.isFinite(seconds)) return 'not measured';
+  return seconds >= 1e-3 ? `${n(seconds * 1e3, seconds < 1e-2 ? 1 : 0)} ms` : `${n(seconds * 1e6, seconds < 1e-5 ? 1 : 0)} µs`;
+}
+
+function cores(value: number, incomplete = false): string {
+  if (value === Number.POSITIVE_INFINITY) return 'no pod count fits';
+  if (!Number.isFinite(value)) return 'not measured';
+  return `${incomplete ? '≥ ' : ''}${n(value, value < 10 ? 2 : 1)}`;
+}
+
+function pods(c: ComponentProjection): string {
+  if (c.floorExceedsBudget) return '**none fits** (stream floor over the budget)';
+  if (c.scaling === 'machine') return 'one machine';
+  if (!Number.isFinite(c.pods)) return 'not measured';
+  const masters = c.pods === 1 ? ' master' : ' masters';
+  return `${c.incomplete ? '≥ ' : ''}${n(c.pods)}${c.scaling === 'masters' ? masters : ''}`;
+}
+
+function valuesProdCell(c: ComponentProjection, target: TargetLoad): string {
+  const prod = valuesProdPods(c.component, target);
+  if (prod === undefined) return c.component === 'directus' ? 'not in this chart (business plane)' : 'outside the chart';
+  if (c.component === 'live-gateway') {
+    const { minReplicas, maxReplicas, targetConnectionsPerPod } = VALUES_PROD.liveGateway;
+    return `${prod.max} at ${n(target.viewers)} connections (HPA ${minReplicas}-${maxReplicas} on ${n(targetConnectionsPerPod)} connections/pod)`;
+  }
+  return prod.min === prod.max ? String(prod.min) : `${prod.min}-${prod.max} (KEDA on the \`processor\` lag)`;
+}
+
+/** How values-prod's pods compare with what the projection asks, component by component. */
+function valuesProdVerdict(projection: Projection): string {
+  const { target } = projection;
+  const lines: string[] = [];
+  for (const c of projection.components) {
+    const prod = valuesProdPods(c.component, target);
+    if (prod === undefined) continue;
+    if (c.floorExceedsBudget) {
+      lines.push(
+        `the live gateway is short at any size: each pod's stream floor exceeds ${n(projection.podBudgetCores, 1)} core, so the ` +
+          `${prod.max} pods its HPA runs at ${n(target.viewers)} connections (or ${VALUES_PROD.liveGateway.maxReplicas}, its most) all ` +
+          `saturate; the floor has to come down first (each pod reading only the shards its viewers watch)`,
+      );
+    } else if (!Number.isFinite(c.pods)) {
+      lines.push(`${c.component}: not measured`);
+    } else if (c.pods > prod.max) {
+      const fix =
+        c.component === 'live-gateway'
+          ? `: its HPA needs maxReplicas >= ${n(c.pods)} and targetConnectionsPerPod <= ${n(Math.floor(target.viewers / c.pods))}`
+          : c.component === 'ingestion'
+            ? `: replicaCount ${n(c.pods)}`
+            : `: maxReplicaCount ${n(c.pods)}`;
+      lines.push(`**${c.component} is short**: ${n(c.pods)} pods asked, values-prod runs ${n(prod.max)}${fix}`);
+    } else {
+      lines.push(
+        `${c.component} fits (${n(c.pods)} asked, values-prod runs ${prod.min === prod.max ? n(prod.max) : `${n(prod.min)}-${n(prod.max)}`})`,
+      );
+    }
+  }
+  return `Against charts/pitwall/values-prod.yaml: ${lines.join('; ')}.`;
 }
 
 function tenfold(run: RaceStartRun): string[] {
@@ -165,26 +349,56 @@ function tenfold(run: RaceStartRun): string[] {
   const rampSeconds = scenario.rampSeconds;
   const demand = scenario.viewers / rampSeconds;
   const capacity = directusCapacity.callsPerSecond;
-  const positionsPerSecond = race.devices * race.positionHz;
   const lines: string[] = [];
 
-  const rows = tenfoldRows(run);
+  const projection = tenfoldProjection(run);
+  const { target, podBudgetCores } = projection;
+  const measured = raceMeasurements(run);
+  const budget = n(podBudgetCores, 1);
   lines.push(
-    `Ten times the load is ${n(race.devices * 10)} devices (${n(positionsPerSecond * 10)} positions/s) and ${n(scenario.viewers * 10)} viewers ` +
-      `within ${rampSeconds} s (${n(demand * 10)} new subscriptions/s), over ten times the events, so that each viewer still watches ` +
-      `${n(race.devices / race.events)} cars. The table takes each part's busier phase (ramp or hold; Directus from run A, the rest from run B) ` +
-      `and multiplies it by ten, assuming CPU grows in proportion (per-position and per-subscription work does). It is measured on a ` +
-      `machine where everything shares two cores, so it ranks the parts rather than sizing them.`,
+    `Ten times the load is ${n(target.positionsPerSecond / race.positionHz)} devices (${n(target.positionsPerSecond)} positions/s) and ` +
+      `${n(target.viewers)} viewers within ${target.rampSeconds} s (${n(target.viewers / target.rampSeconds)} new subscriptions/s), over ten ` +
+      `times the events, so that each viewer still watches ${n(race.devices / race.events)} cars and receives the frames it received here: ` +
+      `${n(target.framesPerViewerPerSecond, 2)} per second (run B's frames sent over its viewer-seconds; at most ${n(1000 / run.batchWindowMs)} ` +
+      `with a ${ms(run.batchWindowMs)} batch window). The projection costs each unit of work from the run and multiplies it by that load: ` +
+      `a position by the devices-only phase's CPU over its positions/s (ingestion, writer, Redis, PostgreSQL, and the gateway's stream ` +
+      `floor, which every gateway pod pays for every position); a frame sent by run B's gateway hold minus that floor over its frames/s; ` +
+      `a new subscription by run B's ramp minus the floor and the frames the ramp sent (half the hold's, viewers arriving linearly) over ` +
+      `its subscriptions/s; a login by its measured Directus CPU, for the ${n(target.loginShare * 100)}% of arriving viewers assumed to have ` +
+      `no session; a token refresh per viewer every ${n(target.accessTokenTtlSeconds / 60)} min (ACCESS_TOKEN_TTL). Pods are planned at ` +
+      `${budget} of their one core (every service is one Node.js thread): a zone of three lost moves its load onto the other two ` +
+      `(${budget} x 1.5 = ${n(podBudgetCores * 1.5, 1)}), and bursts, garbage collection and queueing delay come on top of a mean. The gateway's ` +
+      `pods n solve n x ${budget} >= n x floor + fan-out: the floor is paid per pod, the fan-out divides. The costs come from a machine where ` +
+      `everything shares ${run.machine.cores} cores (a busy core costs more per unit than a quiet one), so they are pessimistic; rendered again ` +
+      `from a quieter run, the same formulas size it.`,
     '',
     table(
-      ['part', 'cores at 1x (run)', 'cores at 10x', 'how it takes more'],
-      rows.map((r) => [
-        r.part,
-        `${n(r.peak, 2)} (${r.source})`,
-        r.tenfold > 1 ? `**${n(r.tenfold, 1)}**` : n(r.tenfold, 1),
-        HOW_IT_GROWS[r.part] ?? '',
+      ['component', 'cores at 10x', `pods at ${budget} core`, 'values-prod runs', 'how it takes more'],
+      projection.components.map((c) => [
+        c.component,
+        cores(c.cores, c.incomplete),
+        pods(c),
+        valuesProdCell(c, target),
+        HOW_IT_GROWS[c.component],
       ]),
     ),
+    '',
+    table(
+      ['component', 'unit', 'CPU per unit', 'units/s at 10x', 'cores at 10x'],
+      projection.rows.map((r) => [
+        r.component,
+        r.unit,
+        cpuPerUnit(r.cpuSecondsPerUnit),
+        n(r.loadPerSecond),
+        r.perPod ? `${cores(r.cores)} per pod` : cores(r.cores),
+      ]),
+    ),
+    '',
+    `${valuesProdVerdict(projection)} Measured at 1x: ${n(measured.positionsPerSecond)} positions/s with devices only; run B's gateway ` +
+      `${cores(measured.gateway.rampCores ?? Number.NaN)} cores in the ramp and ${cores(measured.gateway.holdCores ?? Number.NaN)} in the hold ` +
+      `for ${n(measured.gateway.viewers)} viewers (${n(measured.gateway.viewers * measured.gateway.framesPerViewerPerSecond)} frames/s); ` +
+      `a token refresh's Directus CPU is not measured by this suite (suite \`directus-login\` measures the claim's share of it), so ` +
+      `Directus is a lower bound (≥).`,
     '',
   );
   const shortAt1x = capacity < demand;
@@ -198,13 +412,13 @@ function tenfold(run: RaceStartRun): string[] {
       `Every viewer's access token lists the events its user may read (\`pitwall_events\`, the business plane's Directus extension, ` +
       `evaluated by Directus at login and refresh), so in run A the gateway authorized ${n(claimed)} subscribes from the token and asked ` +
       `Directus ${n(asked)} times: ${n(distinct.callsPerSubscription, 3)} Directus calls per new subscription, entries reads included ` +
-      `(before: one authorization call each). p99 time to snapshot was ${ms(distinct.report.stats.all.timeToSnapshot.quantile(0.99))} with ` +
-      `${n(failureRate(distinct) * 100, 1)}% of the sessions failed, against ${ms(cached.report.stats.all.timeToSnapshot.quantile(0.99))} and ` +
+      `(before: one authorization call each). p99 time to snapshot was ${ms(distinct.report.stats.all.timeToSnapshot.p99)} with ` +
+      `${n(failureRate(distinct) * 100, 1)}% of the sessions failed, against ${ms(cached.report.stats.all.timeToSnapshot.p99)} and ` +
       `${n(failureRate(cached) * 100, 1)}% with one account per event (run B)` +
       (failureRate(distinct) <= failureRate(cached) + 0.01
         ? ': with the claim, one account per viewer costs the start nothing more.'
         : `. Those failures are not Directus authorizing (it was asked ${n(asked)} times): the machine was short of CPU ` +
-          `(processes outside the stack took ${n(cpuOf(distinct.cpuRamp, 'other processes'), 2)} of its ${cpus().length} cores in run A's ramp, ` +
+          `(processes outside the stack took ${n(cpuOf(distinct.cpuRamp, 'other processes'), 2)} of its ${run.machine.cores} cores in run A's ramp, ` +
           `the viewer workers' event loops ran ${ms(distinct.report.stats.eventLoopDelayP99Ms)} late at p99), so viewers timed out ` +
           `authenticating or waiting for a snapshot they could not read in time (failure reasons under "Viewers, gateway, Directus").`) +
       (run.backlogAfterA.calls > 0
@@ -232,30 +446,47 @@ function tenfold(run: RaceStartRun): string[] {
       `2. **Logins would come before it.** The viewers here logged in before the ramp, with cheap argon2 parameters (the ${n(scenario.viewers)} ` +
         `logins took ${n((run.setup[`${scenario.viewers} logins`] ?? Number.NaN) / 1000, 0)} s). A login with Directus' ` +
         `default hashing (argon2id, 64 MiB, 3 passes; measured on its administrator) took ${ms(login.wallMs)} and ${ms(login.cpuMs)} of Directus ` +
-        `CPU: ${n((demand * 10 * login.cpuMs) / 1000, 0)} cores for ${n(demand * 10)} logins/s at 10x. The live map must arrive with a session ` +
-        `(refresh token kept across visits), not log in at the start.`,
+        `CPU: ${n((demand * 10 * login.cpuMs) / 1000, 0)} cores if all ${n(demand * 10)} arrivals/s at 10x logged in, ` +
+        `${n((demand * 10 * target.loginShare * login.cpuMs) / 1000, 0)} for the ${n(target.loginShare * 100)}% without a session the ` +
+        `projection assumes. The live map must arrive with a session (refresh token kept across visits), not log in at the start.`,
     );
   }
-  const perPositionUs = (part: string): number => (cpuOf(run.cpuDevicesOnly, part) * 1e6) / Math.max(1, run.devicesOnlyPositionsPerSecond);
+  const perPosition = (component: PerPositionComponent): ProjectionRow =>
+    projection.rows.find((r) => r.component === component && r.unit === 'position') ?? {
+      component,
+      unit: 'position',
+      cpuSecondsPerUnit: Number.NaN,
+      loadPerSecond: target.positionsPerSecond,
+      cores: Number.NaN,
+      perPod: false,
+    };
+  const floorRow = projection.rows.find((r) => r.perPod);
   const floor = cpuOf(run.cpuDevicesOnly, 'live-gateway-1');
+  const floorPerPod = floorRow?.cores ?? Number.NaN;
   const gatewayProfile = run.profiles.find((p) => p.service === 'live-gateway')?.summary;
   const protobufShare = gatewayProfile?.byArea.find((a) => a.area === '@bufbuild/protobuf')?.selfPercent ?? Number.NaN;
   const protobufOfBusy = gatewayProfile ? (100 * protobufShare) / Math.max(1, gatewayProfile.busyPercent) : Number.NaN;
   const gatewayPeak = Math.max(cpuOf(cached.cpuRamp, 'live-gateway-1'), cpuOf(cached.cpuHold, 'live-gateway-1'));
   lines.push(
     `3. **The gateway's stream floor.** With the devices reporting and no viewer at all, the gateway used ${n(floor, 2)} cores ` +
-      `(${n(perPositionUs('live-gateway-1'))} µs per position) to read and decode the ${n(run.devicesOnlyPositionsPerSecond)} positions/s ` +
+      `(${cpuPerUnit(floorRow?.cpuSecondsPerUnit ?? Number.NaN)} per position) to read and decode the ${n(run.devicesOnlyPositionsPerSecond)} positions/s ` +
       `and keep the latest ones (fixed costs included); with ${n(scenario.viewers)} viewers (run B) it used ${n(gatewayPeak, 2)}. Fan-out divides over more pods, but every pod ` +
       `reads and decodes the whole stream in its own consumer group (protobuf decoding alone is ${n(protobufShare, 1)}% of the gateway's ` +
       `profiled wall time, ${n(protobufOfBusy, 0)}% of its busy time): at 10x ` +
-      `that floor alone is ${n(floor * 10, 1)} cores per pod, whatever its viewers${floor * 10 > 0.7 ? ', most or all of the one core a pod has: the first limit of the telemetry plane at 10x. Spreading pods over shards or events (each pod reading only the shards its viewers watch), or skipping the full decode of positions no viewer watches, moves it' : ''}.`,
+      `that floor alone is ${n(floorPerPod, 2)} cores per pod, whatever its viewers` +
+      (floorPerPod >= podBudgetCores
+        ? `, over the ${budget} core a pod is planned at: no number of pods serves 10x, the first limit of the telemetry plane. Spreading ` +
+          `pods over shards or events (each pod reading only the shards its viewers watch), or skipping the full decode of positions no ` +
+          `viewer watches, moves it.`
+        : `, leaving ${n(podBudgetCores - floorPerPod, 2)} of a pod's ${budget} core for fan-out: the pods in the table.`),
     `4. **Ingestion, Redis, the writer and PostgreSQL** grow with positions/s only. Per position, with devices only: ingestion ` +
-      `${n(perPositionUs('ingestion'))} µs, writer ${n(perPositionUs('writer'))} µs, PostgreSQL ${n(perPositionUs('postgres'))} µs, Redis ` +
-      `${n(perPositionUs('redis'))} µs of CPU (fixed costs included); at ${n(positionsPerSecond * 10)}/s that is ${n(cpuOf(run.cpuDevicesOnly, 'ingestion') * 10, 1)}, ` +
-      `${n(cpuOf(run.cpuDevicesOnly, 'writer') * 10, 1)}, ${n(cpuOf(run.cpuDevicesOnly, 'postgres') * 10, 1)} and ` +
-      `${n(cpuOf(run.cpuDevicesOnly, 'redis') * 10, 1)} cores. Ingestion and the writer scale out (devices spread over pods; writers ` +
-      `split the \`processor\` group), PostgreSQL takes a bigger machine; Redis is one thread and fsyncs every write (AOF, appendfsync ` +
-      `always): shard the stream (STREAM_SHARDS over a Redis Cluster) before it nears one core.`,
+      `${cpuPerUnit(perPosition('ingestion').cpuSecondsPerUnit)}, writer ${cpuPerUnit(perPosition('writer').cpuSecondsPerUnit)}, ` +
+      `PostgreSQL ${cpuPerUnit(perPosition('postgres').cpuSecondsPerUnit)}, Redis ${cpuPerUnit(perPosition('redis').cpuSecondsPerUnit)} of CPU ` +
+      `(fixed costs included); at ${n(target.positionsPerSecond)}/s that is ${cores(perPosition('ingestion').cores)}, ` +
+      `${cores(perPosition('writer').cores)}, ${cores(perPosition('postgres').cores)} and ${cores(perPosition('redis').cores)} cores. ` +
+      `Ingestion and the writer scale out (devices spread over pods; writers split the \`processor\` group), PostgreSQL takes a bigger ` +
+      `machine; Redis is one thread per master and fsyncs every write (AOF, appendfsync always): shard the stream (STREAM_SHARDS over a ` +
+      `Redis Cluster) before a master nears ${budget} core.`,
   );
   return lines;
 }
@@ -273,15 +504,16 @@ function summary(run: RaceStartRun): string[] {
   const B = cached.report.stats.all;
   const busy = (uses: CpuUse[]): number => uses.reduce((sum, u) => sum + u.cores, 0);
   const demand = scenario.viewers / scenario.rampSeconds;
-  const floor10x = cpuOf(run.cpuDevicesOnly, 'live-gateway-1') * 10;
+  const projection = tenfoldProjection(run);
+  const floor10x = projection.rows.find((r) => r.perPod)?.cores ?? Number.NaN;
   return [
     `- **Run B, Directus out of the way** (one account per event): ${n(B.snapshots)} of ${n(scenario.viewers)} viewers got their snapshot, ` +
-      `p99 time to first snapshot ${ms(B.timeToSnapshot.quantile(0.99))} (bare WebSocket upgrade of the same connections: ` +
-      `${ms(B.timeToOpen.quantile(0.99))}), p99 delivery latency ${ms(B.deliveryLatency.quantile(0.99))} at the viewers and ` +
+      `p99 time to first snapshot ${ms(B.timeToSnapshot.p99)} (bare WebSocket upgrade of the same connections: ` +
+      `${ms(B.timeToOpen.p99)}), p99 delivery latency ${ms(B.deliveryLatency.p99)} at the viewers and ` +
       `${ms(cached.gatewayFanoutMs.p99)} rx -> publish at the gateway (batch window ${ms(run.batchWindowMs)}); ${verdictList(cached)}.`,
     `- **Run A, one Directus account per viewer**, each token listing its user's events (\`pitwall_events\`): ${n(A.snapshots)} ` +
       `snapshots in ${n(A.sessions)} sessions (${n(A.failedSessions)} failed), p99 time to first snapshot ` +
-      `${ms(A.timeToSnapshot.quantile(0.99))}; ${verdictList(distinct)}. Directus serves ${n(directusCapacity.callsPerSecond)} ` +
+      `${ms(A.timeToSnapshot.p99)}; ${verdictList(distinct)}. Directus serves ${n(directusCapacity.callsPerSecond)} ` +
       `authorizations/s here against ${n(demand)} new subscriptions/s: the gateway asked it ${n(distinct.calls.authorize)} times.`,
     `- **Directus calls per new subscription**: ${n(distinct.callsPerSubscription, 3)} (A) and ${n(cached.callsPerSubscription, 3)} (B), ` +
       `entries reads included, against 1 for a gateway asking once per subscription; **re-validation calls**: ` +
@@ -291,14 +523,19 @@ function summary(run: RaceStartRun): string[] {
     `- The two cores were ${n(Math.min(busy(distinct.cpuHold), busy(cached.cpuHold)), 1)}-${n(Math.max(busy(distinct.cpuRamp), busy(cached.cpuRamp)), 1)} ` +
       `busy during the runs (the load generator included), ${n(busy(run.cpuDevicesOnly), 1)} with the devices alone: the latencies include ` +
       `waiting for a core.`,
-    `- **At 10x** (${n(race.devices * 10)} devices, ${n(scenario.viewers * 10)} viewers within ${scenario.rampSeconds} s) the parts rank ` +
-      tenfoldRows(run)
+    `- **At 10x** (${n(race.devices * 10)} devices, ${n(scenario.viewers * 10)} viewers within ${scenario.rampSeconds} s), costed per ` +
+      `unit, the components rank ` +
+      projection.components
         .slice(0, 3)
-        .map((r) => `${r.part} (${n(r.tenfold, 1)} cores)`)
+        .map((c) =>
+          c.floorExceedsBudget
+            ? `${c.component} (no pod count fits: its stream floor alone is over a pod's budget)`
+            : `${c.component} (${cores(c.cores, c.incomplete)} cores, ${pods(c)}${c.scaling === 'pods' ? ' pods' : ''})`,
+        )
         .join(', ') +
       `: authorizing the start costs Directus about nothing (the token claim), its share is logins and refreshes, and each ` +
-      `gateway pod has a stream floor of ${n(floor10x, 1)} cores to decode ${n(race.devices * race.positionHz * 10)} positions/s before ` +
-      `serving anyone. Details below.`,
+      `gateway pod has a stream floor of ${n(floor10x, 2)} cores to decode ${n(race.devices * race.positionHz * 10)} positions/s before ` +
+      `serving anyone. ${valuesProdVerdict(projection)} Details below.`,
   ];
 }
 
@@ -312,14 +549,15 @@ export function renderRaceStartReport(run: RaceStartRun): string {
   out.push('# Race start on one machine');
   out.push('');
   out.push(
-    'Written by `make bench` (suite `race-start`) from the run described here; rerun it to refresh. Every part is a real process on ' +
+    'Written by `make bench` (suite `race-start`) from the run described here; rerun it to refresh, or render it again from the ' +
+      "run's saved figures (`node services/bench/dist/render-race-start.js [.pitwall/bench/race-start/run.json]`). Every part is a real process on " +
       'this one machine: PostgreSQL, Directus 11, Redis (AOF, fsync always), ingestion, writer and live gateway from their builds, the ' +
       'device simulator (Teltonika Codec 8 Extended over TCP) and the load harness of `load-tests` running the shared `race-start` ' +
       'scenario (the same definitions the k6 scripts use). They all share the same cores with each other and with whatever else runs on ' +
       'the machine, so every figure is pessimistic for a cluster; read the ratios and the ranking, not the absolute numbers.',
   );
   out.push('');
-  out.push(`- machine: ${cpus()[0]?.model ?? '?'} x ${cpus().length}, ${(totalmem() / 2 ** 30).toFixed(1)} GiB, Node ${process.version}`);
+  out.push(`- machine: ${run.machine.cpuModel} x ${run.machine.cores}, ${n(run.machine.memoryGiB, 1)} GiB, Node ${run.machine.node}`);
   out.push(`- date: ${new Date(distinct.report.startAtMs).toISOString()}`);
   out.push('');
   out.push('## Summary');
@@ -384,15 +622,15 @@ export function renderRaceStartReport(run: RaceStartRun): string {
       [
         [
           'p99 time to first snapshot',
-          ms(A.timeToSnapshot.quantile(0.99)),
-          ms(B.timeToSnapshot.quantile(0.99)),
-          `p99 bare WebSocket upgrade of the same connections: ${ms(A.timeToOpen.quantile(0.99))} (A), ${ms(B.timeToOpen.quantile(0.99))} (B)`,
+          ms(A.timeToSnapshot.p99),
+          ms(B.timeToSnapshot.p99),
+          `p99 bare WebSocket upgrade of the same connections: ${ms(A.timeToOpen.p99)} (A), ${ms(B.timeToOpen.p99)} (B)`,
         ],
         ['sessions failed', `${n(A.failedSessions)} of ${n(A.sessions)}`, `${n(B.failedSessions)} of ${n(B.sessions)}`, ''],
         [
           'p99 delivery latency at the viewers (arrival - rx)',
-          ms(A.deliveryLatency.quantile(0.99)),
-          ms(B.deliveryLatency.quantile(0.99)),
+          ms(A.deliveryLatency.p99),
+          ms(B.deliveryLatency.p99),
           `configured batch window: ${ms(run.batchWindowMs)}`,
         ],
         [
@@ -433,12 +671,12 @@ export function renderRaceStartReport(run: RaceStartRun): string {
     table(
       ['viewer measurement', 'samples', 'p50', 'p90', 'p95', 'p99', 'max'],
       [
-        percentileRow('A: time to open (TCP + upgrade)', A.timeToOpen.summary()),
-        percentileRow('A: time to snapshot', A.timeToSnapshot.summary()),
-        percentileRow('A: delivery latency', A.deliveryLatency.summary()),
-        percentileRow('B: time to open (TCP + upgrade)', B.timeToOpen.summary()),
-        percentileRow('B: time to snapshot', B.timeToSnapshot.summary()),
-        percentileRow('B: delivery latency', B.deliveryLatency.summary()),
+        percentileRow('A: time to open (TCP + upgrade)', A.timeToOpen),
+        percentileRow('A: time to snapshot', A.timeToSnapshot),
+        percentileRow('A: delivery latency', A.deliveryLatency),
+        percentileRow('B: time to open (TCP + upgrade)', B.timeToOpen),
+        percentileRow('B: time to snapshot', B.timeToSnapshot),
+        percentileRow('B: delivery latency', B.deliveryLatency),
       ],
     ),
   );
@@ -495,7 +733,7 @@ export function renderRaceStartReport(run: RaceStartRun): string {
   out.push(
     `Summed over every process, the machine was busy ${n(total(run.cpuDevicesOnly), 2)} cores with the devices only, ` +
       `${n(total(distinct.cpuRamp), 2)} / ${n(total(distinct.cpuHold), 2)} cores in run A's ` +
-      `ramp / hold and ${n(total(cached.cpuRamp), 2)} / ${n(total(cached.cpuHold), 2)} in run B's, of ${cpus().length}: where that is close ` +
+      `ramp / hold and ${n(total(cached.cpuRamp), 2)} / ${n(total(cached.cpuHold), 2)} in run B's, of ${run.machine.cores}: where that is close ` +
       `to all of them, every process (the viewers' clients included) waited for a core, and the latencies above carry that wait.`,
   );
   out.push('');
