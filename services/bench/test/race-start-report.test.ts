@@ -2,8 +2,14 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { LOCAL_RACE_START, type CpuUse, type Summary } from '@pitwall/load-tests';
-import { renderRaceStartReport, tenfoldProjection, type MeasuredRun, type RaceStartRun } from '../src/suites/race-start/report.js';
+import { LOCAL_RACE_START, ViewerStats, type CpuUse, type Summary } from '@pitwall/load-tests';
+import {
+  renderRaceStartReport,
+  tenfoldProjection,
+  viewerReport,
+  type MeasuredRun,
+  type RaceStartRun,
+} from '../src/suites/race-start/report.js';
 import { readRunFile, writeRunFile } from '../src/suites/race-start/run-file.js';
 
 // The report renders from plain data, the same whether the run just ended or its run.json is read back.
@@ -106,6 +112,25 @@ function raceStartRun(devicesOnlyGateway: number): RaceStartRun {
 
 const dir = mkdtempSync(join(tmpdir(), 'race-start-report-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+describe('viewerReport', () => {
+  it('reduces the histograms of both phases to their quantiles and keeps the counts', () => {
+    const stats = new ViewerStats();
+    for (const ms of [10, 20, 30, 40]) stats.phases.initial.timeToSnapshot.record(ms);
+    stats.phases.reconnect.timeToSnapshot.record(1_000);
+    stats.phases.initial.sessions = 4;
+    stats.phases.reconnect.sessions = 1;
+    stats.phases.reconnect.failedSessions = 1;
+    stats.positionFrames = 7;
+    stats.countFailure('timeout');
+    const plain = viewerReport({ scenario: LOCAL_RACE_START.scenario, startAtMs: 1, endAtMs: 2, stats, verdicts: [], passed: true });
+    expect(plain.stats.all).toMatchObject({ sessions: 5, failedSessions: 1, snapshots: 0 });
+    expect(plain.stats.all.timeToSnapshot).toMatchObject({ count: 5, min: 10, max: 1_000, p99: 1_000 });
+    expect(plain.stats.all.timeToOpen.count).toBe(0);
+    expect(plain.stats).toMatchObject({ reconnectSessions: 1, positionFrames: 7, failures: { timeout: 1 } });
+    expect(plain).toMatchObject({ startAtMs: 1, endAtMs: 2 });
+  });
+});
 
 describe('race-start run file', () => {
   it('reads back what it wrote, NaN and Infinity included, and renders the same report from it', () => {
