@@ -118,6 +118,22 @@ describe('projectLoad', () => {
     expect(component(noFloor, 'live-gateway')).toMatchObject({ cores: Number.NaN, pods: Number.NaN, incomplete: true });
   });
 
+  it('with the floor measured apart at the target rate, a pod pays that marginal cost per position plus its fixed costs', () => {
+    // 5 us per position measured apart; the devices-only 0.03 cores at 2,000/s = 0.01 of positions + 0.02 fixed.
+    // Per pod at 20,000/s: 0.1 + 0.02 = 0.12; fan-out 2.65 cores over 0.6 - 0.12 per pod: 5.52, so 6 pods,
+    // 6 x 0.12 + 2.65 = 3.37 cores. The frame and subscription costs still subtract the whole devices-only cores.
+    const apart = projectLoad({ ...measured, gatewayFloorCpuSecondsPerPosition: 5e-6 }, target);
+    expect(unitCostUs(apart, 'live-gateway', 'position read')).toBeCloseTo(5, 9);
+    expect(apart.rows.find((r) => r.perPod)?.cores).toBeCloseTo(0.12, 9);
+    expect(unitCostUs(apart, 'live-gateway', 'frame sent')).toBeCloseTo(9.5, 6);
+    const gateway = component(apart, 'live-gateway');
+    expect(gateway).toMatchObject({ pods: 6, floorExceedsBudget: false });
+    expect(gateway.cores).toBeCloseTo(3.37, 9);
+    // A marginal cost above what the whole phase spent leaves no fixed cost rather than a negative one.
+    const high = projectLoad({ ...measured, gatewayFloorCpuSecondsPerPosition: 20e-6 }, target);
+    expect(high.rows.find((r) => r.perPod)?.cores).toBeCloseTo(0.4, 9);
+  });
+
   it('a hold below the floor (noise) costs a frame nothing rather than less than nothing', () => {
     const noisy = projectLoad({ ...measured, gateway: { ...measured.gateway, holdCores: 0.02 } }, target);
     expect(unitCostUs(noisy, 'live-gateway', 'frame sent')).toBe(0);

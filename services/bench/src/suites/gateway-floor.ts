@@ -1,7 +1,7 @@
 import { loadavg } from 'node:os';
 import { RedisServer } from '@pitwall/testkit';
 import type { BenchContext, BenchResult, BenchSuite } from '../suite.js';
-import { measureFloor, microsecondsPer } from './gateway-floor/floor-run.js';
+import { FLOOR_SHARDS, measureFloor, microsecondsPer } from './gateway-floor/floor-run.js';
 
 // The gateway's stream floor: what a pod spends per position before anyone watches. Every pod reads
 // every entry of every shard, so at a race start (20,000 positions/s) this is paid by each pod even
@@ -12,7 +12,6 @@ import { measureFloor, microsecondsPer } from './gateway-floor/floor-run.js';
 // from /proc over the same interval; the producer runs in this process and is charged to neither.
 
 const SUITE = 'gateway-floor';
-const SHARDS = 4;
 const DEVICES = 2_000;
 const POSITIONS_PER_SECOND = 20_000;
 /** Issue 20's target: gateway CPU per position with no viewer. */
@@ -26,7 +25,7 @@ async function run(context: BenchContext): Promise<BenchResult[]> {
   try {
     const floor = await measureFloor({
       redisUrl: redis.url,
-      shards: SHARDS,
+      shards: FLOOR_SHARDS,
       devices: DEVICES,
       positionsPerSecond: POSITIONS_PER_SECOND,
       settleMs: context.quick ? 2_000 : 3_000,
@@ -45,7 +44,7 @@ async function run(context: BenchContext): Promise<BenchResult[]> {
         `raw XREADGROUP loop ${us(raw)} per entry (${floor.rawCpuSeconds.toFixed(2)} CPU-s for ${int(floor.rawEntries)}), ` +
         `${inbound} over ${floor.seconds.toFixed(1)} s; ${counted}`,
     );
-    const label = `${int(POSITIONS_PER_SECOND)} positions/s in, ${int(DEVICES)} devices over ${SHARDS} shards, no viewer`;
+    const label = `${int(POSITIONS_PER_SECOND)} positions/s in, ${int(DEVICES)} devices over ${FLOOR_SHARDS} shards, no viewer`;
     return [
       {
         suite: SUITE,

@@ -17,11 +17,12 @@ import {
   type RaceStartScenario,
   type RaceShape,
 } from '@pitwall/load-tests';
-import { REPO_ROOT, scrapeMetric, sleep, waitFor } from '@pitwall/testkit';
+import { RedisServer, REPO_ROOT, scrapeMetric, sleep, waitFor } from '@pitwall/testkit';
 import type { BenchContext, BenchResult, BenchSuite } from '../suite.js';
 import { RACE_START_DIR, raceStartReportFile, raceStartRunFile } from './race-start/paths.js';
 import { renderRaceStartReport, viewerReport, type MeasuredRun, type RaceStartRun } from './race-start/report.js';
 import { writeRunFile } from './race-start/run-file.js';
+import { FLOOR_SHARDS, measureFloor, microsecondsPer } from './gateway-floor/floor-run.js';
 
 // End-to-end race start on this machine: the whole stack as real processes (PostgreSQL, Directus,
 // Redis with AOF fsync always, ingestion, writer, live gateway), 2,000 simulated Teltonika devices at
@@ -232,6 +233,34 @@ export const raceStartSuite: BenchSuite = {
       `${race.devices} devices at ${race.positionHz} Hz in ${race.events} events; ${scenario.viewers} viewers within ${scenario.rampSeconds} s`,
     );
 
+    // The gateway's stream floor at ten times this race's positions/s, measured apart while nothing else
+    // runs (suite gateway-floor's measurement): the 10x projection's cost per position read, without the
+    // pod's fixed costs that the devices-only phase below includes at 1x.
+    const tenX = race.devices * race.positionHz * 10;
+    const floorRedis = await RedisServer.start();
+    let streamFloorAtTenX: RaceStartRun['streamFloorAtTenX'];
+    try {
+      const floor = await measureFloor({
+        redisUrl: floorRedis.url,
+        shards: FLOOR_SHARDS,
+        devices: race.devices * 10,
+        positionsPerSecond: tenX,
+        settleMs: 3_000,
+        measureMs: quick ? 4_000 : 10_000,
+      });
+      streamFloorAtTenX = {
+        positionsPerSecond: floor.gatewayPositions / floor.seconds,
+        microsecondsPerPosition: microsecondsPer(floor.gatewayCpuSeconds, floor.gatewayPositions),
+        complete: floor.gatewayTotal === floor.produced,
+      };
+      log(
+        `gateway stream floor at ${tenX} positions/s: ${streamFloorAtTenX.microsecondsPerPosition.toFixed(2)} µs per position` +
+          (streamFloorAtTenX.complete ? '' : ` (INCOMPLETE: ${floor.gatewayTotal} of ${floor.produced} read; not used)`),
+      );
+    } finally {
+      await floorRedis.destroy();
+    }
+
     const local = await startLocalRace({
       race,
       viewerAccounts: scenario.viewers,
@@ -320,6 +349,7 @@ export const raceStartSuite: BenchSuite = {
         backlogAfterA: backlog,
         cpuDevicesOnly,
         devicesOnlyPositionsPerSecond,
+        streamFloorAtTenX,
         runs: { distinct, cached },
         simulation,
         drained,

@@ -17,6 +17,8 @@ const DIST = join(REPO_ROOT, 'services', 'bench', 'dist', 'suites', 'gateway-flo
 /** The gateway's defaults, given to both readers. */
 const READ_COUNT = 1_000;
 const READ_BLOCK_MS = 1_000;
+/** Shards the floor is measured over (suite gateway-floor, and race-start's measurement at 10x). */
+export const FLOOR_SHARDS = 4;
 const POSITIONS_RECEIVED = 'pitwall_live_gateway_positions_received_total';
 
 export interface FloorOptions {

@@ -34,6 +34,11 @@ const SCALING: Record<Component, Scaling> = {
 export interface RaceMeasurements {
   /** Positions/s acknowledged while only the devices ran. */
   positionsPerSecond: number;
+  /**
+   * The gateway's CPU per position read, measured apart at the target's rate (no fixed costs in it);
+   * undefined: the devices-only cores over positions/s stand in for it (fixed costs included).
+   */
+  gatewayFloorCpuSecondsPerPosition?: number | undefined;
   /** Cores of each part while only the devices ran; the gateway's is its stream floor. */
   devicesOnlyCores: Partial<Record<PerPositionComponent | 'live-gateway', number>>;
   gateway: {
@@ -120,9 +125,17 @@ export function framesPerViewerPerSecond(m: { framesSent: number; viewers: numbe
 }
 
 /** The gateway's cost lines at 1x: per frame sent (hold minus floor) and per new subscription. */
-function gatewayUnitCosts(m: RaceMeasurements): { floor: number; frame: number; subscription: number } {
+function gatewayUnitCosts(m: RaceMeasurements): { floor: number; fixedCores: number; frame: number; subscription: number } {
   const floorCores = m.devicesOnlyCores['live-gateway'];
-  const floor = perUnit(floorCores, m.positionsPerSecond);
+  const marginal = m.gatewayFloorCpuSecondsPerPosition;
+  const measuredApart = marginal !== undefined && Number.isFinite(marginal) && marginal >= 0;
+  const floor = measuredApart ? marginal : perUnit(floorCores, m.positionsPerSecond);
+  // A pod's costs that do not grow with positions (timers, metrics, the event loop itself): what the
+  // devices-only phase spent beyond its positions at the marginal cost. Known only with the marginal cost.
+  const fixedCores =
+    measuredApart && floorCores !== undefined && Number.isFinite(m.positionsPerSecond)
+      ? Math.max(0, floorCores - marginal * m.positionsPerSecond)
+      : 0;
   const { holdCores, rampCores, viewers, subscriptionsPerSecond } = m.gateway;
   const framesPerSecond = viewers * m.gateway.framesPerViewerPerSecond;
   const fanoutHold = holdCores === undefined || floorCores === undefined ? undefined : holdCores - floorCores;
@@ -130,11 +143,17 @@ function gatewayUnitCosts(m: RaceMeasurements): { floor: number; frame: number; 
   // The ramp also sends frames, to the viewers already in: half the hold's with a linear ramp.
   const subscribing =
     rampCores === undefined || floorCores === undefined || fanoutHold === undefined ? undefined : rampCores - floorCores - fanoutHold / 2;
-  return { floor, frame, subscription: perUnit(subscribing, subscriptionsPerSecond) };
+  return { floor, fixedCores, frame, subscription: perUnit(subscribing, subscriptionsPerSecond) };
 }
 
 function row(component: Component, unit: string, cpuSecondsPerUnit: number, loadPerSecond: number, perPod = false): ProjectionRow {
   return { component, unit, cpuSecondsPerUnit, loadPerSecond, cores: cpuSecondsPerUnit * loadPerSecond, perPod };
+}
+
+/** The gateway's stream floor per pod: every position at its cost, plus the pod's fixed costs. */
+function floorRow(cpuSecondsPerPosition: number, fixedCores: number, positionsPerSecond: number): ProjectionRow {
+  const line = row('live-gateway', 'position read (stream floor, every pod)', cpuSecondsPerPosition, positionsPerSecond, true);
+  return { ...line, cores: line.cores + fixedCores };
 }
 
 function podsFor(cores: number, budget: number): number {
@@ -185,7 +204,7 @@ export function projectLoad(m: RaceMeasurements, target: TargetLoad, budget = PO
   const cpuMs = (value: number | undefined): number => (value === undefined ? Number.NaN : value / 1000);
   const rows: ProjectionRow[] = [
     ...PER_POSITION_COMPONENTS.map((c) => row(c, 'position', perUnit(m.devicesOnlyCores[c], m.positionsPerSecond), positions)),
-    row('live-gateway', 'position read (stream floor, every pod)', gateway.floor, positions, true),
+    floorRow(gateway.floor, gateway.fixedCores, positions),
     row('live-gateway', 'frame sent', gateway.frame, target.viewers * target.framesPerViewerPerSecond),
     row('live-gateway', 'new subscription', gateway.subscription, subscriptionsPerSecond),
     row('directus', 'login', cpuMs(m.directus.loginCpuMs), subscriptionsPerSecond * target.loginShare),

@@ -131,6 +131,12 @@ export interface RaceStartRun {
   /** CPU of each part with the devices reporting and no viewer, and the positions/s acknowledged meanwhile. */
   cpuDevicesOnly: CpuUse[];
   devicesOnlyPositionsPerSecond: number;
+  /**
+   * The gateway's stream floor measured apart at ten times the race's positions/s (suite gateway-floor's
+   * measurement, before the stack starts): its CPU per position at that rate, without the pod's fixed
+   * costs that the devices-only figure above includes. Undefined in runs saved before it was measured.
+   */
+  streamFloorAtTenX?: { positionsPerSecond: number; microsecondsPerPosition: number; complete: boolean };
   runs: { distinct: MeasuredRun; cached: MeasuredRun };
   simulation: SimulationStats;
   drained: boolean;
@@ -242,6 +248,8 @@ export function raceMeasurements(run: RaceStartRun): RaceMeasurements {
   const viewers = cached.newSubscriptions;
   return {
     positionsPerSecond: run.devicesOnlyPositionsPerSecond,
+    gatewayFloorCpuSecondsPerPosition:
+      run.streamFloorAtTenX?.complete === true ? run.streamFloorAtTenX.microsecondsPerPosition / 1e6 : undefined,
     devicesOnlyCores: Object.fromEntries(
       [...PER_POSITION_COMPONENTS, 'live-gateway' as const].map((c) => [c, measuredCores(run.cpuDevicesOnly, PART_OF[c])]),
     ),
@@ -463,21 +471,24 @@ function tenfold(run: RaceStartRun): string[] {
   const floorRow = projection.rows.find((r) => r.perPod);
   const floor = cpuOf(run.cpuDevicesOnly, 'live-gateway-1');
   const floorPerPod = floorRow?.cores ?? Number.NaN;
-  const gatewayProfile = run.profiles.find((p) => p.service === 'live-gateway')?.summary;
-  const protobufShare = gatewayProfile?.byArea.find((a) => a.area === '@bufbuild/protobuf')?.selfPercent ?? Number.NaN;
-  const protobufOfBusy = gatewayProfile ? (100 * protobufShare) / Math.max(1, gatewayProfile.busyPercent) : Number.NaN;
   const gatewayPeak = Math.max(cpuOf(cached.cpuRamp, 'live-gateway-1'), cpuOf(cached.cpuHold, 'live-gateway-1'));
+  const apart = run.streamFloorAtTenX;
+  const floorMeasure =
+    apart?.complete === true
+      ? `Measured apart at ${n(apart.positionsPerSecond)} positions/s (a gateway with no viewer, suite gateway-floor's measurement ` +
+        `before the stack started), a position read costs ${cpuPerUnit(apart.microsecondsPerPosition / 1e6)} of CPU; with the pod's fixed ` +
+        `costs from the devices-only phase`
+      : `Costed as the devices-only phase's CPU over its positions/s (fixed costs included, so an upper bound; the apart measurement at ` +
+        `10x ${apart === undefined ? 'was not made in this run' : 'did not read every position and is not used'})`;
   lines.push(
     `3. **The gateway's stream floor.** With the devices reporting and no viewer at all, the gateway used ${n(floor, 2)} cores ` +
-      `(${cpuPerUnit(floorRow?.cpuSecondsPerUnit ?? Number.NaN)} per position) to read and decode the ${n(run.devicesOnlyPositionsPerSecond)} positions/s ` +
-      `and keep the latest ones (fixed costs included); with ${n(scenario.viewers)} viewers (run B) it used ${n(gatewayPeak, 2)}. Fan-out divides over more pods, but every pod ` +
-      `reads and decodes the whole stream in its own consumer group (protobuf decoding alone is ${n(protobufShare, 1)}% of the gateway's ` +
-      `profiled wall time, ${n(protobufOfBusy, 0)}% of its busy time): at 10x ` +
-      `that floor alone is ${n(floorPerPod, 2)} cores per pod, whatever its viewers` +
+      `for the ${n(run.devicesOnlyPositionsPerSecond)} positions/s (read in place, decoded without allocating per field, a position's JSON ` +
+      `made only when something shows it); with ${n(scenario.viewers)} viewers (run B) it used ${n(gatewayPeak, 2)}. Fan-out divides over ` +
+      `more pods, but every pod reads the whole stream in its own consumer group. ${floorMeasure}, at 10x that floor is ` +
+      `${n(floorPerPod, 2)} cores per pod, whatever its viewers` +
       (floorPerPod >= podBudgetCores
         ? `, over the ${budget} core a pod is planned at: no number of pods serves 10x, the first limit of the telemetry plane. Spreading ` +
-          `pods over shards or events (each pod reading only the shards its viewers watch), or skipping the full decode of positions no ` +
-          `viewer watches, moves it.`
+          `pods over shards or events (each pod reading only the shards its viewers watch) moves it.`
         : `, leaving ${n(podBudgetCores - floorPerPod, 2)} of a pod's ${budget} core for fan-out: the pods in the table.`),
     `4. **Ingestion, Redis, the writer and PostgreSQL** grow with positions/s only. Per position, with devices only: ingestion ` +
       `${cpuPerUnit(perPosition('ingestion').cpuSecondsPerUnit)}, writer ${cpuPerUnit(perPosition('writer').cpuSecondsPerUnit)}, ` +
