@@ -6,6 +6,8 @@ export * from './run-scenario.js';
 export * from './scenarios.js';
 export * from './stats/histogram.js';
 export * from './stats/viewer-stats.js';
+export * from './stats/resume-summary.js';
+export * from './stats/resume-results-error.js';
 export * from './viewers/plan.js';
 export * from './viewers/viewer-fleet.js';
 export * from './viewers/viewer-session.js';
