@@ -64,6 +64,20 @@ describe('position history', () => {
     expect(ids(h.collect(['a'], (p) => p.ts >= 3_500, {}))).toEqual(['1:4000-0']);
   });
 
+  it('takes the tail of a one-source device walking back from its newest, and looks at every position once sources mix', () => {
+    const h = history();
+    for (let i = 1; i <= 50; i++) h.add(at(0, `${1000 + i * 10}-0`, 'a'));
+    const tail = (fromMs: number) => Array.from({ length: (1500 - fromMs) / 10 + 1 }, (_, i) => `0:${fromMs + i * 10}-0`);
+    const after = h.decode(h.encode([id('1300-0'), undefined]));
+    expect(ids(h.collect(['a'], all, { after }))).toEqual(tail(1310));
+    expect(ids(h.collect(['a'], all, { fromMs: 1455 }))).toEqual(tail(1460));
+    expect(ids(h.collect(['a'], all, { after, fromMs: 1200 }))).toEqual(tail(1310));
+    expect(ids(h.collect(['a'], (p) => p.id.ms % 20 === 0, { after }))).toEqual(tail(1310).filter((_, i) => i % 2 === 1));
+    // A position of another source behind the cursor's own ones: still found.
+    h.add(at(1, '1100-0', 'a'));
+    expect(ids(h.collect(['a'], all, { after }))).toEqual(['1:1100-0', ...tail(1310)]);
+  });
+
   it('says too_old once what came after a cursor was dropped by age, and the window keeps its newest positions', () => {
     const h = history({ windowMs: 10_000 });
     h.add(at(0, '2000-0', 'a'));

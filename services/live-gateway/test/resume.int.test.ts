@@ -195,6 +195,40 @@ describe('resume from a cursor on another pod', () => {
     await resumed.client.close();
   });
 
+  it('viewers resuming from the same cursor each get the same missed positions; one resuming after more was read gets those too', async () => {
+    const [one, two] = [await startPod(), await startPod()];
+    const feedBoth = (list: Entry[]) => {
+      one.feed(list);
+      two.feed(list);
+    };
+    const first = entries(1_000, 10);
+    const missed = entries(2_000, 12);
+    const more = entries(3_000, 6);
+    const viewer = await connect(one);
+    feedBoth(first);
+    await waitFor('first positions', () => viewer.client.positions(1).length === 10 || undefined);
+    await viewer.client.close();
+    const cursor = lastCursor(viewer.client);
+    feedBoth(missed);
+
+    // A storm: the same cursor several times while the pod reads nothing new (one recovery made, shared).
+    const storm = await Promise.all([1, 2, 3].map(() => connect(two, { since: cursor })));
+    for (const resumed of storm) {
+      expect(resumed.subscribed).toMatchObject({ recovered: true, snapshot: [] });
+      await waitFor('recovered positions', () => resumed.client.positions(1).length === 12 || undefined);
+      expect(seen(resumed.client.positions(1))).toEqual(expectedOf(missed));
+    }
+    // Read on: a later resume from that cursor gets what was read meanwhile as well, once.
+    feedBoth(more);
+    for (const resumed of storm) await waitFor('live positions', () => resumed.client.positions(1).length === 18 || undefined);
+    const late = await connect(two, { since: cursor });
+    expect(late.subscribed).toMatchObject({ recovered: true });
+    await waitFor('late recovery', () => late.client.positions(1).length === 18 || undefined);
+    expect(seen(late.client.positions(1))).toEqual(expectedOf([...missed, ...more]));
+    for (const resumed of storm) expect(seen(resumed.client.positions(1))).toEqual(expectedOf([...missed, ...more]));
+    for (const client of [...storm, late]) await client.client.close();
+  });
+
   it('waits for a pod that is behind the cursor, then recovers without repeating anything', async () => {
     const [ahead, behind] = [await startPod(), await startPod()];
     const first = entries(1_000, 10);

@@ -70,6 +70,22 @@ interface Member {
 
 /** A frame never holds more positions than this; a bigger burst goes out in several. */
 const MAX_POSITIONS_PER_FRAME = 5_000;
+/** Distinct resume cursors per event whose recovery frames are kept for sharing. */
+const MAX_SHARED_RECOVERIES = 16;
+
+/** A recovery made for a cursor: the positions frame (none when nothing was missed) and the reply's cursor. */
+interface Recovery {
+  frame: Buffer | undefined;
+  positions: number;
+  cursor: string;
+}
+
+/** Recoveries of one event, valid while the pod has read nothing more and its entries are the same. */
+interface SharedRecoveries {
+  readTo: string;
+  entries: EventEntries;
+  bySince: Map<string, Recovery>;
+}
 
 export function eventTopic(eventId: number): string {
   return `event/${eventId}`;
@@ -90,6 +106,8 @@ export class LiveHub {
   private readonly subscriberCount = new Map<number, number>();
   private readonly conflatedByEvent = new Map<number, Set<Member>>();
   private readonly members = new Map<HubClient, Member>();
+  /** Recovery frames made for an event, shared by the clients that resume it from the same cursor. */
+  private readonly recoveries = new Map<number, SharedRecoveries>();
   private subscriptionCount = 0;
   private readonly history: PositionHistory;
   private waiters: CatchUpWaiter[] = [];
@@ -207,20 +225,49 @@ export class LiveHub {
       const seconds = Math.min(historySeconds, this.history.windowMs / 1000);
       history = this.history.collect(devices, accept, { fromMs: this.now() - seconds * 1000 }).map(part);
     }
-    const missed = after === undefined ? [] : this.history.collect(devices, accept, { after });
+    const recovery =
+      after === undefined || since === undefined
+        ? undefined
+        : this.recoveryFrame(eventId, entries, since, () => {
+            const missed = this.history.collect(devices, accept, { after });
+            if (missed.length === 0) return { frame: undefined, positions: 0, cursor: this.history.encode(processed) };
+            // One frame, whatever its size: uWS refuses a frame only while more than maxBackpressure is
+            // queued, which a small reply on a client that is not behind never is; several frames could
+            // see the later ones dropped behind the first. Its cursor: where the pod is now.
+            const frame = Buffer.from(positionsMessage(eventId, missed.map(part), this.history.encode(processed)));
+            return { frame, positions: missed.length, cursor: this.history.encode(after) };
+          });
     const replies: Buffer[] = [];
-    const cursorAfterReply = after !== undefined && missed.length > 0 ? this.history.encode(after) : this.history.encode(processed);
+    const cursorAfterReply = recovery?.cursor ?? this.history.encode(processed);
     replies.push(Buffer.from(subscribedMessage(eventId, snapshot, uid, { recovered, history, cursor: cursorAfterReply })));
     this.metrics.positionsSent.inc({ kind: 'snapshot' }, snapshot.length + (history?.length ?? 0));
-    if (after !== undefined && missed.length > 0) {
-      // One frame, whatever its size: uWS refuses a frame only while more than maxBackpressure is
-      // queued, which a small reply on a client that is not behind never is; several frames could
-      // see the later ones dropped behind the first. Its cursor: where the pod is now.
-      const bytes = Buffer.from(positionsMessage(eventId, missed.map(part), this.history.encode(processed)));
-      replies.push(bytes);
-      this.count('recovered', bytes.byteLength, missed.length);
+    if (recovery?.frame !== undefined) {
+      replies.push(recovery.frame);
+      this.count('recovered', recovery.frame.byteLength, recovery.positions);
     }
     return replies;
+  }
+
+  /**
+   * The recovery of `eventId` from `since`, made once and shared while nothing new was read: a drained
+   * pod's viewers of an event all hold the cursor of the last frame they got, so a reconnect storm asks
+   * the same recovery of the new pod thousands of times within a few reads.
+   */
+  private recoveryFrame(eventId: number, entries: EventEntries, since: string, make: () => Recovery): Recovery {
+    const readTo = this.history.cursor();
+    let shared = this.recoveries.get(eventId);
+    if (shared === undefined || shared.readTo !== readTo || shared.entries !== entries) {
+      shared = { readTo, entries, bySince: new Map() };
+      this.recoveries.set(eventId, shared);
+    }
+    let recovery = shared.bySince.get(since);
+    if (recovery === undefined) {
+      // Bounded: cursors a client sends are arbitrary; beyond a few distinct ones nothing is shared anyway.
+      if (shared.bySince.size >= MAX_SHARED_RECOVERIES) shared.bySince.clear();
+      recovery = make();
+      shared.bySince.set(since, recovery);
+    }
+    return recovery;
   }
 
   /** Ends a subscription. Returns whether there was one. Idempotent. */
@@ -475,6 +522,7 @@ export class LiveHub {
       this.subscriberCount.set(eventId, count);
     } else {
       this.subscriberCount.delete(eventId);
+      this.recoveries.delete(eventId);
       this.directory.setWatched(eventId, false);
       const frame = this.pending.get(eventId);
       if (frame !== undefined) {

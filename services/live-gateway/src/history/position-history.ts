@@ -45,6 +45,13 @@ export type Recoverability =
 
 const FAR_FUTURE: EntryId = { ms: Number.MAX_SAFE_INTEGER, seq: Number.MAX_SAFE_INTEGER };
 
+/** One device's held positions in the order read, and how many of them each source gave. */
+interface DeviceHistory {
+  queue: Queue<HeldPosition>;
+  /** Positions held per source: a device reads from one shard, and from its live-only stream in an outage. */
+  perSource: Map<number, number>;
+}
+
 /**
  * The positions this pod read in the last GATEWAY_HISTORY_SECONDS, every device, kept in the order they
  * were read: one FIFO over all of them (eviction by age and by bytes) and one per device (what an event
@@ -57,7 +64,7 @@ const FAR_FUTURE: EntryId = { ms: Number.MAX_SAFE_INTEGER, seq: Number.MAX_SAFE_
  */
 export class PositionHistory {
   private readonly fifo = new Queue<HeldPosition>();
-  private readonly byDevice = new Map<string, Queue<HeldPosition>>();
+  private readonly byDevice = new Map<string, DeviceHistory>();
   private readonly processed: (EntryId | undefined)[];
   private readonly floor: (EntryId | undefined)[];
   private readonly gapAt: boolean[];
@@ -128,9 +135,10 @@ export class PositionHistory {
     }
     const held = position as HeldPosition;
     this.fifo.push(held);
-    let queue = this.byDevice.get(held.deviceId);
-    if (queue === undefined) this.byDevice.set(held.deviceId, (queue = new Queue()));
-    queue.push(held);
+    let device = this.byDevice.get(held.deviceId);
+    if (device === undefined) this.byDevice.set(held.deviceId, (device = { queue: new Queue(), perSource: new Map() }));
+    device.queue.push(held);
+    device.perSource.set(source, (device.perSource.get(source) ?? 0) + 1);
     this.heldBytes += HELD_POSITION_BYTES;
     if (id.ms > this.newestMs) this.newestMs = id.ms;
     this.evict();
@@ -186,13 +194,27 @@ export class PositionHistory {
   ): HeldPosition[] {
     const found: HeldPosition[] = [];
     const { after, upTo, fromMs } = range;
+    const wanted = (position: HeldPosition): boolean => {
+      if (fromMs !== undefined && position.id.ms < fromMs) return false;
+      const from = after?.[position.source];
+      return from === undefined || compareIds(position.id, from) > 0;
+    };
     for (const deviceId of deviceIds) {
-      const queue = this.byDevice.get(deviceId);
-      if (queue === undefined) continue;
-      for (const position of queue) {
-        if (fromMs !== undefined && position.id.ms < fromMs) continue;
-        const from = after?.[position.source];
-        if (from !== undefined && compareIds(position.id, from) <= 0) continue;
+      const device = this.byDevice.get(deviceId);
+      if (device === undefined) continue;
+      const { queue } = device;
+      // From one source alone the ids grow along the queue: the wanted positions are a tail of it,
+      // found walking back from the newest (a resume wants the last seconds of a minute's history; a
+      // reconnect storm asks it thousands of times). Mixed sources (an outage's live-only stream) are
+      // not ordered among each other: every position is looked at.
+      let first = 0;
+      if (device.perSource.size === 1) {
+        first = queue.length;
+        while (first > 0 && wanted(queue.at(first - 1) as HeldPosition)) first--;
+      }
+      for (let i = first; i < queue.length; i++) {
+        const position = queue.at(i) as HeldPosition;
+        if (!wanted(position)) continue;
         if (upTo !== undefined && !atOrAfter(upTo[position.source], position.id)) continue;
         if (accept(position)) found.push(position);
       }
@@ -223,9 +245,14 @@ export class PositionHistory {
       if (oldest === undefined) return;
       if (oldest.id.ms >= oldestKept && this.heldBytes <= this.options.maxBytes) return;
       this.fifo.shift();
-      const queue = this.byDevice.get(oldest.deviceId);
-      queue?.shift();
-      if (queue?.length === 0) this.byDevice.delete(oldest.deviceId);
+      const device = this.byDevice.get(oldest.deviceId);
+      if (device !== undefined) {
+        device.queue.shift();
+        const left = (device.perSource.get(oldest.source) ?? 1) - 1;
+        if (left > 0) device.perSource.set(oldest.source, left);
+        else device.perSource.delete(oldest.source);
+        if (device.queue.length === 0) this.byDevice.delete(oldest.deviceId);
+      }
       this.heldBytes -= HELD_POSITION_BYTES;
       if (atOrAfter(oldest.id, this.floor[oldest.source])) this.floor[oldest.source] = oldest.id;
     }

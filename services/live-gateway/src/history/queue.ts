@@ -11,6 +11,11 @@ export class Queue<T> {
     this.items.push(item);
   }
 
+  /** The item `index` places from the oldest (0: the oldest), or undefined. */
+  at(index: number): T | undefined {
+    return index >= 0 && index < this.length ? this.items[this.head + index] : undefined;
+  }
+
   peek(): T | undefined {
     return this.head < this.items.length ? this.items[this.head] : undefined;
   }
