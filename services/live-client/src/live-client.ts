@@ -152,6 +152,8 @@ export class LiveClient {
   private currentState: ConnectionState = 'idle';
   private authenticated = false;
   private everOpened = false;
+  /** The spread the gateway asked for with `going_away`, for the reconnect after its 1001. */
+  private goingAwayWithinMs: number | undefined = undefined;
   private reconnectTimer: unknown;
   private refreshTimer: unknown;
   private heartbeatTimer: unknown;
@@ -293,7 +295,10 @@ export class LiveClient {
     }
     if (action === 'reconnect_elsewhere') {
       this.urlIndex++;
-      this.scheduleReconnect(Math.round(this.random() * (this.options.elsewhereJitterMs ?? 1_000)), code);
+      // The gateway's spread (`going_away`) when it sent one: it knows how many viewers it drains.
+      const within = this.goingAwayWithinMs ?? this.options.elsewhereJitterMs ?? 1_000;
+      this.goingAwayWithinMs = undefined;
+      this.scheduleReconnect(Math.round(this.random() * within), code);
       return;
     }
     // A gateway that cannot be reached at all: try the next one.
@@ -453,6 +458,12 @@ export class LiveClient {
 
   private onError(message: ErrorMessage): void {
     const { code } = message;
+    if (code === 'going_away') {
+      // The 1001 close follows; remember how widely to spread the reconnect (bounded: a minute).
+      const within = message.reconnect_within_ms;
+      if (typeof within === 'number' && Number.isFinite(within)) this.goingAwayWithinMs = Math.min(60_000, Math.max(0, within));
+      return;
+    }
     const subscription = message.event_id === undefined ? undefined : this.subscriptions.get(message.event_id);
     const base = { code, message: message.message, eventId: message.event_id, retryAfterMs: message.retry_after_ms };
     if (subscription !== undefined && subscription.state === 'pending') {

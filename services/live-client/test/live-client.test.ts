@@ -195,6 +195,28 @@ describe('live client', () => {
     expect(h.client.stats()).toMatchObject({ recovered: 1, duplicatesDropped: 1, connections: 2 });
   });
 
+  it("spreads its reconnect over the gateway's going_away window, once: a later 1001 without one uses its own jitter", async () => {
+    const h = harness({ random: () => 0.5, elsewhereJitterMs: 1_000 });
+    h.client.subscribe(7);
+    h.client.start();
+    const first = await authenticate(h);
+    await first.receive({ type: 'subscribed', event_id: 7, snapshot: [], cursor: 'c0' });
+    await first.receive({ type: 'error', code: 'going_away', message: 'server going away', reconnect_within_ms: 8_000 });
+    expect(h.errors).toEqual([]);
+    await first.serverClose(CLOSE_CODES.goingAway);
+    await h.clock.advance(3_999);
+    expect(h.sockets).toHaveLength(1);
+    await h.clock.advance(1);
+    expect(h.sockets).toHaveLength(2);
+    const second = await authenticate(h);
+    await second.receive({ type: 'subscribed', event_id: 7, snapshot: [], recovered: true, cursor: 'c0' });
+    await second.serverClose(CLOSE_CODES.goingAway);
+    await h.clock.advance(499);
+    expect(h.sockets).toHaveLength(2);
+    await h.clock.advance(1);
+    expect(h.sockets).toHaveLength(3);
+  });
+
   it('backs off exponentially on failed connections and starts over after a success', async () => {
     const h = harness();
     const delays: number[] = [];

@@ -34,6 +34,12 @@ export const liveGatewayEnv = {
   GATEWAY_HISTORY_SECONDS: intVar(120, 0, 3_600),
   /** Bound on the history's estimated heap bytes; beyond it the oldest positions go (the window shrinks). */
   GATEWAY_HISTORY_MAX_BYTES: intVar(128 * 1024 * 1024, 0, 16 * 1024 * 1024 * 1024),
+  /**
+   * On a drain (SIGTERM: a deploy, a scale-in) the viewers are told (`going_away`, `reconnect_within_ms`)
+   * to spread their reconnects so that about this many per second reach the other pods: 5,000 viewers
+   * over 5 s at the default (at least 1 s, at most 30 s).
+   */
+  GATEWAY_DRAIN_RECONNECTS_PER_SECOND: intVar(1_000, 1, 1_000_000),
   /** How long a subscribe whose cursor is ahead of this pod (it came from a pod a little ahead) waits for it. */
   GATEWAY_RESUME_WAIT_MS: intVar(2_000, 0, 60_000),
   /**

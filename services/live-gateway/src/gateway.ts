@@ -113,6 +113,7 @@ export function createLiveGateway(config: LiveGatewayConfig, options: LiveGatewa
       revalidateIntervalMs: config.GATEWAY_REVALIDATE_INTERVAL_MS,
       entriesRefreshIntervalMs: config.GATEWAY_ENTRIES_REFRESH_INTERVAL_MS,
       slowClientCheckMs: config.GATEWAY_SLOW_CLIENT_CHECK_MS,
+      drainReconnectsPerSecond: config.GATEWAY_DRAIN_RECONNECTS_PER_SECOND,
     },
     {
       app,

@@ -5,6 +5,7 @@ import { liveGatewayEnv } from '../src/config.js';
 import { inWindow, parseEntries } from '../src/events/event-directory.js';
 import { retryAfterMs } from '../src/directus/directus-client.js';
 import { Admission, clientAddress } from '../src/server/admission.js';
+import { drainSpreadMs } from '../src/server/gateway-server.js';
 import { assertNativeUws, isNativeUws } from '../src/server/native-uws.js';
 import { UwsNotNativeError } from '../src/server/uws-not-native-error.js';
 import { createRequire } from 'node:module';
@@ -312,5 +313,16 @@ describe('native uWebSockets.js', () => {
     expect(isNativeUws(fallback)).toBe(false);
     expect(() => assertNativeUws(fallback)).toThrow(UwsNotNativeError);
     expect(() => assertNativeUws(fallback)).toThrow(/not its native build on Node/);
+  });
+});
+
+describe('drainSpreadMs', () => {
+  it('spreads a drained pod viewers at the configured rate, between 1 s and 30 s', () => {
+    expect(drainSpreadMs(0, 1_000)).toBe(1_000);
+    expect(drainSpreadMs(500, 1_000)).toBe(1_000);
+    expect(drainSpreadMs(5_000, 1_000)).toBe(5_000);
+    expect(drainSpreadMs(5_001, 1_000)).toBe(5_001);
+    expect(drainSpreadMs(5_000, 250)).toBe(20_000);
+    expect(drainSpreadMs(100_000, 1_000)).toBe(30_000);
   });
 });

@@ -90,6 +90,11 @@ describe('live-gateway process', () => {
 
       const exit = service.proc.stop('SIGTERM');
       for (const client of clients) expect((await client.closed).code).toBe(1001);
+      // Right before the 1001: going_away with the window to spread the reconnects over (3 viewers at
+      // GATEWAY_DRAIN_RECONNECTS_PER_SECOND 1,000: the 1 s floor).
+      for (const client of clients) {
+        expect(client.messages.at(-1)).toMatchObject({ type: 'error', code: 'going_away', reconnect_within_ms: 1_000 });
+      }
       expect((await exit).code).toBe(0);
       for (const key of shardKeys(streamKey, 2)) expect(await groupsOn(key)).not.toContain(liveBroadcastGroup(instanceId));
       expect(service.proc.output()).toMatch(/closed every connection with 1001/);

@@ -23,6 +23,12 @@ export const ERRORS = {
   authorization_unavailable: { then: 'retry', retryable: true, closes: undefined },
   /** Too many requests on this connection: send the same request again after `retry_after_ms`. */
   rate_limited: { then: 'retry', retryable: true, closes: undefined },
+  /**
+   * Sent right before a 1001 close when the gateway drains (a deploy, a scale-in): reconnect to another
+   * gateway after a random delay within `reconnect_within_ms`, so that a pod's viewers do not all arrive
+   * at the others in the same second (the gateway spreads them in proportion to how many it drains).
+   */
+  going_away: { then: 'reconnect_elsewhere', retryable: false, closes: 1001 },
   /** A bug in the gateway: report it rather than repeat the request. */
   internal: { then: 'stop', retryable: false, closes: undefined },
 } as const satisfies Record<string, { then: ClientAction | 'retry'; retryable: boolean; closes: number | undefined }>;

@@ -132,6 +132,8 @@ export interface ErrorMessage {
    * request may succeed, ms. Clients wait at least this long, plus jitter: `backoffDelayMs` / `Backoff`.
    */
   retry_after_ms?: number;
+  /** With `going_away`: reconnect elsewhere after a random delay of up to this many ms. */
+  reconnect_within_ms?: number;
   uid?: Uid;
 }
 

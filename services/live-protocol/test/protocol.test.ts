@@ -161,6 +161,7 @@ describe('error codes', () => {
         'authorization_unavailable',
         'bad_request',
         'forbidden',
+        'going_away',
         'internal',
         'not_found',
         'rate_limited',

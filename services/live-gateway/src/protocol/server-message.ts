@@ -25,6 +25,8 @@ export interface ErrorDetails {
   uid?: Uid | undefined;
   eventId?: number | undefined;
   retryAfterMs?: number | undefined;
+  /** `going_away`: the window the client spreads its reconnect over, ms. */
+  reconnectWithinMs?: number | undefined;
 }
 
 /** The retry hint of a retryable error when whoever refused had no better estimate, ms. */
@@ -36,6 +38,7 @@ export function errorMessage(code: ErrorCode, message: string, details: ErrorDet
   if (details.eventId !== undefined) body.event_id = details.eventId;
   const retryAfterMs = details.retryAfterMs ?? (ERRORS[code].retryable ? DEFAULT_RETRY_AFTER_MS : undefined);
   if (retryAfterMs !== undefined) body.retry_after_ms = Math.max(0, Math.ceil(retryAfterMs));
+  if (details.reconnectWithinMs !== undefined) body.reconnect_within_ms = Math.max(0, Math.ceil(details.reconnectWithinMs));
   return withUid(body, details.uid);
 }
 

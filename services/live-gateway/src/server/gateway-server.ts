@@ -29,6 +29,13 @@ export interface GatewayServerOptions extends AdmissionOptions {
   slowClientCheckMs: number;
   /** Header with the client's address (lower case), set by a proxy in front; undefined: the TCP peer. */
   clientAddressHeader: string | undefined;
+  /** On a drain, the viewers are asked to spread their reconnects so that about this many arrive per second. */
+  drainReconnectsPerSecond: number;
+}
+
+/** The window a drained pod's viewers spread their reconnects over: at least a second, at most half a minute. */
+export function drainSpreadMs(connections: number, reconnectsPerSecond: number): number {
+  return Math.min(30_000, Math.max(1_000, Math.ceil((connections / reconnectsPerSecond) * 1000)));
 }
 
 export interface GatewayServerDeps {
@@ -132,9 +139,10 @@ export class GatewayServer implements Service {
     for (const timer of this.timers) clearInterval(timer);
     this.deps.hub.flushAll();
     const open = [...this.sessions];
-    for (const session of open) session.disconnect('shutdown');
+    const reconnectWithinMs = drainSpreadMs(open.length, this.options.drainReconnectsPerSecond);
+    for (const session of open) session.goAway(reconnectWithinMs);
     if (open.length > 0) await new Promise((resolve) => setTimeout(resolve, CLOSE_FLUSH_MS));
-    this.deps.logger.info({ closed: open.length }, 'closed every connection with 1001');
+    this.deps.logger.info({ closed: open.length, reconnectWithinMs }, 'closed every connection with 1001');
   });
 
   private route(app: TemplatedApp): void {

@@ -222,6 +222,16 @@ export class ClientSession implements HubClient, Interest {
   }
 
   /** Ends the connection the way the protocol's table says for `name`. Idempotent. */
+  /**
+   * The drain: `going_away` with the window to reconnect within, then 1001. A client that cannot read
+   * the message still reconnects elsewhere on 1001 (its own default spread).
+   */
+  goAway(reconnectWithinMs: number): void {
+    if (this.closed || this.closeLabel !== undefined) return;
+    this.sendError('going_away', 'server going away: reconnect to another gateway', { reconnectWithinMs });
+    this.disconnect('shutdown');
+  }
+
   disconnect(name: DisconnectName): void {
     const socket = this.socket;
     if (this.closed || socket === undefined || this.closeLabel !== undefined) return;
