@@ -231,7 +231,9 @@ export const reconnectStormSuite: BenchSuite = {
           higherIsBetter: false,
           notes:
             `${recoveredCount}/${viewerCount} recovered:true exactly once (${oddViewers}); the storm (SIGTERM to the last ` +
-            `viewer resumed, including the client's 0-1 s reconnect jitter) took ${(stormMs / 1000).toFixed(1)} s; gateway 2 CPU ` +
+            `viewer resumed, including the spread the drained pod asked for: going_away's reconnect_within_ms, ` +
+            `${viewerCount.toLocaleString('en-US')} viewers / GATEWAY_DRAIN_RECONNECTS_PER_SECOND 1,000, at least 1 s) took ` +
+            `${(stormMs / 1000).toFixed(1)} s; gateway 2 CPU ` +
             `${gateway2Cores.toFixed(2)} cores over it; ${clientSide}; ${rate}; target p99 <= 1000 ms`,
         },
         {
