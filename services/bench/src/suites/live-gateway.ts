@@ -177,9 +177,12 @@ async function run(context: BenchContext): Promise<BenchResult[]> {
       if (!gateway || !bare || !socketIo) continue;
       const label = `${viewers.toLocaleString('en-US')} viewers, ${inbound.toLocaleString('en-US')} positions/s in, ${EVENTS} events`;
       const offered = `offered ${Math.round(gateway.expectedPerSecond).toLocaleString('en-US')}/s`;
+      // No target against Socket.IO here: the 10x of the first wave came from 80-byte messages that uWS
+      // coalesces per socket, and where no server is busy the ratio says little; suite fanout compares
+      // them at saturation, one core each (target there: 1.5x viewers per core).
       for (const [baseline, target] of [
         [bare, 0.7],
-        [socketIo, 10],
+        [socketIo, undefined],
       ] as const) {
         results.push(
           {
