@@ -228,7 +228,7 @@ function rank(c: ComponentProjection): number {
 export const VALUES_PROD = {
   ingestion: { replicaCount: 3 },
   writer: { minReplicaCount: 2, maxReplicaCount: 8 },
-  liveGateway: { minReplicas: 3, maxReplicas: 20, targetConnectionsPerPod: 10_000 },
+  liveGateway: { minReplicas: 3, maxReplicas: 20, targetConnectionsPerPod: 4_000 },
 } as const;
 
 /** Pods values-prod runs for a component at the target: [fewest, most it would run there]. */
