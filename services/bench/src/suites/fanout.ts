@@ -1,22 +1,28 @@
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { CPU_PROFILE_PRELOAD, readCpuProfile, summarizeCpuProfile, type ProfileSummary } from '@pitwall/load-tests';
 import { freePort, heapUsedAfterGc, rssBytesOf, sleep, uniqueName, waitFor } from '@pitwall/testkit';
-import { allowedCpus, pinProcess } from '../cpu-affinity.js';
 import type { BenchContext, BenchResult, BenchSuite } from '../suite.js';
-import { FanoutRun, type FanoutRunOptions, type FanoutStep } from './fanout/fanout-run.js';
-import { STEP_RULES, stepSchedule, stepUp, type StepRules, type Stepped } from './fanout/stepping.js';
+import { FanoutRun, type FanoutStep } from './fanout/fanout-run.js';
 import {
-  EVENTS,
-  prepareEnvironment,
-  startSystem,
-  WINDOW_MS,
-  type Environment,
-  type Server,
-  type SystemName,
-} from './live-gateway/systems.js';
+  describeStep,
+  FD_MARGIN,
+  generatorBound,
+  int,
+  loadText,
+  openFilesLimit,
+  pct,
+  perServerCpuSecond,
+  runOptions as runOptionsAt,
+  startPinned,
+  withServerCpu,
+  type Cpus,
+} from './fanout/saturation.js';
+import { STEP_RULES, stepSchedule, stepUp, type StepRules, type Stepped } from './fanout/stepping.js';
+import { frameShape } from './fanout/windows.js';
+import { EVENTS, prepareEnvironment, WINDOW_MS, type Environment, type SystemName } from './live-gateway/systems.js';
 
 // Fan-out at saturation (issue 20): how many viewers, and frames delivered per second, one server
 // core serves at a race's frame shape, for the gateway, a bare uWebSockets.js publish loop and
@@ -41,13 +47,7 @@ import {
 const SUITE = 'fanout';
 const SYSTEMS: readonly SystemName[] = ['gateway', 'bare uWS', 'Socket.IO'];
 /** Positions per event per window: at ~190 bytes each, a frame of about 1.1 KB. */
-const POSITIONS_PER_FRAME = 6;
-const FRAMES_PER_SECOND = 1000 / WINDOW_MS;
-const POSITIONS_PER_SECOND = EVENTS * FRAMES_PER_SECOND * POSITIONS_PER_FRAME;
-/** Fds a server process needs beside its viewers' sockets. */
-const FD_MARGIN = 1_000;
-/** A CPU this busy over a step is saturated. */
-const SATURATED = 0.9;
+const POSITIONS_PER_FRAME = frameShape(WINDOW_MS).positionsPerFrame;
 
 interface Settings {
   stepMs: number;
@@ -80,69 +80,8 @@ function settingsOf(context: BenchContext): Settings {
     : { stepMs: 10_000, memoryViewers: 2_500, firstViewers: 2_000, growth: 1.4, refine: 2, sampleEvery: 16, profile };
 }
 
-/** Open files a process may have (soft limit): every viewer is a socket on each side. */
-function openFilesLimit(): number {
-  const match = /^Max open files\s+(\d+)/m.exec(readFileSync('/proc/self/limits', 'utf8'));
-  return Number(match?.[1] ?? 1024);
-}
-
-/** Frames per CPU-second of the server at a step. */
-const perServerCpuSecond = (step: FanoutStep) => (step.serverCpu > 0 ? step.deliveredFrames / step.serverCpu : 0);
-const share = (busy: number, seconds: number, cpus = 1) => busy / seconds / cpus;
-const pct = (value: number) => `${Math.round(value * 100)}%`;
-const int = (n: number) => Math.round(n).toLocaleString('en-US');
-
-function runOptions(
-  env: Environment,
-  streamKey: string,
-  cpus: { server: number[]; clients: number[] },
-  settings: Settings,
-): FanoutRunOptions {
-  return {
-    redisUrl: env.redis.url,
-    streamKey,
-    token: env.token,
-    events: env.seed.events.map((e) => e.id),
-    devices: env.devices,
-    positionsPerSecond: POSITIONS_PER_SECOND,
-    stepMs: settings.stepMs,
-    sampleEvery: settings.sampleEvery,
-    cpus,
-    windowMs: WINDOW_MS,
-  };
-}
-
-async function startPinned(
-  system: SystemName,
-  env: Environment,
-  streamKey: string,
-  cpus: { server: number[] },
-  extra: { nodeOptions?: string; env?: Record<string, string> } = {},
-): Promise<Server> {
-  const server = await startSystem(system, env, streamKey, {
-    nodeOptions: extra.nodeOptions,
-    env: {
-      ...(system === 'gateway'
-        ? { GATEWAY_MAX_CONNECTIONS: '1000000', GATEWAY_MAX_CONNECTIONS_PER_ADDRESS: '1000000', GATEWAY_REVALIDATE_INTERVAL_MS: '86400000' }
-        : {}),
-      ...extra.env,
-    },
-  });
-  pinProcess(server.pid, cpus.server);
-  return server;
-}
-
-function describeStep(step: FanoutStep & { verdict: string }, cpus: { clients: number[] }): string {
-  return (
-    `${int(step.viewers)} viewers: ${int(step.deliveredFrames / step.seconds)} frames/s delivered ` +
-    `(${pct(step.offeredFrames > 0 ? step.deliveredFrames / step.offeredFrames : 0)} of ${int(step.offeredFrames)} offered, ` +
-    `${int(step.frameBytes)} B each), p50 ${step.p50Ms} ms, p99 ${step.p99Ms} ms; ` +
-    `server ${pct(share(step.serverCpu, step.cpuSeconds))} of its CPU (CPU busy ${pct(share(step.serverCoreBusy, step.cpuSeconds))}), ` +
-    `${int(perServerCpuSecond(step))} frames/CPU-s; generator ${pct(share(step.viewerCpu + step.producerCpu, step.cpuSeconds, cpus.clients.length))}, ` +
-    `client CPUs busy ${pct(share(step.clientCoresBusy, step.cpuSeconds, cpus.clients.length))}` +
-    `${step.failedViewers + step.lostViewers > 0 ? `; ${step.failedViewers} viewers failed, ${step.lostViewers} lost` : ''}: ${step.verdict}`
-  );
-}
+const runOptions = (env: Environment, streamKey: string, cpus: Cpus, settings: Settings) =>
+  runOptionsAt(env, streamKey, cpus, settings, WINDOW_MS);
 
 /**
  * Memory per connected viewer, on a server of its own (started with an inspector, which the stepped
@@ -150,12 +89,7 @@ function describeStep(step: FanoutStep & { verdict: string }, cpus: { clients: n
  * and with twice as many. The difference over the viewers added is what one more viewer costs, without
  * the one-time costs of the first subscriptions (code, caches, the events' entries).
  */
-async function measureMemory(
-  system: SystemName,
-  env: Environment,
-  cpus: { server: number[]; clients: number[] },
-  settings: Settings,
-): Promise<Memory> {
+async function measureMemory(system: SystemName, env: Environment, cpus: Cpus, settings: Settings): Promise<Memory> {
   const streamKey = uniqueName('bench-fanout-memory');
   const inspectPort = await freePort();
   const server = await startPinned(system, env, streamKey, cpus, { nodeOptions: `--inspect=127.0.0.1:${inspectPort}` });
@@ -184,7 +118,7 @@ async function measureMemory(
 async function saturate(
   system: SystemName,
   env: Environment,
-  cpus: { server: number[]; clients: number[] },
+  cpus: Cpus,
   settings: Settings,
   schedule: number[],
   rules: StepRules,
@@ -215,7 +149,7 @@ async function saturate(
 async function profile(
   system: SystemName,
   env: Environment,
-  cpus: { server: number[]; clients: number[] },
+  cpus: Cpus,
   settings: Settings,
   viewers: number,
 ): Promise<{ summary: ProfileSummary; step: FanoutStep }> {
@@ -247,17 +181,6 @@ function logProfile(system: SystemName, { summary, step }: { summary: ProfileSum
   for (const f of summary.top) context.log(`  ${f.selfPercent.toFixed(1).padStart(5)}%  ${f.name}  ${f.location}`);
 }
 
-function loadText(step: FanoutStep, cpus: { clients: number[] }): string {
-  const server = share(step.serverCpu, step.cpuSeconds);
-  const serverCpuBusy = share(step.serverCoreBusy, step.cpuSeconds);
-  // Other processes on the server's CPU (another job on the machine) make its latency noise.
-  const shared = serverCpuBusy - server > 0.2 ? ` (CPU ${pct(serverCpuBusy)} busy: SHARED)` : '';
-  return (
-    `server ${pct(server)} of its CPU${shared}, generator ${pct(share(step.viewerCpu + step.producerCpu, step.cpuSeconds, cpus.clients.length))} ` +
-    `and all processes ${pct(share(step.clientCoresBusy, step.cpuSeconds, cpus.clients.length))} of the clients' CPU`
-  );
-}
-
 function stepNotes(run: SystemRun, cpus: { clients: number[] }): string {
   const { served, failed } = run.stepped;
   const servedText =
@@ -271,15 +194,6 @@ function stepNotes(run: SystemRun, cpus: { clients: number[] }): string {
       : `not ${int(failed.viewers)} (${failed.verdict}: p99 ${failed.p99Ms} ms, ` +
         `${pct(failed.offeredFrames > 0 ? failed.deliveredFrames / failed.offeredFrames : 0)} delivered, ${loadText(failed, cpus)})`;
   return `${run.system} ${servedText}, ${failedText}`;
-}
-
-/** Whether the capacity found may be the load generator's (or the schedule's end) rather than the server's. */
-function generatorBound(run: SystemRun, cpus: { clients: number[] }): boolean {
-  const { failed } = run.stepped;
-  if (failed === undefined) return true;
-  const clients = share(failed.clientCoresBusy, failed.cpuSeconds, cpus.clients.length);
-  const server = share(failed.serverCpu, failed.cpuSeconds);
-  return clients >= SATURATED && server < SATURATED;
 }
 
 /** The same load measured on both systems: the highest step both served, else the first step of each. */
@@ -306,7 +220,7 @@ function results(runs: Map<SystemName, SystemRun>, cpus: { clients: number[] }, 
     [bare, 0.8],
     [socketIo, 1.5],
   ] as const) {
-    const bound = [gateway, baseline].filter((r) => generatorBound(r, cpus)).map((r) => r.system);
+    const bound = [gateway, baseline].filter((r) => generatorBound(r.stepped, cpus)).map((r) => r.system);
     const caveat =
       bound.length === 0
         ? ''
@@ -365,17 +279,11 @@ function results(runs: Map<SystemName, SystemRun>, cpus: { clients: number[] }, 
 
 async function run(context: BenchContext): Promise<BenchResult[]> {
   const settings = settingsOf(context);
-  const original = allowedCpus();
-  if (original.length < 2)
-    throw new Error(`the fanout suite needs 2 CPUs (one for the server, one for its clients); this process may use ${original.join(',')}`);
-  const cpus = { server: original.slice(0, 1), clients: original.slice(1) };
-  // Everything this suite starts from now on (Redis, Directus, viewers, the producer here) runs on the clients' CPUs.
-  pinProcess(process.pid, cpus.clients);
-  context.log(`server on CPU ${cpus.server.join(',')}, everything else on CPU ${cpus.clients.join(',')}`);
-  const rules: StepRules = { windowMs: WINDOW_MS, ...STEP_RULES };
-  const maxViewers = openFilesLimit() - FD_MARGIN;
-  const schedule = stepSchedule(settings.firstViewers, settings.growth, maxViewers, EVENTS * cpus.clients.length);
-  try {
+  return withServerCpu(SUITE, async (cpus) => {
+    context.log(`server on CPU ${cpus.server.join(',')}, everything else on CPU ${cpus.clients.join(',')}`);
+    const rules: StepRules = { windowMs: WINDOW_MS, ...STEP_RULES };
+    const maxViewers = openFilesLimit() - FD_MARGIN;
+    const schedule = stepSchedule(settings.firstViewers, settings.growth, maxViewers, EVENTS * cpus.clients.length);
     const env = await prepareEnvironment(context);
     try {
       const runs = new Map<SystemName, SystemRun>();
@@ -391,9 +299,7 @@ async function run(context: BenchContext): Promise<BenchResult[]> {
     } finally {
       await env.teardown();
     }
-  } finally {
-    pinProcess(process.pid, original);
-  }
+  });
 }
 
 export const fanoutSuite: BenchSuite = { name: SUITE, run };
