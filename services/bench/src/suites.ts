@@ -4,6 +4,7 @@ import { writerSuite } from './suites/writer.js';
 import { liveGatewaySuite } from './suites/live-gateway.js';
 import { gatewayFloorSuite } from './suites/gateway-floor.js';
 import { fanoutSuite } from './suites/fanout.js';
+import { fanoutWindowSuite } from './suites/fanout-window.js';
 import { raceStartSuite } from './suites/race-start.js';
 import { directusLoginSuite } from './suites/directus-login.js';
 import { reconnectStormSuite } from './suites/reconnect-storm.js';
@@ -16,6 +17,7 @@ export const suites: BenchSuite[] = [
   liveGatewaySuite,
   gatewayFloorSuite,
   fanoutSuite,
+  fanoutWindowSuite,
   directusLoginSuite,
   raceStartSuite,
   reconnectStormSuite,

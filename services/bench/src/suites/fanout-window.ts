@@ -1,0 +1,183 @@
+import { loadavg } from 'node:os';
+import { uniqueName } from '@pitwall/testkit';
+import type { BenchContext, BenchResult, BenchSuite } from '../suite.js';
+import { FanoutRun, type FanoutStep } from './fanout/fanout-run.js';
+import {
+  describeStep,
+  FD_MARGIN,
+  generatorBound,
+  int,
+  loadText,
+  openFilesLimit,
+  pct,
+  perServerCpuSecond,
+  runOptions,
+  startPinned,
+  withServerCpu,
+  type Cpus,
+} from './fanout/saturation.js';
+import { STEP_RULES, stepSchedule, stepUp, type Stepped } from './fanout/stepping.js';
+import { frameShape, MIN_WINDOWS_PER_STEP, scheduleFrom, stepMsAt } from './fanout/windows.js';
+import { EVENTS, prepareEnvironment, type Environment } from './live-gateway/systems.js';
+
+// Sends per viewer (issue 20): what the batch window buys in viewers per server core. The gateway
+// alone, as in the fanout suite (same feed through Redis, same viewers, same pinning, same counting
+// of every offered frame, same stepping to saturation), once per GATEWAY_BATCH_WINDOW_MS of WINDOWS_MS.
+// The feed's positions per event per second stay the same, so a larger window means fewer, bigger
+// frames: 10/s of ~6 positions at 100 ms, 4/s of ~15 at 250 ms, 2/s of ~30 at 500 ms. A step is served
+// when p99 delivery (rx to viewer) is within that window + 150 ms and 99% of the offered frames
+// arrive. Each larger window starts stepping from the highest scheduled step the smaller one served.
+//
+// What the other two levers of the issue would cost, from live-hub.ts (not built; README, fan-out):
+// - A per-viewer rate limit (at most N frames/s) breaks the one serialisation per topic publish: a
+//   frame carries only the devices that moved in its window, so a viewer skipping frames must
+//   collect what it skipped (the latest position per changed device, as a conflated slow client does)
+//   and get its own frame serialised and sent: per viewer per window, the costs the topic avoids.
+//   Rate classes instead (a second topic per event batched at e.g. 250 ms, a viewer choosing its
+//   class at subscribe) keep one serialisation per topic publish, and buy for those viewers what this
+//   sweep measures for the larger window.
+// - Merging several subscribed events into one frame per window only helps viewers with several
+//   subscriptions (one event per viewer here, and in a race map). uWS already sends what is
+//   published to one subscriber within one event-loop iteration in one write, so aligning the
+//   events' windows to one clock would save the syscalls without a protocol change; one frame of
+//   several events would need a new message and a topic per combination of events.
+
+const SUITE = 'fanout-window';
+/** The windows swept; the first is the default's, the baseline of the others. */
+const WINDOWS_MS = [100, 250, 500] as const;
+
+interface Settings {
+  /** The producer's time per step (at least MIN_WINDOWS_PER_STEP windows). */
+  stepMs: number;
+  firstViewers: number;
+  growth: number;
+  /** Steps halving the gap between the highest served and the lowest failed step. */
+  refine: number;
+  sampleEvery: number;
+}
+
+interface WindowRun {
+  windowMs: number;
+  stepped: Stepped<FanoutStep>;
+  /** One-minute load average of the machine before and after the window's steps. */
+  load: { before: number; after: number };
+  seconds: number;
+}
+
+function settingsOf(context: BenchContext): Settings {
+  return context.quick
+    ? { stepMs: 3_000, firstViewers: 1_000, growth: 2, refine: 1, sampleEvery: 16 }
+    : { stepMs: 8_000, firstViewers: 2_000, growth: 1.5, refine: 2, sampleEvery: 16 };
+}
+
+async function sweepWindow(
+  windowMs: number,
+  env: Environment,
+  cpus: Cpus,
+  settings: Settings,
+  schedule: number[],
+  context: BenchContext,
+): Promise<WindowRun> {
+  const started = Date.now();
+  const before = loadavg()[0] ?? 0;
+  const streamKey = uniqueName('bench-fanout-window');
+  const server = await startPinned('gateway', env, streamKey, cpus, { windowMs });
+  const run = new FanoutRun(
+    server,
+    runOptions(env, streamKey, cpus, { ...settings, stepMs: stepMsAt(windowMs, settings.stepMs) }, windowMs),
+  );
+  try {
+    const stepped = await stepUp(
+      schedule,
+      (viewers) => run.step(viewers),
+      { windowMs, ...STEP_RULES },
+      {
+        refine: settings.refine,
+        multipleOf: EVENTS * cpus.clients.length,
+        onStep: (step) => context.log(`${windowMs} ms window, ${describeStep(step, cpus)}`),
+      },
+    );
+    return { windowMs, stepped, load: { before, after: loadavg()[0] ?? 0 }, seconds: (Date.now() - started) / 1000 };
+  } finally {
+    await run.close();
+    await server.stop();
+  }
+}
+
+function windowNotes(run: WindowRun, cpus: Cpus): string {
+  const { served, failed } = run.stepped;
+  const shape = frameShape(run.windowMs);
+  const servedText =
+    served === undefined
+      ? 'served no step'
+      : `served ${int(served.viewers)} viewers: ${int(served.deliveredFrames / served.seconds)} frames/s of ${int(served.frameBytes)} B ` +
+        `(${shape.framesPerSecond} per viewer per second), p50 ${served.p50Ms} ms, p99 ${served.p99Ms} ms, ` +
+        `${int(perServerCpuSecond(served))} frames/CPU-s, ${loadText(served, cpus)}`;
+  const failedText =
+    failed === undefined
+      ? 'kept up with the whole schedule'
+      : `not ${int(failed.viewers)} (${failed.verdict}: p99 ${failed.p99Ms} ms, ` +
+        `${pct(failed.offeredFrames > 0 ? failed.deliveredFrames / failed.offeredFrames : 0)} delivered, ${loadText(failed, cpus)})`;
+  const bound = generatorBound(run.stepped, cpus)
+    ? "; LOWER BOUND: the clients' CPU saturated, or the schedule ran out, before the server's"
+    : '';
+  return (
+    `${servedText}; ${failedText}${bound}; ${run.stepped.steps.length} steps in ${run.seconds.toFixed(0)} s, ` +
+    `load average ${run.load.before.toFixed(2)} -> ${run.load.after.toFixed(2)}`
+  );
+}
+
+function results(runs: WindowRun[], cpus: Cpus, settings: Settings): BenchResult[] {
+  const [base] = runs;
+  if (base === undefined) return [];
+  const rule = `p99 <= window + ${STEP_RULES.latencyBudgetMs} ms, >= ${pct(STEP_RULES.minDelivered)} delivered`;
+  const steps = `steps x${settings.growth} of ${settings.stepMs / 1000} s or ${MIN_WINDOWS_PER_STEP} windows, refined`;
+  const baseline = `window ${base.windowMs} ms`;
+  return runs.flatMap((run): BenchResult[] => {
+    const shape = frameShape(run.windowMs);
+    const feed = `${EVENTS} events, ~${shape.positionsPerFrame} positions per event per frame, ${shape.framesPerSecond} frames/s per viewer`;
+    return [
+      {
+        suite: SUITE,
+        figure: `viewers one gateway core serves at GATEWAY_BATCH_WINDOW_MS=${run.windowMs} (${feed}; ${rule}; ${steps})`,
+        unit: 'viewers',
+        value: run.stepped.served?.viewers ?? 0,
+        baseline: { name: baseline, value: base.stepped.served?.viewers ?? 0 },
+        higherIsBetter: true,
+        notes: windowNotes(run, cpus),
+      },
+      {
+        suite: SUITE,
+        figure: `p99 delivery (rx to viewer) at the highest step served, GATEWAY_BATCH_WINDOW_MS=${run.windowMs}`,
+        unit: 'ms',
+        value: run.stepped.served?.p99Ms ?? Number.NaN,
+        baseline: { name: baseline, value: base.stepped.served?.p99Ms ?? Number.NaN },
+        higherIsBetter: false,
+        notes: `budget ${run.windowMs + STEP_RULES.latencyBudgetMs} ms; a position waits up to one window for its frame`,
+      },
+    ];
+  });
+}
+
+async function run(context: BenchContext): Promise<BenchResult[]> {
+  const settings = settingsOf(context);
+  return withServerCpu(SUITE, async (cpus) => {
+    context.log(
+      `gateway on CPU ${cpus.server.join(',')}, everything else on CPU ${cpus.clients.join(',')}; windows ${WINDOWS_MS.join(', ')} ms`,
+    );
+    const schedule = stepSchedule(settings.firstViewers, settings.growth, openFilesLimit() - FD_MARGIN, EVENTS * cpus.clients.length);
+    const env = await prepareEnvironment(context);
+    try {
+      const runs: WindowRun[] = [];
+      for (const windowMs of WINDOWS_MS) {
+        const servedBefore = runs.at(-1)?.stepped.served?.viewers;
+        runs.push(await sweepWindow(windowMs, env, cpus, settings, scheduleFrom(schedule, servedBefore), context));
+      }
+      return results(runs, cpus, settings);
+    } finally {
+      await env.teardown();
+    }
+  });
+}
+
+export const fanoutWindowSuite: BenchSuite = { name: SUITE, run };
