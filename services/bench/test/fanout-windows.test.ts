@@ -1,9 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { STEP_RULES, verdictOf, type StepOutcome } from '../src/suites/fanout/stepping.js';
-import { frameShape, MIN_WINDOWS_PER_STEP, scheduleFrom, stepMsAt } from '../src/suites/fanout/windows.js';
+import { frameShape, MIN_WINDOWS_PER_STEP, stepMsAt } from '../src/suites/fanout/windows.js';
+import { meanMs } from '../src/suites/live-gateway/protocol.js';
 
-// The fanout-window sweep: the feed at each window, how long a step runs, where a larger window's
-// stepping starts, and the latency budget that moves with the window.
+// The fanout-window sweep: the feed at each window, how long a step runs, and the latency budget
+// that moves with the window.
 
 describe('frameShape', () => {
   it('keeps the positions per second: a larger window, fewer and bigger frames', () => {
@@ -22,22 +23,6 @@ describe('stepMsAt', () => {
   });
 });
 
-describe('scheduleFrom', () => {
-  const schedule = [1_000, 2_000, 4_000, 8_000, 16_000];
-
-  it('starts at the highest step at or below what the smaller window served', () => {
-    expect(scheduleFrom(schedule, 4_000)).toEqual([4_000, 8_000, 16_000]);
-    // A refined step between two scheduled ones.
-    expect(scheduleFrom(schedule, 6_000)).toEqual([4_000, 8_000, 16_000]);
-    expect(scheduleFrom(schedule, 20_000)).toEqual([16_000]);
-  });
-
-  it('takes the whole schedule when nothing was served before, or less than its first step', () => {
-    expect(scheduleFrom(schedule, undefined)).toEqual(schedule);
-    expect(scheduleFrom(schedule, 500)).toEqual(schedule);
-  });
-});
-
 describe('the latency budget at a window', () => {
   const step: StepOutcome = { viewers: 100, offeredFrames: 1_000, deliveredFrames: 1_000, p99Ms: 0, failedViewers: 0, lostViewers: 0 };
 
@@ -45,5 +30,18 @@ describe('the latency budget at a window', () => {
     expect(verdictOf({ ...step, p99Ms: 600 }, { windowMs: 100, ...STEP_RULES })).toBe('late');
     expect(verdictOf({ ...step, p99Ms: 650 }, { windowMs: 500, ...STEP_RULES })).toBe('served');
     expect(verdictOf({ ...step, p99Ms: 651 }, { windowMs: 500, ...STEP_RULES })).toBe('late');
+  });
+});
+
+describe('meanMs', () => {
+  it('averages latency histograms of 1 ms buckets, merged', () => {
+    expect(meanMs([[0, 2, 0, 1]])).toBe((2 * 1 + 3) / 3);
+    expect(
+      meanMs([
+        [0, 1],
+        [0, 0, 0, 1],
+      ]),
+    ).toBe(2);
+    expect(meanMs([[0, 0]])).toBeNaN();
   });
 });

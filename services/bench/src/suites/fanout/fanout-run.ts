@@ -2,7 +2,7 @@ import { sleep } from '@pitwall/testkit';
 import { cpuBusySecondsOf, cpuSecondsOf } from '../../proc-stat.js';
 import type { BenchDevice } from '../live-gateway/feed.js';
 import { interleaveByEvent, startProducer } from '../live-gateway/producer.js';
-import { percentileMs, type ViewerReport } from '../live-gateway/protocol.js';
+import { meanMs, percentileMs, type ViewerReport } from '../live-gateway/protocol.js';
 import { connectViewers, SHARDS, ViewerProcess, type Server } from '../live-gateway/systems.js';
 import type { StepOutcome } from './stepping.js';
 
@@ -17,6 +17,8 @@ export interface FanoutStep extends StepOutcome {
   seconds: number;
   cpuSeconds: number;
   p50Ms: number;
+  /** Mean delivery latency (rx -> viewer), ms. */
+  meanMs: number;
   /** Positions appended to the stream during the step, and positions found in the frames read whole. */
   positionsProduced: number;
   sampledPositions: number;
@@ -142,6 +144,7 @@ export class FanoutRun {
       deliveredFrames: delivered,
       p99Ms: percentileMs(latency, 0.99),
       p50Ms: percentileMs(latency, 0.5),
+      meanMs: meanMs(latency),
       failedViewers,
       lostViewers: reports.reduce((sum, r) => sum + r.lost, 0),
       seconds,

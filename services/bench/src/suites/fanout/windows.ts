@@ -1,4 +1,4 @@
-// The feed at a batch window and the sweep over windows (fanout-window): pure. The feed's positions
+// The feed at a batch window and the length of a step at it (fanout-window): pure. The feed's positions
 // per event per second are fixed, so a larger window means fewer, bigger frames for the same viewers.
 
 /** Positions per event per second of the feed, whatever the window: at 100 ms, ~6 per frame of ~1.1 KB. */
@@ -15,16 +15,4 @@ export function frameShape(windowMs: number, positionsPerEventPerSecond = POSITI
 /** How long the producer runs in a step at a window: the suite's step, or MIN_WINDOWS_PER_STEP windows if longer. */
 export function stepMsAt(windowMs: number, stepMs: number): number {
   return Math.max(stepMs, MIN_WINDOWS_PER_STEP * windowMs);
-}
-
-/**
- * The schedule a larger window starts from: from the highest step at or below what the smaller
- * window served (a larger window costs less per viewer, so the steps below are served there too and
- * need no measuring), or all of it when the smaller window served nothing. The first step is still
- * measured: were it not served, the sweep says so rather than assuming.
- */
-export function scheduleFrom(schedule: readonly number[], servedBefore: number | undefined): number[] {
-  if (servedBefore === undefined) return [...schedule];
-  const start = schedule.reduce((at, viewers, i) => (viewers <= servedBefore ? i : at), 0);
-  return schedule.slice(start);
 }

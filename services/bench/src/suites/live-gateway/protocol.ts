@@ -49,6 +49,18 @@ export type ViewerReply =
 export const LATENCY_BUCKETS = 30_000;
 
 /** p-th percentile (0..1) of 1 ms latency histograms summed. */
+/** The mean of latency histograms (one bucket per ms), ms; NaN when nothing was recorded. */
+export function meanMs(histograms: readonly number[][]): number {
+  let count = 0;
+  let sum = 0;
+  for (const h of histograms)
+    h.forEach((n, ms) => {
+      count += n;
+      sum += n * ms;
+    });
+  return count === 0 ? Number.NaN : sum / count;
+}
+
 export function percentileMs(histograms: readonly number[][], p: number): number {
   const merged = new Array<number>(LATENCY_BUCKETS + 1).fill(0);
   for (const h of histograms) h.forEach((count, ms) => (merged[ms] = (merged[ms] ?? 0) + count));
