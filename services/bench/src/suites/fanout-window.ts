@@ -30,6 +30,11 @@ import { EVENTS, prepareEnvironment, type Environment, type Server } from './liv
 // run had the 500 ms window late at 8,000 viewers with the gateway at 22% of its core, where the
 // 100 ms window was served at 43%).
 //
+// Each step also says where its latency went: the gateway's mean rx -> publish (window wait, read,
+// event loop) beside the viewers' mean rx -> viewer. A second QUICK run (live-gateway README, Sends per
+// viewer): at 8,000 viewers the core was 43% / 25% / 16% busy at 100 / 250 / 500 ms, all three served
+// 8,000 and none 12,000, late before the publish while the core was at 49% / 34% / 26%.
+//
 // What the other two levers of the issue would cost, from live-hub.ts (not built; README, fan-out):
 // - A per-viewer rate limit (at most N frames/s) breaks the one serialisation per topic publish: a
 //   frame carries only the devices that moved in its window, so a viewer skipping frames must
