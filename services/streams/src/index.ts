@@ -5,7 +5,7 @@ export * from './groups.js';
 export * from './xinfo.js';
 export { RespConnection, type RespConnectionOptions } from './resp-connection.js';
 export { ShardConnections, type ShardConnectionsOptions, type ShardRole } from './shard-connections.js';
-export { StreamEntries, parseStreamRead, parseAutoClaim, encodeAck } from './stream-entries.js';
+export { StreamEntries, parseStreamRead, parseAutoClaim, encodeAck, encodeGroupRead, type GroupRead } from './stream-entries.js';
 export { ReplyScanner, RespCursor, encodeCommand } from './resp.js';
 export { RedisReplyError } from './redis-reply-error.js';
 export { RedisConnectionError } from './redis-connection-error.js';

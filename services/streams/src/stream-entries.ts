@@ -1,6 +1,6 @@
 import { POSITION_FIELD, TRACE_FIELD, type RawStreamEntry } from '@pitwall/contract';
 import { RedisReplyError } from './redis-reply-error.js';
-import { bulkLength, headerLength, RespCursor, RespType, writeBulk, writeHeader } from './resp.js';
+import { bulkLength, encodeCommand, headerLength, RespCursor, RespType, writeBulk, writeHeader } from './resp.js';
 
 // Where each entry of a stream reply is, as offsets into the reply's bytes: per entry its id, its
 // fields list (or -1: the entry was deleted from the stream), the value of field `p` (or -1) and of
@@ -180,4 +180,35 @@ export function encodeAck(key: string, group: string, batches: readonly StreamEn
   for (const part of head) o = writeBulk(out, o, part, 0, part.length);
   for (const batch of batches) o = batch.writeIds(out, o);
   return out;
+}
+
+/** One shard's read in a consumer group, as encodeGroupRead builds it. */
+export interface GroupRead {
+  key: string;
+  group: string;
+  consumer: string;
+  count: number;
+  /** BLOCK ms; undefined: no BLOCK (a read that returns at once). */
+  blockMs?: number | undefined;
+  /** NOACK: nothing goes to the pending list (the gateway's fan-out, where a late position is worth nothing). */
+  noAck?: boolean | undefined;
+  /** Read after this id (the consumer's own pending entries); default `>`: entries never delivered to the group. */
+  after?: string | undefined;
+}
+
+/** XREADGROUP GROUP <group> <consumer> COUNT <n> [BLOCK <ms>] [NOACK] STREAMS <key> <after>, as one RESP command. */
+export function encodeGroupRead(read: GroupRead): Buffer {
+  return encodeCommand([
+    'XREADGROUP',
+    'GROUP',
+    read.group,
+    read.consumer,
+    'COUNT',
+    read.count,
+    ...(read.blockMs === undefined ? [] : ['BLOCK', read.blockMs]),
+    ...(read.noAck === true ? ['NOACK'] : []),
+    'STREAMS',
+    read.key,
+    read.after ?? '>',
+  ]);
 }

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import {
   encodeAck,
   encodeCommand,
+  encodeGroupRead,
   parseAutoClaim,
   parseStreamRead,
   RedisReplyError,
@@ -179,6 +180,17 @@ describe('commands', () => {
     const first = parseStreamRead(resp([['s', ids.slice(0, 70).map((id) => [id, ['p', 'v']])]]))[0] as StreamEntries;
     const second = parseStreamRead(resp([['s', [...ids.slice(70).map((id) => [id, ['p', 'v']]), [longId, null]]]]))[0] as StreamEntries;
     expect(encodeAck('s', 'processor', [first, second])).toEqual(encodeCommand(['XACK', 's', 'processor', ...ids, longId]));
+  });
+
+  it('builds a group read: a blocking NOACK read of new entries, a read of the pending ones without BLOCK', () => {
+    const blocking = encodeGroupRead({ key: 's:{0}', group: 'g', consumer: 'c', count: 100, blockMs: 500, noAck: true });
+    expect(blocking.toString('latin1')).toBe(
+      '*12\r\n$10\r\nXREADGROUP\r\n$5\r\nGROUP\r\n$1\r\ng\r\n$1\r\nc\r\n$5\r\nCOUNT\r\n$3\r\n100\r\n' +
+        '$5\r\nBLOCK\r\n$3\r\n500\r\n$5\r\nNOACK\r\n$7\r\nSTREAMS\r\n$5\r\ns:{0}\r\n$1\r\n>\r\n',
+    );
+    expect(encodeGroupRead({ key: 's', group: 'g', consumer: 'c', count: 7, after: '0' })).toEqual(
+      encodeCommand(['XREADGROUP', 'GROUP', 'g', 'c', 'COUNT', 7, 'STREAMS', 's', '0']),
+    );
   });
 
   it('reads integers and simple strings with the cursor', () => {

@@ -16,6 +16,7 @@ import {
   backoffDelay,
   createGroup,
   encodeCommand,
+  encodeGroupRead,
   groupsOf,
   parseStreamRead,
   redisErrorKind,
@@ -256,20 +257,7 @@ export class BroadcastConsumer implements Service {
   private async readLoop(shard: number): Promise<void> {
     const { blockMs, count, instanceId } = this.options;
     const key = this.keys[shard] as string;
-    const command = encodeCommand([
-      'XREADGROUP',
-      'GROUP',
-      this.group,
-      instanceId,
-      'COUNT',
-      count,
-      'BLOCK',
-      blockMs,
-      'NOACK',
-      'STREAMS',
-      key,
-      '>',
-    ]);
+    const command = encodeGroupRead({ key, group: this.group, consumer: instanceId, count, blockMs, noAck: true });
     let consecutiveErrors = 0;
     let lastTouchMs = Date.now();
     while (!this.stopping) {

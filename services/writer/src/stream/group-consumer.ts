@@ -2,6 +2,7 @@ import { MAX_POSITION_ENTRY_BYTES, PROCESSOR_GROUP } from '@pitwall/contract';
 import {
   encodeAck,
   encodeCommand,
+  encodeGroupRead,
   parseAutoClaim,
   parseStreamRead,
   RespCursor,
@@ -126,18 +127,7 @@ export class GroupConsumer {
 
   private startRead(key: string, block: boolean, count: number): void {
     const { consumer, blockMs } = this.options;
-    const command = encodeCommand([
-      'XREADGROUP',
-      'GROUP',
-      PROCESSOR_GROUP,
-      consumer,
-      'COUNT',
-      count,
-      ...(block ? ['BLOCK', blockMs] : []),
-      'STREAMS',
-      key,
-      '>',
-    ]);
+    const command = encodeGroupRead({ key, group: PROCESSOR_GROUP, consumer, count, blockMs: block ? blockMs : undefined });
     const read: ShardRead = { blocking: block, done: false, entries: [], error: undefined, promise: Promise.resolve() };
     read.promise = this.connections
       .connection(key, 'read')
@@ -181,17 +171,13 @@ export class GroupConsumer {
       keys.map((key) =>
         this.send(
           key,
-          encodeCommand([
-            'XREADGROUP',
-            'GROUP',
-            PROCESSOR_GROUP,
-            this.options.consumer,
-            'COUNT',
-            this.current,
-            'STREAMS',
+          encodeGroupRead({
             key,
-            after.get(key) ?? '0',
-          ]),
+            group: PROCESSOR_GROUP,
+            consumer: this.options.consumer,
+            count: this.current,
+            after: after.get(key) ?? '0',
+          }),
         ),
       ),
     );

@@ -1,6 +1,6 @@
 import { shardKeys } from '@pitwall/contract';
 import { createLogger } from '@pitwall/platform';
-import { encodeCommand, parseStreamRead, redisErrorKind, RespConnection } from '@pitwall/streams';
+import { encodeCommand, encodeGroupRead, parseStreamRead, redisErrorKind, RespConnection } from '@pitwall/streams';
 import type { RawReaderMessage, RawReaderReply } from './protocol.js';
 
 // The baseline of the gateway-floor suite, in a process of its own: the least a pod can do with the
@@ -33,20 +33,7 @@ function send(reply: RawReaderReply): void {
 
 async function readLoop(shard: number): Promise<void> {
   const connection = connections[shard] as RespConnection;
-  const command = encodeCommand([
-    'XREADGROUP',
-    'GROUP',
-    group,
-    'raw',
-    'COUNT',
-    count,
-    'BLOCK',
-    blockMs,
-    'NOACK',
-    'STREAMS',
-    keys[shard] as string,
-    '>',
-  ]);
+  const command = encodeGroupRead({ key: keys[shard] as string, group, consumer: 'raw', count, blockMs, noAck: true });
   while (!stopping) {
     const reply = await connection.send(command, blockMs).catch(() => undefined);
     if (reply === undefined) continue;
