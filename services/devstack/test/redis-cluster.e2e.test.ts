@@ -196,6 +196,70 @@ function acknowledgedKeys(): string[] {
   return devices.flatMap((d) => d.acked.map((ts) => `${d.imei}/${ts}`));
 }
 
+interface ShardPair {
+  shard: number;
+  /** A shard served by another master, and that master's port. */
+  other: number;
+  otherPort: number;
+}
+
+/** The first shard and another shard whose masters differ (undefined: every shard on one master). */
+async function shardsOnTwoMasters(): Promise<ShardPair | undefined> {
+  const ports: number[] = [];
+  for (let shard = 0; shard < SHARDS; shard++) ports.push((await cluster.masterOf(shardKey(STREAM_KEY, shard))).port);
+  for (let shard = 0; shard < SHARDS; shard++) {
+    const other = ports.findIndex((port) => port !== ports[shard]);
+    if (other >= 0) return { shard, other, otherPort: ports[other] as number };
+  }
+  return undefined;
+}
+
+/** Every device resending until acknowledged, a new position every 50 ms, until stopped. */
+function driveFleet(): { stop: () => Promise<void> } {
+  let stopped = false;
+  const drive = async (device: Device) => {
+    while (!stopped) {
+      await device.sendUntilAcked((clock += 100), () => stopped);
+      await sleep(50);
+    }
+  };
+  const fleet = Promise.all(devices.map((device) => drive(device)));
+  return {
+    stop: async () => {
+      stopped = true;
+      await fleet;
+    },
+  };
+}
+
+/**
+ * Waits until every acknowledged position is in PostgreSQL; on a timeout says which are missing, what
+ * each shard's processor group holds (a missing position not in its stream was never admitted there)
+ * and the services' last log lines.
+ */
+async function waitEveryAcknowledgedStored(what: string): Promise<void> {
+  await waitFor(
+    what,
+    async () => {
+      const stored = await storedPositions();
+      return acknowledgedKeys().every((key) => stored.keys.has(key));
+    },
+    { timeoutMs: 60_000, intervalMs: 250 },
+  ).catch(async (err: unknown) => {
+    const stored = await storedPositions();
+    const missing = acknowledgedKeys().filter((key) => !stored.keys.has(key));
+    const client = cluster.client();
+    const states: string[] = [];
+    for (let shard = 0; shard < SHARDS; shard++) {
+      const state = await shardGroupState(client, shardKey(STREAM_KEY, shard), PROCESSOR_GROUP).catch((e: unknown) => String(e));
+      states.push(`${shard}: ${JSON.stringify(state)}`);
+    }
+    client.disconnect();
+    const logs = services.map((service) => service.proc.lines.slice(-10).join('\n')).join('\n---\n');
+    throw new Error(`${String(err)}: ${missing.length} missing, e.g. ${missing.slice(0, 5).join(', ')}\n${states.join('\n')}\n${logs}`);
+  });
+}
+
 beforeAll(async () => {
   cluster = await RedisCluster.start({ durable: true });
   const admin = sharedDirectusAdmin();
@@ -296,14 +360,7 @@ describe('the pipeline on a real Redis Cluster (3 masters + 3 replicas, STREAM_S
   });
 
   it('loses no acknowledged position when the master of shard {0} is SIGKILLed while a resending fleet drives', async () => {
-    let stop = false;
-    const drive = async (device: Device) => {
-      while (!stop) {
-        await device.sendUntilAcked((clock += 100), () => stop);
-        await sleep(50);
-      }
-    };
-    const fleet = Promise.all(devices.map((device) => drive(device)));
+    const fleet = driveFleet();
     const shard0 = SHARD_DEVICES[0] as string[];
     const ackedOf = (imei: string) => devices.find((d) => d.imei === imei)?.acked.length ?? 0;
     await waitFor('the fleet to drive', () => ackedOf(shard0[0] as string) >= 5, { timeoutMs: 30_000 });
@@ -325,30 +382,8 @@ describe('the pipeline on a real Redis Cluster (3 masters + 3 replicas, STREAM_S
       () => [...(seen.get(shard0[0] as string) ?? [])].some((ts) => ts > newestAtKill),
       { timeoutMs: 30_000 },
     );
-    stop = true;
-    await fleet;
-
-    await waitFor(
-      'every acknowledged position in PostgreSQL',
-      async () => {
-        const stored = await storedPositions();
-        return acknowledgedKeys().every((key) => stored.keys.has(key));
-      },
-      { timeoutMs: 60_000, intervalMs: 250 },
-    ).catch(async (err: unknown) => {
-      const stored = await storedPositions();
-      const missing = acknowledgedKeys().filter((key) => !stored.keys.has(key));
-      // What the shards hold (a missing position not in its stream was never admitted there).
-      const client = cluster.client();
-      const states: string[] = [];
-      for (let shard = 0; shard < SHARDS; shard++) {
-        const state = await shardGroupState(client, shardKey(STREAM_KEY, shard), PROCESSOR_GROUP).catch((e: unknown) => String(e));
-        states.push(`${shard}: ${JSON.stringify(state)}`);
-      }
-      client.disconnect();
-      const writerLog = `${states.join('\n')}\n${services[1]?.proc.lines.slice(-15).join('\n') ?? ''}`;
-      throw new Error(`${String(err)}: ${missing.length} missing, e.g. ${missing.slice(0, 5).join(', ')}\nwriter:\n${writerLog}`);
-    });
+    await fleet.stop();
+    await waitEveryAcknowledgedStored('every acknowledged position in PostgreSQL');
     const stored = await storedPositions();
     expect(stored.total).toBe(stored.distinct);
     expect(acknowledgedKeys().filter((key) => !stored.keys.has(key))).toEqual([]);
@@ -386,19 +421,9 @@ describe('the pipeline on a real Redis Cluster (3 masters + 3 replicas, STREAM_S
 
   it('stops only the shard whose master and replica are both down, and resumes it with nothing lost when they return', async () => {
     // Shard X and a shard Y on another master.
-    let x = 0;
-    let y = -1;
-    for (let shard = 0; shard < SHARDS && y < 0; shard++) {
-      for (let other = 0; other < SHARDS; other++) {
-        const [a, b] = [await cluster.masterOf(shardKey(STREAM_KEY, shard)), await cluster.masterOf(shardKey(STREAM_KEY, other))];
-        if (a.port !== b.port) {
-          x = shard;
-          y = other;
-          break;
-        }
-      }
-    }
-    expect(y).toBeGreaterThanOrEqual(0);
+    const pair = await shardsOnTwoMasters();
+    expect(pair).toBeDefined();
+    const { shard: x, other: y } = pair as ShardPair;
     const deviceOf = (shard: number) => devices.find((d) => d.imei === (SHARD_DEVICES[shard] as string[])[1]) as Device;
     const [down, up] = [deviceOf(x), deviceOf(y)];
     const ackedBefore = (await down.send((clock += 100))) === 'acked';
@@ -424,43 +449,18 @@ describe('the pipeline on a real Redis Cluster (3 masters + 3 replicas, STREAM_S
     for (const replica of replicas) await replica.server.restart();
     await cluster.waitHealthy();
     await down.sendUntilAcked(refused);
-    await waitFor(
-      'every acknowledged position in PostgreSQL after the nodes returned',
-      async () => {
-        const stored = await storedPositions();
-        return acknowledgedKeys().every((key) => stored.keys.has(key));
-      },
-      { timeoutMs: 60_000, intervalMs: 250 },
-    );
+    await waitEveryAcknowledgedStored('every acknowledged position in PostgreSQL after the nodes returned');
     await waitFor('shard X at the viewer again', () => seen.get(down.imei)?.has(refused) === true, { timeoutMs: 30_000 });
   });
 
   it('keeps carrying a shard whose slot is moved to another master while the fleet drives, with no service restarted', async () => {
     // A shard and a master other than the one serving it (the shards live on several masters).
-    let moved = -1;
-    let target = -1;
-    for (let shard = 0; shard < SHARDS && target < 0; shard++) {
-      const own = (await cluster.masterOf(shardKey(STREAM_KEY, shard))).port;
-      for (let other = 0; other < SHARDS; other++) {
-        const port = (await cluster.masterOf(shardKey(STREAM_KEY, other))).port;
-        if (port !== own) {
-          moved = shard;
-          target = port;
-          break;
-        }
-      }
-    }
-    expect(target).toBeGreaterThan(0);
+    const pair = await shardsOnTwoMasters();
+    expect(pair).toBeDefined();
+    const { shard: moved, otherPort: target } = pair as ShardPair;
     const pids = services.map((service) => service.proc.pid);
 
-    let stop = false;
-    const drive = async (device: Device) => {
-      while (!stop) {
-        await device.sendUntilAcked((clock += 100), () => stop);
-        await sleep(50);
-      }
-    };
-    const fleet = Promise.all(devices.map((device) => drive(device)));
+    const fleet = driveFleet();
     const movedDevices = (SHARD_DEVICES[moved] as string[]).map((imei) => devices.find((d) => d.imei === imei) as Device);
     await waitFor('the fleet to drive', () => movedDevices.every((d) => d.acked.length >= 5), { timeoutMs: 30_000 });
 
@@ -487,22 +487,8 @@ describe('the pipeline on a real Redis Cluster (3 masters + 3 replicas, STREAM_S
       () => movedDevices.every((d, i) => [...(seen.get(d.imei) ?? [])].some((ts) => ts > (newestAtMove[i] as number))),
       { timeoutMs: 30_000 },
     );
-    stop = true;
-    await fleet;
-
-    await waitFor(
-      'every acknowledged position in PostgreSQL',
-      async () => {
-        const stored = await storedPositions();
-        return acknowledgedKeys().every((k) => stored.keys.has(k));
-      },
-      { timeoutMs: 60_000, intervalMs: 250 },
-    ).catch(async (err: unknown) => {
-      const stored = await storedPositions();
-      const missing = acknowledgedKeys().filter((k) => !stored.keys.has(k));
-      const logs = services.map((service) => service.proc.lines.slice(-10).join('\n')).join('\n---\n');
-      throw new Error(`${String(err)}: ${missing.length} missing, e.g. ${missing.slice(0, 5).join(', ')}\n${logs}`);
-    });
+    await fleet.stop();
+    await waitEveryAcknowledgedStored('every acknowledged position in PostgreSQL');
     const stored = await storedPositions();
     expect(stored.total).toBe(stored.distinct);
     expect(acknowledgedKeys().filter((k) => !stored.keys.has(k))).toEqual([]);
