@@ -151,10 +151,12 @@ describe('position history', () => {
     const before = process.memoryUsage().heapUsed;
     for (let i = 0; i < count; i++) {
       const ts = 1_733_000_000_000 + i * 10;
-      const position = at(i % 4, `${ts}-${i % 7}`, String(356307040000000 + (i % 5_000)), ts);
-      position.body = flatString(
-        `"ts":${ts},"lat":${54 + i / 1e6},"lon":${25 + i / 1e6},"alt":${i % 300},"speed":${i % 200},"heading":${i % 360},"sats":9,"rx":${ts + 5}}`,
-      );
+      const position = {
+        ...at(i % 4, `${ts}-${i % 7}`, String(356307040000000 + (i % 5_000)), ts),
+        body: flatString(
+          `"ts":${ts},"lat":${54 + i / 1e6},"lon":${25 + i / 1e6},"alt":${i % 300},"speed":${i % 200},"heading":${i % 360},"sats":9,"rx":${ts + 5}}`,
+        ),
+      };
       h.add(position);
     }
     gc();

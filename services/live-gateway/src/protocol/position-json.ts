@@ -13,7 +13,7 @@ export interface LivePosition {
   /** Ingestion receive time, ms. */
   rx: number;
   /** `"ts":..,"lat":..,...,"rx":..}`: the JSON object after device_id and label. */
-  body: string;
+  readonly body: string;
   /** W3C traceparent of a sampled position (the entry's `tp`): its publish continues that trace. */
   traceparent?: string | undefined;
   /** The stream it was read from (a cursor source: 0..shards-1 the shard streams) and its entry id there. */
@@ -86,10 +86,6 @@ export class ReadPosition implements LivePosition {
       this.satellites,
       this.rx,
     ));
-  }
-
-  set body(text: string) {
-    this.text = text;
   }
 }
 
