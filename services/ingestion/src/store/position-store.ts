@@ -48,13 +48,44 @@ export interface DeadLetter {
 
 const POSITION_ORIGINAL_FIELD = DEAD_LETTER_ORIGINAL_PREFIX + POSITION_FIELD;
 
+/** A packet waiting for its shard's admission call. */
+interface QueuedPacket {
+  entries: readonly Buffer[];
+  /** Backpressure engaged: live-only whatever the backlog. */
+  liveOnly: boolean;
+  traceparent: string;
+  resolve(admission: Admission): void;
+  reject(err: StoreError): void;
+}
+
+/** The packets of one shard gathered in the current event-loop turn. */
+interface ShardBatch {
+  shardKey: string;
+  liveKey: string;
+  packets: QueuedPacket[];
+  records: number;
+}
+
 /**
- * Appends encoded Positions to a shard, through the admission script (admission-script.ts): one
- * EVALSHA per packet, every record admitted or none. Resolves with the outcome only when Redis
- * replied, which is what makes an acknowledgement to the device safe; rejects with StoreError when
- * Redis failed. The entries of a sampled packet also carry its traceparent (field `tp`).
+ * One admission call carries at most this many records (or MAX_BATCH_PACKETS packets): Redis runs a
+ * script alone, so a bounded call keeps every other client's wait short (a 50-record packet of a
+ * flood is one call of its own, 1 Hz packets of many devices share one).
+ */
+const MAX_BATCH_RECORDS = 512;
+const MAX_BATCH_PACKETS = 128;
+
+/**
+ * Appends encoded Positions to a shard, through the admission script (admission-script.ts). Packets
+ * of many devices are read in the same poll phase: the packets a turn offers to one shard wait for
+ * the turn's check phase (setImmediate, no timer) and go in one EVALSHA, which admits each packet
+ * whole or not at all; the calls of every shard leave in one socket write. At 2,000 devices x 1 Hz
+ * a turn holds several packets: one command, one script run and one XINFO per turn and shard
+ * instead of per packet. Each packet's promise resolves with its own outcome only when Redis
+ * replied, which is what makes an acknowledgement to the device safe; it rejects with StoreError
+ * when Redis failed (every packet of that call). The entries of a sampled packet also carry its
+ * traceparent (field `tp`).
  *
- * With `minReplicas` >= 1 a WAIT follows the EVALSHA (see runReplicated): admitted records count as
+ * With `minReplicas` >= 1 a WAIT follows each EVALSHA (see runReplicated): admitted records count as
  * stored only once that many replicas confirmed them, so a failover cannot lose an acknowledged
  * position. Not confirmed in time: StoreError (not acknowledged; the device resends).
  */
@@ -62,8 +93,9 @@ export class PositionStore {
   private readonly cap: string;
   private readonly liveMaxLen: string;
   private readonly deadLetterMaxLen: string;
-  /** The Redis socket corked for the current event-loop turn (see coalesceWrites). */
-  private corked: Writable | undefined;
+  /** This turn's packets by shard key, sent in the check phase (flushScheduled). */
+  private readonly batches = new Map<string, ShardBatch>();
+  private flushScheduled = false;
 
   constructor(
     private readonly redis: StreamClient,
@@ -81,30 +113,70 @@ export class PositionStore {
   }
 
   /** Admits every record into `shardKey`, or appends them all to `liveKey` when the shard is at its cap. */
-  async append(shardKey: string, liveKey: string, entries: readonly Buffer[], traceparent?: string): Promise<Admission> {
-    return this.run(shardKey, liveKey, this.cap, entries, traceparent);
+  append(shardKey: string, liveKey: string, entries: readonly Buffer[], traceparent?: string): Promise<Admission> {
+    return this.enqueue(shardKey, liveKey, entries, false, traceparent);
   }
 
   /** Appends the records to `liveKey` only (backpressure engaged: viewers see them, the device is not acknowledged). */
-  async appendLive(shardKey: string, liveKey: string, entries: readonly Buffer[], traceparent?: string): Promise<Admission> {
-    return this.run(shardKey, liveKey, '-1', entries, traceparent);
+  appendLive(shardKey: string, liveKey: string, entries: readonly Buffer[], traceparent?: string): Promise<Admission> {
+    return this.enqueue(shardKey, liveKey, entries, true, traceparent);
   }
 
-  private async run(shardKey: string, liveKey: string, cap: string, entries: readonly Buffer[], traceparent?: string): Promise<Admission> {
-    if (entries.length === 0) return { admitted: true, backlog: 0 };
+  private enqueue(
+    shardKey: string,
+    liveKey: string,
+    entries: readonly Buffer[],
+    liveOnly: boolean,
+    traceparent?: string,
+  ): Promise<Admission> {
+    if (entries.length === 0) return Promise.resolve({ admitted: true, backlog: 0 });
+    return new Promise<Admission>((resolve, reject) => {
+      let batch = this.batches.get(shardKey);
+      if (batch !== undefined && (batch.records + entries.length > MAX_BATCH_RECORDS || batch.packets.length >= MAX_BATCH_PACKETS)) {
+        // Full: it leaves now (in order, before this packet's), this packet starts the next one.
+        this.batches.delete(shardKey);
+        void this.send(batch);
+        batch = undefined;
+      }
+      if (batch === undefined) {
+        batch = { shardKey, liveKey, packets: [], records: 0 };
+        this.batches.set(shardKey, batch);
+      }
+      batch.packets.push({ entries, liveOnly, traceparent: traceparent ?? '', resolve, reject });
+      batch.records += entries.length;
+      if (!this.flushScheduled) {
+        this.flushScheduled = true;
+        setImmediate(() => this.flush());
+      }
+    });
+  }
+
+  /** The turn's check phase: every shard's call, in one socket write where one socket carries them all. */
+  private flush(): void {
+    this.flushScheduled = false;
+    if (this.batches.size === 0) return;
+    const batches = [...this.batches.values()];
+    this.batches.clear();
+    // A cluster client writes to one socket per node: nothing to cork there.
+    const stream: Writable | undefined = this.redis instanceof Cluster ? undefined : this.redis.stream;
+    const cork = batches.length > 1 && stream !== undefined && stream.writable;
+    if (cork) stream.cork();
+    try {
+      for (const batch of batches) void this.send(batch);
+    } finally {
+      if (cork) stream.uncork();
+    }
+  }
+
+  /** One admission call for a batch; settles every packet's promise. */
+  private async send(batch: ShardBatch): Promise<void> {
+    const { shardKey, packets } = batch;
     const started = performance.now();
-    const args: (string | Buffer)[] = [
-      shardKey,
-      liveKey,
-      cap,
-      this.liveMaxLen,
-      PROCESSOR_GROUP,
-      POSITION_FIELD,
-      TRACE_FIELD,
-      traceparent ?? '',
-      ...entries,
-    ];
-    this.coalesceWrites();
+    const args: (string | Buffer)[] = [shardKey, batch.liveKey, this.cap, this.liveMaxLen, PROCESSOR_GROUP, POSITION_FIELD, TRACE_FIELD];
+    for (const packet of packets) {
+      args.push(String(packet.entries.length), packet.liveOnly ? '1' : '0', packet.traceparent);
+      for (const entry of packet.entries) args.push(entry);
+    }
     const minReplicas = this.options.minReplicas ?? 0;
     let reply: unknown;
     let confirmed = Number.POSITIVE_INFINITY;
@@ -123,17 +195,25 @@ export class PositionStore {
     } catch (err) {
       // In a cluster, the slot may have moved (failover): the next append goes to its new master.
       refreshOnTopologyError(this.redis, err);
-      throw new StoreError(`admission to ${shardKey} failed: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+      const failed = new StoreError(`admission to ${shardKey} failed: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+      for (const packet of packets) packet.reject(failed);
+      return;
     }
     this.xaddSeconds.observe((performance.now() - started) / 1000);
-    if (!Array.isArray(reply) || typeof reply[0] !== 'number' || typeof reply[1] !== 'number')
-      throw new StoreError(`admission to ${shardKey} returned an unexpected reply`);
-    if (reply[0] === 1 && reply.length !== 2 + entries.length)
-      throw new StoreError(`admission to ${shardKey} returned ${reply.length - 2} ids for ${entries.length} records`);
-    if (reply[0] === 1 && !(confirmed >= minReplicas)) {
-      throw new StoreError(`records on ${shardKey} confirmed by ${confirmed} of ${minReplicas} replicas in time`);
+    const outcomes = admissionsOf(reply, packets);
+    if (outcomes instanceof Error) {
+      const failed = new StoreError(`admission to ${shardKey} ${outcomes.message}`);
+      for (const packet of packets) packet.reject(failed);
+      return;
     }
-    return { admitted: reply[0] === 1, backlog: reply[1] };
+    packets.forEach((packet, i) => {
+      const outcome = outcomes[i] as Admission;
+      if (outcome.admitted && !(confirmed >= minReplicas)) {
+        packet.reject(new StoreError(`records on ${shardKey} confirmed by ${confirmed} of ${minReplicas} replicas in time`));
+      } else {
+        packet.resolve(outcome);
+      }
+    });
   }
 
   /**
@@ -158,25 +238,6 @@ export class PositionStore {
     if (scriptResult[0]) throw scriptResult[0];
     if (waitResult[0]) throw waitResult[0];
     return { reply: scriptResult[1], confirmed: Number(waitResult[1]) };
-  }
-
-  /**
-   * Packets of many devices are read in the same poll phase: their admission calls go out in one
-   * socket write (writev) at the end of the turn instead of one write per packet, and their replies
-   * come back in one read. The Redis socket is corked at the turn's first call and uncorked in
-   * setImmediate (the same turn's check phase), so nothing waits longer than the turn itself. On
-   * loopback the write syscall cost ~16 us of CPU per packet at 2,000 devices x 1 Hz.
-   */
-  private coalesceWrites(): void {
-    // A cluster client writes to one socket per node: nothing to cork here.
-    const stream: Writable | undefined = this.redis instanceof Cluster ? undefined : this.redis.stream;
-    if (stream === undefined || stream === this.corked) return;
-    stream.cork();
-    this.corked = stream;
-    setImmediate(() => {
-      this.corked = undefined;
-      stream.uncork();
-    });
   }
 
   /**
@@ -219,4 +280,25 @@ export class PositionStore {
     if (results === null) throw new StoreError(`XADD to ${key} returned no replies`);
     for (const [err] of results) if (err) throw new StoreError(`XADD to ${key} failed: ${err.message}`, { cause: err });
   }
+}
+
+/**
+ * Each packet's outcome from the script's reply ({admitted, backlog} per packet, then the ids of the
+ * admitted records), or what is wrong with the reply: an admitted packet counts only when Redis
+ * returned an id for every record the call admitted.
+ */
+export function admissionsOf(reply: unknown, packets: readonly { entries: readonly unknown[] }[]): Admission[] | Error {
+  if (!Array.isArray(reply) || reply.length < 2 * packets.length) return new Error('returned an unexpected reply');
+  const outcomes: Admission[] = [];
+  let admittedRecords = 0;
+  for (let i = 0; i < packets.length; i++) {
+    const admitted: unknown = reply[2 * i];
+    const backlog: unknown = reply[2 * i + 1];
+    if ((admitted !== 0 && admitted !== 1) || typeof backlog !== 'number') return new Error('returned an unexpected reply');
+    if (admitted === 1) admittedRecords += packets[i]?.entries.length ?? 0;
+    outcomes.push({ admitted: admitted === 1, backlog });
+  }
+  const ids = reply.length - 2 * packets.length;
+  if (ids !== admittedRecords) return new Error(`returned ${ids} ids for ${admittedRecords} admitted records`);
+  return outcomes;
 }
