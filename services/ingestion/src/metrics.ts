@@ -104,7 +104,7 @@ export class IngestionMetrics {
     this.keepalives = new Counter({ name: 'pitwall_ingestion_keepalives_total', help: 'TCP keepalive bytes (0xFF) received.', registers });
     this.xaddSeconds = new Histogram({
       name: 'pitwall_ingestion_xadd_duration_seconds',
-      help: 'Round trip of the admission script call (EVALSHA) of one packet.',
+      help: 'Round trip of one admission script call (EVALSHA): the packets one event-loop turn offers a shard.',
       buckets: LATENCY_BUCKETS_SECONDS,
       registers,
     });
