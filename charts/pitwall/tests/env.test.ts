@@ -2,9 +2,20 @@ import { ingestionConfigProblems, ingestionEnv } from '@pitwall/ingestion';
 import { liveGatewayEnv } from '@pitwall/live-gateway';
 import { parseConfig } from '@pitwall/platform';
 import { writerEnv } from '@pitwall/writer';
+import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { COMPONENTS, componentName, ENVIRONMENTS, render, renderEnvironment, type Component, type KubeObject } from './support/chart.js';
+import {
+  CHART_DIR,
+  COMPONENTS,
+  componentName,
+  ENVIRONMENTS,
+  render,
+  renderEnvironment,
+  type Component,
+  type KubeObject,
+} from './support/chart.js';
 import { containerEnvironment, deployment, mainContainer, podSpec } from './support/objects.js';
+import { schemaAt, valueSettings, type SchemaNode } from './support/values-docs.js';
 
 /**
  * The chart against the services' own configuration schemas (the `<name>Env` shapes whose keys are the
@@ -13,7 +24,7 @@ import { containerEnvironment, deployment, mainContainer, podSpec } from './supp
  */
 
 /** What the tests need of a schema: parsing one variable (zod's safeParse). */
-type Shape = Record<string, { safeParse(value: unknown): { success: boolean } }>;
+type Shape = Record<string, { safeParse(value: unknown): { success: boolean; data?: unknown } }>;
 
 const SHAPES: Record<Component, Shape> = {
   ingestion: ingestionEnv,
@@ -131,7 +142,126 @@ describe.each(VARIANTS)('environment variables with the %s values', (variant) =>
   });
 });
 
+/** The values.yaml section of each component. */
+const SECTIONS: Record<Component, string> = { ingestion: 'ingestion', writer: 'writer', 'live-gateway': 'liveGateway' };
+
+/**
+ * Chart values that set one integer variable of their service unchanged (no unit conversion): the
+ * schema describes each with the variable's name and must have the service's bounds (its intVar), the
+ * default must be the service's, and the component's ConfigMap must pass the value to the variable.
+ */
+const DIRECT_VALUES: readonly (readonly [Component, string, string])[] = [
+  ['ingestion', 'ingestion.streamMaxlen', 'STREAM_MAXLEN'],
+  ['ingestion', 'ingestion.liveStreamMaxlen', 'INGESTION_LIVE_STREAM_MAXLEN'],
+  ['ingestion', 'ingestion.deadLetterMaxlen', 'INGESTION_DEAD_LETTER_MAXLEN'],
+  ['ingestion', 'ingestion.maxFutureMs', 'INGESTION_MAX_FUTURE_MS'],
+  ['ingestion', 'ingestion.maxFrameBytes', 'INGESTION_MAX_FRAME_BYTES'],
+  ['ingestion', 'ingestion.handshakeTimeoutMs', 'INGESTION_HANDSHAKE_TIMEOUT_MS'],
+  ['ingestion', 'ingestion.frameTimeoutMs', 'INGESTION_FRAME_TIMEOUT_MS'],
+  ['ingestion', 'ingestion.maxConnectionsPerAddress', 'INGESTION_MAX_CONNECTIONS_PER_ADDRESS'],
+  ['ingestion', 'ingestion.minReplicas', 'INGESTION_MIN_REPLICAS'],
+  ['ingestion', 'ingestion.replicaTimeoutMs', 'INGESTION_REPLICA_TIMEOUT_MS'],
+  ['writer', 'writer.batchMaxBytes', 'WRITER_BATCH_MAX_BYTES'],
+  ['writer', 'writer.deadLetterMaxlen', 'WRITER_DEAD_LETTER_MAXLEN'],
+  ['writer', 'writer.trimIntervalMs', 'WRITER_TRIM_INTERVAL_MS'],
+  ['live-gateway', 'liveGateway.history.seconds', 'GATEWAY_HISTORY_SECONDS'],
+  ['live-gateway', 'liveGateway.history.maxBytes', 'GATEWAY_HISTORY_MAX_BYTES'],
+  ['live-gateway', 'liveGateway.warmMaxBytes', 'GATEWAY_WARM_MAX_BYTES'],
+  ['live-gateway', 'liveGateway.maxFutureMs', 'GATEWAY_MAX_FUTURE_MS'],
+  ['live-gateway', 'liveGateway.drainReconnectsPerSecond', 'GATEWAY_DRAIN_RECONNECTS_PER_SECOND'],
+  ['live-gateway', 'liveGateway.resumeWaitMs', 'GATEWAY_RESUME_WAIT_MS'],
+  ['live-gateway', 'liveGateway.warmTailEntries', 'GATEWAY_WARM_TAIL_ENTRIES'],
+];
+
+/** Where the schema's bounds of a value differ from what the service accepts (each bound accepted, one beyond it refused). */
+function boundProblems(node: SchemaNode | undefined, variable: string, shape: Shape): string[] {
+  const schema = shape[variable];
+  if (schema === undefined) return [`the service reads no ${variable}`];
+  if (node === undefined) return ['no schema'];
+  const accepts = (n: number) => schema.safeParse(String(n)).success;
+  const problems: string[] = [];
+  if (node.type !== 'integer') problems.push(`type ${String(node.type)}, not integer`);
+  if (node.description !== variable) problems.push(`description ${String(node.description)}, not ${variable}`);
+  if (node.minimum === undefined) problems.push('no minimum');
+  else if (!accepts(node.minimum)) problems.push(`the service refuses the minimum ${node.minimum}`);
+  else if (accepts(node.minimum - 1)) problems.push(`the service accepts ${node.minimum - 1}, below the minimum`);
+  if (node.maximum === undefined) problems.push('no maximum');
+  else if (!accepts(node.maximum)) problems.push(`the service refuses the maximum ${node.maximum}`);
+  else if (accepts(node.maximum + 1)) problems.push(`the service accepts ${node.maximum + 1}, above the maximum`);
+  return problems;
+}
+
+/** A values override setting the dotted key. */
+function valuesWith(key: string, value: number, into: Record<string, unknown> = {}): Record<string, unknown> {
+  const parts = key.split('.');
+  let node = into;
+  for (const part of parts.slice(0, -1)) {
+    const next = node[part];
+    node[part] = typeof next === 'object' && next !== null ? next : {};
+    node = node[part] as Record<string, unknown>;
+  }
+  node[parts.at(-1) as string] = value;
+  return into;
+}
+
+describe('chart values that set one service variable each', () => {
+  const defaults = new Map(valueSettings(join(CHART_DIR, 'values.yaml')).map((s) => [s.key, s.value]));
+
+  it('lists every integer value whose schema names a variable of its service', () => {
+    const listed = new Set(DIRECT_VALUES.map(([, key]) => key));
+    const unlisted = COMPONENTS.flatMap((component) =>
+      [...defaults.keys()].filter((key) => {
+        const node = schemaAt(key);
+        const named = node?.description !== undefined && node.description in SHAPES[component];
+        return key.startsWith(`${SECTIONS[component]}.`) && node?.type === 'integer' && named && !listed.has(key);
+      }),
+    );
+    expect(unlisted).toEqual([]);
+  });
+
+  it.each(DIRECT_VALUES)('%s: %s has the bounds of %s in the schema', (component, key, variable) => {
+    expect(boundProblems(schemaAt(key), variable, SHAPES[component])).toEqual([]);
+  });
+
+  it.each(DIRECT_VALUES)('%s: %s defaults to what %s defaults to', (component, key, variable) => {
+    const serviceDefault = SHAPES[component][variable]?.safeParse(undefined).data;
+    expect(serviceDefault).toBeTypeOf('number');
+    expect(defaults.get(key)).toBe(serviceDefault);
+    expect(environmentOf(objectsOf('default'), component).env[variable]).toBe(String(serviceDefault));
+  });
+
+  it('passes each value to its variable (every one set at once, to a value of its own)', async () => {
+    const values: Record<string, unknown> = {};
+    const expected: [Component, string, number][] = [];
+    for (const [index, [component, key, variable]] of DIRECT_VALUES.entries()) {
+      const node = schemaAt(key);
+      // Distinct values in bounds, none of them a default: a value wired to another's variable shows.
+      let value = (node?.minimum ?? 0) + 1 + index;
+      if (value === defaults.get(key)) value += DIRECT_VALUES.length;
+      expect(value, key).toBeLessThanOrEqual(node?.maximum ?? Number.MAX_SAFE_INTEGER);
+      valuesWith(key, value, values);
+      expected.push([component, variable, value]);
+    }
+    const objects = await render({ values });
+    for (const [component, variable, value] of expected) {
+      const { env } = environmentOf(objects, component);
+      expect(env[variable], `${component} ${variable}`).toBe(String(value));
+    }
+  });
+});
+
 describe('checks that can fail', () => {
+  it('notices a schema bound the service does not share', () => {
+    const node: SchemaNode = { type: 'integer', description: 'GATEWAY_RESUME_WAIT_MS', minimum: 0, maximum: 60_000 };
+    expect(boundProblems(node, 'GATEWAY_RESUME_WAIT_MS', liveGatewayEnv)).toEqual([]);
+    expect(boundProblems({ ...node, minimum: 1 }, 'GATEWAY_RESUME_WAIT_MS', liveGatewayEnv)).toEqual([
+      'the service accepts 0, below the minimum',
+    ]);
+    expect(boundProblems({ ...node, maximum: 60_001 }, 'GATEWAY_RESUME_WAIT_MS', liveGatewayEnv)).toEqual([
+      'the service refuses the maximum 60001',
+    ]);
+  });
+
   it('notices a variable no service reads', async () => {
     const objects = await render({ values: { writer: { env: { WRITER_BATCH_SIZ: '10' } } } });
     const { names } = environmentOf(objects, 'writer');

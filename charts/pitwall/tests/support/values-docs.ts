@@ -9,12 +9,14 @@ import { CHART_DIR } from './chart.js';
  * labels, env) is one setting whose entries are data.
  */
 
-interface SchemaNode {
+export interface SchemaNode {
   type?: string | string[];
   properties?: Record<string, SchemaNode>;
   additionalProperties?: boolean | SchemaNode;
   $ref?: string;
   description?: string;
+  minimum?: number;
+  maximum?: number;
 }
 
 export const schema = JSON.parse(readFileSync(join(CHART_DIR, 'values.schema.json'), 'utf8')) as SchemaNode & {
@@ -27,6 +29,13 @@ function resolveRef(node: SchemaNode): SchemaNode {
   const target = schema.definitions[name];
   if (target === undefined) throw new Error(`unresolved $ref ${node.$ref}`);
   return resolveRef(target);
+}
+
+/** The schema of a setting by its dotted path (e.g. writer.batchMaxBytes), references resolved; undefined when it declares none. */
+export function schemaAt(key: string): SchemaNode | undefined {
+  let node: SchemaNode | undefined = schema;
+  for (const part of key.split('.')) node = node === undefined ? undefined : resolveRef(node).properties?.[part];
+  return node === undefined ? undefined : resolveRef(node);
 }
 
 export interface ValueSetting {
