@@ -1,9 +1,10 @@
 import type { Socket } from 'node:net';
 import uWS from 'uWebSockets.js';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { createMetricsRegistry } from '@pitwall/platform';
 import { waitFor } from '@pitwall/testkit';
 import { EventDirectory, type EventDevice, type EventEntries } from '../src/events/event-directory.js';
+import { nextSlotMs } from '../src/fanout/flush-slots.js';
 import type { HubClient } from '../src/fanout/hub-client.js';
 import { LatestPositions } from '../src/fanout/latest-positions.js';
 import { LiveHub, type LiveHubOptions } from '../src/fanout/live-hub.js';
@@ -72,15 +73,18 @@ afterEach(() => {
   for (const server of servers.splice(0)) server.close();
 });
 
-async function startHubServer(options: Partial<LiveHubOptions> & { maxBackpressure?: number } = {}): Promise<HubServer> {
+async function startHubServer(
+  options: Partial<LiveHubOptions> & { maxBackpressure?: number; now?: () => number } = {},
+): Promise<HubServer> {
   const app = uWS.App();
   const metrics = createGatewayMetrics(createMetricsRegistry());
   const directory = new EventDirectory(testDirectusClient('http://127.0.0.1:9'), 'unused', metrics, 60_000, 0);
-  const hub = new LiveHub(app, directory, new LatestPositions(10_000), metrics, {
+  const hubOptions: LiveHubOptions = {
     batchWindowMs: options.batchWindowMs ?? 0,
     conflateBufferBytes: options.conflateBufferBytes ?? 256 * 1024,
     slowClientTimeoutMs: options.slowClientTimeoutMs ?? 60_000,
-  });
+  };
+  const hub = new LiveHub(app, directory, new LatestPositions(10_000), metrics, hubOptions, options.now);
   let nextId = 1;
   app.ws<SocketData>('/live', {
     maxBackpressure: options.maxBackpressure ?? 4 * 1024 * 1024,
@@ -171,6 +175,31 @@ describe('fan-out over uWS topics', () => {
     expect((await value(server.metrics.framesPublished)) - published).toBe(2);
     expect(await value(server.metrics.framesSent, { kind: 'positions' })).toBe(5);
     await Promise.all([one, oneAgain, two, both].map((c) => c.close()));
+  });
+
+  it('publishes the frames of events read together each at its own slot, not all in one go', async () => {
+    const window = 1_000;
+    // The hub reads the clock at each call, so that it sees the fake one below.
+    const server = await startHubServer({ batchWindowMs: window, now: () => Date.now() });
+    const one = await subscriber(server, [1]);
+    const two = await subscriber(server, [2]);
+    // The hub's timers and clock only; the sockets stay real.
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'Date'], now: 1_750_000_000_000 });
+    try {
+      const published = await value(server.metrics.framesPublished);
+      const now = Date.now();
+      server.hub.onPositions([position('356307040000000', 500), position('356307040000004', 500)]);
+      const [first, second] = [nextSlotMs(now, window, 1), nextSlotMs(now, window, 2)].sort((a, b) => a - b) as [number, number];
+      expect(first).toBeLessThan(second);
+      await vi.advanceTimersByTimeAsync(first - now);
+      expect((await value(server.metrics.framesPublished)) - published).toBe(1);
+      await vi.advanceTimersByTimeAsync(second - first);
+      expect((await value(server.metrics.framesPublished)) - published).toBe(2);
+    } finally {
+      vi.useRealTimers();
+    }
+    await waitFor('frames', () => one.framesOf('positions').length === 1 && two.framesOf('positions').length === 1);
+    await Promise.all([one, two].map((c) => c.close()));
   });
 
   it('forwards a device position only when newer than the last one forwarded: resends never show twice nor move a car back', async () => {

@@ -6,12 +6,13 @@ import { PositionHistory, type HeldPosition } from '../history/position-history.
 import type { GatewayMetrics } from '../metrics.js';
 import type { LivePosition } from '../protocol/position-json.js';
 import { positionsMessage, subscribedMessage } from '../protocol/server-message.js';
+import { nextSlotMs } from './flush-slots.js';
 import type { HubClient } from './hub-client.js';
 import type { LatestPositions } from './latest-positions.js';
 import { tracedPosition, tracePublished, type TracedPosition } from './publish-trace.js';
 
 export interface LiveHubOptions {
-  /** Positions of an event within this window go out as one frame; 0: one frame per read batch. */
+  /** An event's positions go out as one frame at its next slot, slots this far apart at a phase per event (flush-slots.ts); 0: one frame per read batch. */
   batchWindowMs: number;
   /** Buffered bytes beyond which a client is conflated. */
   conflateBufferBytes: number;
@@ -111,6 +112,8 @@ export class LiveHub {
   private subscriptionCount = 0;
   private readonly history: PositionHistory;
   private waiters: CatchUpWaiter[] = [];
+  /** Per event with a pending frame so far, the slot its timer published last. */
+  private readonly lastSlots = new Map<number, number>();
 
   constructor(
     private readonly app: TemplatedApp,
@@ -339,10 +342,7 @@ export class LiveHub {
         if (frame === undefined) {
           frame = { parts: [], rx: [], timer: undefined, traced: undefined };
           this.pending.set(route.eventId, frame);
-          if (this.options.batchWindowMs > 0) {
-            const eventId = route.eventId;
-            frame.timer = setTimeout(() => this.flush(eventId), this.options.batchWindowMs);
-          }
+          if (this.options.batchWindowMs > 0) frame.timer = this.flushAtSlot(route.eventId);
         }
         frame.parts.push(route.prefix + position.body);
         frame.rx.push(position.rx);
@@ -364,6 +364,16 @@ export class LiveHub {
     this.metrics.historyPositions.set(this.history.size);
     if (this.options.batchWindowMs === 0) for (const eventId of [...this.pending.keys()]) this.flush(eventId);
     if (this.waiters.length > 0) this.releaseWaiters();
+  }
+
+  /** The timer of an event's new pending frame: its next slot (flush-slots.ts). */
+  private flushAtSlot(eventId: number): NodeJS.Timeout {
+    const now = this.now();
+    const slot = nextSlotMs(now, this.options.batchWindowMs, eventId, this.lastSlots.get(eventId));
+    return setTimeout(() => {
+      this.lastSlots.set(eventId, slot);
+      this.flush(eventId);
+    }, slot - now);
   }
 
   private releaseWaiters(): void {
@@ -523,6 +533,7 @@ export class LiveHub {
     } else {
       this.subscriberCount.delete(eventId);
       this.recoveries.delete(eventId);
+      this.lastSlots.delete(eventId);
       this.directory.setWatched(eventId, false);
       const frame = this.pending.get(eventId);
       if (frame !== undefined) {
