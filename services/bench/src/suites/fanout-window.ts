@@ -31,9 +31,18 @@ import { EVENTS, prepareEnvironment, type Environment, type Server } from './liv
 // 100 ms window was served at 43%).
 //
 // Each step also says where its latency went: the gateway's mean rx -> publish (window wait, read,
-// event loop) beside the viewers' mean rx -> viewer. A second QUICK run (live-gateway README, Sends per
-// viewer): at 8,000 viewers the core was 43% / 25% / 16% busy at 100 / 250 / 500 ms, all three served
-// 8,000 and none 12,000, late before the publish while the core was at 49% / 34% / 26%.
+// event loop) beside the viewers' mean rx -> viewer. rx is the producer's clock as it appends (the
+// producer, Redis and the viewers share the clients' CPU); rx -> publish is taken by the gateway right
+// after uWS's publish call, before uWS writes the frame to the sockets (its topic-tree drain, later in
+// the same loop iteration). Before the gateway's flush slots (live-gateway README, Sends per viewer) the larger
+// windows were late before the publish with the core mostly idle (full run: 6,750 viewers at 250 and
+// 500 ms, core 24% and 17% busy): every event's window timer started in the same read, so every
+// viewer's frame was written in one drain per window (100-150 ms at 6,000-8,000 viewers, 500 ms), the
+// next read waited behind it and the next windows started only then. Not the bench: the producer's
+// entries reached Redis within ~1 ms (Redis entry id time - rx) while the gateway read them up to a
+// drain late. With a slot per event, QUICK runs before -> after: 100 ms 8,000 -> 8,000 viewers (the
+// core is its limit: late at 12,000, 78% busy), 250 ms 6,000 -> 16,000, 500 ms 8,000 -> 16,000 (the end
+// of the QUICK schedule under 20,000 open files; cores 68% and 47% busy), rx -> publish half a window.
 //
 // What the other two levers of the issue would cost, from live-hub.ts (not built; README, fan-out):
 // - A per-viewer rate limit (at most N frames/s) breaks the one serialisation per topic publish: a
@@ -44,10 +53,10 @@ import { EVENTS, prepareEnvironment, type Environment, type Server } from './liv
 //   class at subscribe) keep one serialisation per topic publish, and buy for those viewers what this
 //   sweep measures for the larger window.
 // - Merging several subscribed events into one frame per window only helps viewers with several
-//   subscriptions (one event per viewer here, and in a race map). uWS already sends what is
-//   published to one subscriber within one event-loop iteration in one write, so aligning the
-//   events' windows to one clock would save the syscalls without a protocol change; one frame of
-//   several events would need a new message and a topic per combination of events.
+//   subscriptions (one event per viewer here, and in a race map). uWS sends what is published to one
+//   subscriber within one event-loop iteration in one write, but aligning the events' slots for that
+//   would put every viewer's write back into one drain (the wait above); one frame of several events
+//   would need a new message and a topic per combination of events.
 
 const SUITE = 'fanout-window';
 /** The windows swept; the first is the default's, the baseline of the others. */
