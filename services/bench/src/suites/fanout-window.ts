@@ -40,9 +40,10 @@ import { EVENTS, prepareEnvironment, type Environment, type Server } from './liv
 // viewer's frame was written in one drain per window (100-150 ms at 6,000-8,000 viewers, 500 ms), the
 // next read waited behind it and the next windows started only then. Not the bench: the producer's
 // entries reached Redis within ~1 ms (Redis entry id time - rx) while the gateway read them up to a
-// drain late. With a slot per event, QUICK runs before -> after: 100 ms 8,000 -> 8,000 viewers (the
-// core is its limit: late at 12,000, 78% busy), 250 ms 6,000 -> 16,000, 500 ms 8,000 -> 16,000 (the end
-// of the QUICK schedule under 20,000 open files; cores 68% and 47% busy), rx -> publish half a window.
+// drain late. With a slot per event, QUICK runs (one before, two after, the same viewers both times):
+// 100 ms 8,000 -> 8,000 viewers (the core is its limit: late at 12,000, 78% busy), 250 ms 6,000 ->
+// 16,000, 500 ms 8,000 -> 16,000 (the end of the QUICK schedule under 20,000 open files; cores 68-77%
+// and 45-47% busy), rx -> publish half a window.
 //
 // What the other two levers of the issue would cost, from live-hub.ts (not built; README, fan-out):
 // - A per-viewer rate limit (at most N frames/s) breaks the one serialisation per topic publish: a
