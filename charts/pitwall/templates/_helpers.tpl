@@ -73,6 +73,20 @@ app.kubernetes.io/component: {{ .name }}
 {{- printf "%s-shared" (include "pitwall.fullname" .) -}}
 {{- end -}}
 
+{{/*
+The data of a component's ConfigMap: .values, the variables its chart values set (name: value), then .env,
+its `env` map, which wins for a variable both set (one key, env's value; an install that set a variable in
+env before the chart had a value for it keeps its setting). One line per variable, sorted by name.
+*/}}
+{{- define "pitwall.configData" -}}
+{{- $data := dict -}}
+{{- range $name, $value := .values }}{{ $_ := set $data $name $value }}{{ end -}}
+{{- range $name, $value := .env }}{{ $_ := set $data $name $value }}{{ end -}}
+{{- range $name, $value := $data }}
+{{ $name }}: {{ $value | quote }}
+{{- end }}
+{{- end -}}
+
 {{/* Image reference: <registry>/<component>:<tag> or @<digest>; a component may override repository, tag, digest. */}}
 {{- define "pitwall.image" -}}
 {{- $repository := default (printf "%s/%s" .root.Values.image.registry .name) .values.image.repository -}}
