@@ -4,17 +4,21 @@ import { parseConfig } from '@pitwall/platform';
 import { writerEnv } from '@pitwall/writer';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { isMap, isScalar, parseAllDocuments, visit } from 'yaml';
 import {
   CHART_DIR,
   COMPONENTS,
   componentName,
   ENVIRONMENTS,
+  parseObjects,
   render,
-  renderEnvironment,
+  template,
+  valuesFile,
   type Component,
   type KubeObject,
+  type RenderOptions,
 } from './support/chart.js';
-import { containerEnvironment, deployment, mainContainer, podSpec } from './support/objects.js';
+import { configMapData, containerEnvironment, deployment, mainContainer, podSpec } from './support/objects.js';
 import { schemaAt, valueSettings, type SchemaNode } from './support/values-docs.js';
 
 /**
@@ -72,11 +76,22 @@ function shutdownTimeoutMs(component: Component, env: Record<string, string>): n
 
 const VARIANTS = ['default', ...ENVIRONMENTS] as const;
 const rendered = new Map<string, KubeObject[]>();
+/** The text helm printed for each variant (what a YAML parser's objects no longer show, e.g. a repeated key). */
+const renderedText = new Map<string, string>();
+
+/** `helm template` text, failing with helm's message when rendering fails. */
+async function renderText(options: RenderOptions = {}): Promise<string> {
+  const result = await template(options);
+  if (result.code !== 0) throw new Error(`helm template failed (${result.code}):\n${result.stderr}`);
+  return result.stdout;
+}
 
 beforeAll(async () => {
   await Promise.all(
     VARIANTS.map(async (v) => {
-      rendered.set(v, v === 'default' ? await render() : await renderEnvironment(v));
+      const text = await renderText(v === 'default' ? {} : { valuesFiles: [valuesFile(v)] });
+      renderedText.set(v, text);
+      rendered.set(v, parseObjects(text));
     }),
   );
 }, 120_000);
@@ -250,7 +265,90 @@ describe('chart values that set one service variable each', () => {
   });
 });
 
+/**
+ * Keys that occur more than once in one mapping of a rendered object, as `<kind>/<name>: <key>`. Read from
+ * the YAML text with duplicates allowed, so that a repeated key shows whatever the parser would make of it
+ * (an error, or the last one winning).
+ */
+function repeatedKeys(text: string): string[] {
+  const repeated: string[] = [];
+  for (const document of parseAllDocuments(text, { uniqueKeys: false })) {
+    const object: unknown = document.toJS();
+    if (object === null || object === undefined) continue;
+    const { kind, metadata } = object as Partial<KubeObject>;
+    const label = `${kind ?? '?'}/${metadata?.name ?? '?'}`;
+    visit(document, {
+      Map(_, map) {
+        if (!isMap(map)) return;
+        const seen = new Set<string>();
+        for (const pair of map.items) {
+          const key = isScalar(pair.key) ? String(pair.key.value) : String(pair.key);
+          if (seen.has(key)) repeated.push(`${label}: ${key}`);
+          seen.add(key);
+        }
+      },
+    });
+  }
+  return repeated;
+}
+
+/** Values setting each component's `env` (the values.yaml sections). */
+function envValues(env: Record<Component, Record<string, string>>): Record<string, unknown> {
+  return Object.fromEntries(COMPONENTS.map((c) => [SECTIONS[c], { env: env[c] }]));
+}
+
+describe('env and the chart values that set the same variable', () => {
+  it.each(VARIANTS)('renders no object with a repeated key with the %s values', (variant) => {
+    expect(repeatedKeys(renderedText.get(variant) ?? '')).toEqual([]);
+  });
+
+  it("lets env win for every variable each ConfigMap sets from a value: one key each, with env's value", async () => {
+    // Every key of a component's ConfigMap in the default render comes from a chart value; env sets each again.
+    const env = Object.fromEntries(
+      COMPONENTS.map((c) => {
+        const names = Object.keys(configMapData(objectsOf('default'), componentName(c)));
+        return [c, Object.fromEntries(names.map((name) => [name, `from-env-${name}`]))];
+      }),
+    ) as Record<Component, Record<string, string>>;
+    expect(Object.keys(env.writer)).toContain('WRITER_TRIM_INTERVAL_MS');
+    expect(Object.keys(env['live-gateway'])).toEqual(
+      expect.arrayContaining(['GATEWAY_RESUME_WAIT_MS', 'GATEWAY_WARM_TAIL_ENTRIES', 'GATEWAY_CLIENT_ADDRESS_HEADER']),
+    );
+    const text = await renderText({ values: envValues(env) });
+    expect(repeatedKeys(text)).toEqual([]);
+    const objects = parseObjects(text);
+    for (const component of COMPONENTS) expect(configMapData(objects, componentName(component)), component).toEqual(env[component]);
+  });
+
+  it('keeps the settings of an install that set variables in env before the chart had values for them', async () => {
+    const env: Record<Component, Record<string, string>> = {
+      ingestion: { STREAM_MAXLEN: '200000', INGESTION_MAX_CONNECTIONS_PER_ADDRESS: '50' },
+      writer: { WRITER_TRIM_INTERVAL_MS: '15000', WRITER_PIPELINES: '2' },
+      'live-gateway': {
+        GATEWAY_RESUME_WAIT_MS: '500',
+        GATEWAY_WARM_TAIL_ENTRIES: '2500',
+        GATEWAY_CLIENT_ADDRESS_HEADER: 'x-forwarded-for',
+      },
+    };
+    const text = await renderText({ values: envValues(env) });
+    expect(repeatedKeys(text)).toEqual([]);
+    const objects = parseObjects(text);
+    for (const component of COMPONENTS) {
+      const { env: container } = environmentOf(objects, component);
+      for (const [name, value] of Object.entries(env[component])) expect(container[name], `${component} ${name}`).toBe(value);
+    }
+    expect(parseConfig(liveGatewayEnv, environmentOf(objects, 'live-gateway').env).GATEWAY_RESUME_WAIT_MS).toBe(500);
+    expect(parseConfig(writerEnv, environmentOf(objects, 'writer').env).WRITER_TRIM_INTERVAL_MS).toBe(15_000);
+  });
+});
+
 describe('checks that can fail', () => {
+  it('notices a key repeated in a ConfigMap, which parsing into objects would hide or refuse', () => {
+    const text = ['kind: ConfigMap', 'metadata:', '  name: x', 'data:', '  A: "1"', '  B: "2"', '  A: "3"', ''].join('\n');
+    expect(repeatedKeys(text)).toEqual(['ConfigMap/x: A']);
+    expect(repeatedKeys(text.replace('  A: "3"', '  C: "3"'))).toEqual([]);
+  });
+
   it('notices a schema bound the service does not share', () => {
     const node: SchemaNode = { type: 'integer', description: 'GATEWAY_RESUME_WAIT_MS', minimum: 0, maximum: 60_000 };
     expect(boundProblems(node, 'GATEWAY_RESUME_WAIT_MS', liveGatewayEnv)).toEqual([]);
