@@ -6,17 +6,17 @@ import { cpuSecondsOf } from '../proc-stat.js';
 import type { BenchContext, BenchResult, BenchSuite } from '../suite.js';
 import type { LoadResult } from './ingestion/load.js';
 
-// Ingestion: positions per second decoded, admitted (the admission script: one EVALSHA per packet
-// appends to the shard while the processor group's backlog is under STREAM_MAXLEN; Redis AOF with
-// fsync always, as production runs it) and acknowledged by the built service, from 1,000 TCP devices
-// driven by a load generator in its own process; against the ceiling of raw pipelined XADD of the
-// same Position bytes with ioredis into the same Redis, same run. The admission script alone against
-// pipelined XADD MAXLEN ~ (the path before it) says what the atomic admission costs. Then the
-// acknowledgement latency of 1,000 simulated devices at a race's 1 Hz, against a raw XADD round trip
-// at the same rate. The fleet run (2,000 devices x 1 Hz, one record per packet) also charges the
-// service's CPU (utime + stime from /proc over a window inside the run, whatever else the machine
-// runs) to each acknowledged position, beside the CPU a raw client spends on XADD of the same
-// entries at the same rate (one per call, as the service's packets come).
+// Ingestion: positions per second decoded, admitted (the admission script: one EVALSHA per shard per
+// event-loop turn appends each packet whole to the shard while the processor group's backlog is under
+// STREAM_MAXLEN; Redis AOF with fsync always, as production runs it) and acknowledged by the built
+// service, from 1,000 TCP devices driven by a load generator in its own process; against the ceiling
+// of raw pipelined XADD of the same Position bytes with ioredis into the same Redis, same run. The
+// admission script alone against pipelined XADD MAXLEN ~ (the path before it) says what the atomic
+// admission costs. Then the acknowledgement latency of 1,000 simulated devices at a race's 1 Hz,
+// against a raw XADD round trip at the same rate. The fleet run (2,000 devices x 1 Hz, one record per
+// packet) also charges the service's CPU (utime + stime from /proc over a window inside the run,
+// whatever else the machine runs) to each acknowledged position, beside the CPU a raw client spends on
+// XADD of the same entries at the same rate (one per call, as the service's packets come).
 
 const LOAD_SCRIPT = join(fileURLToPath(new URL('.', import.meta.url)), 'ingestion', 'load.js');
 const DEVICES = 1_000;
@@ -203,7 +203,7 @@ export const ingestionSuite: BenchSuite = {
         },
         {
           suite: 'ingestion',
-          figure: `admission script alone: records/s appended (EVALSHA per ${RECORDS_PER_PACKET}-record packet, 64 in flight)`,
+          figure: `admission script alone: records/s appended (${RECORDS_PER_PACKET}-record packets, 64 in flight, a turn's packets in one EVALSHA of at most 512 records)`,
           unit: 'records/s',
           value: admit.rate,
           baseline: {

@@ -14,7 +14,7 @@ import { Redis } from 'ioredis';
 //          loop or paced): also what ingestion did before the admission script
 //   echo   the floor of any Node server at one packet per read: answers the handshake, then every
 //          read with a one-record acknowledgement (no decoding, no Redis); reports its own CPU
-//   admit  the admission script alone (ingestion's PositionStore: one EVALSHA per packet), same entries
+//   admit  the admission script alone (ingestion's PositionStore: a turn's packets in one EVALSHA), same entries
 
 export interface LoadResult {
   records: number;
