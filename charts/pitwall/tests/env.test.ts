@@ -183,6 +183,7 @@ const DIRECT_VALUES: readonly (readonly [Component, string, string])[] = [
   ['live-gateway', 'liveGateway.history.maxBytes', 'GATEWAY_HISTORY_MAX_BYTES'],
   ['live-gateway', 'liveGateway.warmMaxBytes', 'GATEWAY_WARM_MAX_BYTES'],
   ['live-gateway', 'liveGateway.maxFutureMs', 'GATEWAY_MAX_FUTURE_MS'],
+  ['live-gateway', 'liveGateway.batchWindowMs', 'GATEWAY_BATCH_WINDOW_MS'],
   ['live-gateway', 'liveGateway.drainReconnectsPerSecond', 'GATEWAY_DRAIN_RECONNECTS_PER_SECOND'],
   ['live-gateway', 'liveGateway.resumeWaitMs', 'GATEWAY_RESUME_WAIT_MS'],
   ['live-gateway', 'liveGateway.warmTailEntries', 'GATEWAY_WARM_TAIL_ENTRIES'],

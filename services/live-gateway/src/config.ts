@@ -22,7 +22,7 @@ export const liveGatewayEnv = {
 
   // Fan-out
   /** Positions of one event within this window go out as one frame; 0 sends each read batch at once. */
-  GATEWAY_BATCH_WINDOW_MS: intVar(100, 0, 10_000),
+  GATEWAY_BATCH_WINDOW_MS: intVar(250, 0, 10_000),
   /** Latest positions kept for snapshots (one per device); the least recently updated go first. */
   GATEWAY_LATEST_CACHE_DEVICES: intVar(200_000, 1, 10_000_000),
   /** Entries read per shard from the stream tail at start to warm the snapshot cache. */

@@ -261,7 +261,7 @@ describe('configuration', () => {
       STREAM_KEY: 'pitwall:positions',
       STREAM_SHARDS: 1,
       METRICS_PORT: 9464,
-      GATEWAY_BATCH_WINDOW_MS: 100,
+      GATEWAY_BATCH_WINDOW_MS: 250,
       GATEWAY_REVALIDATE_INTERVAL_MS: 60_000,
     });
     expect(config.DIRECTUS_SECRET).toBeUndefined();
