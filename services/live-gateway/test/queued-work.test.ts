@@ -58,7 +58,7 @@ class Connection implements Interest {
 }
 
 function principal(n: number): Principal {
-  return { userId: `u-${n}`, expiresAtMs: Date.now() + 60_000, sessionKey: `s:${n}`, claims: {} };
+  return { userId: `u-${n}`, expiresAtMs: Date.now() + 60_000, sessionKey: `s:${n}`, eventsClaim: undefined };
 }
 
 async function waitUntil(what: string, check: () => boolean): Promise<void> {

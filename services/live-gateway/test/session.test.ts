@@ -1,4 +1,5 @@
 import { trace } from '@opentelemetry/api';
+import type { EventsClaim } from '@pitwall/directus-events-claim';
 import { CLOSE_CODES, type ServerMessage } from '@pitwall/live-protocol';
 import { createLogger, createMetricsRegistry } from '@pitwall/platform';
 import uWS from 'uWebSockets.js';
@@ -97,15 +98,14 @@ interface Harness {
  * Tokens named `claim:1,2` carry `pitwall_events: [1, 2]`, `claim:partial:1` a partial claim of event 1;
  * every other token has no claim.
  */
-function claimsOf(token: string): Record<string, unknown> {
+function eventsClaimOf(token: string): EventsClaim | undefined {
   const match = /^claim:(partial:)?([\d,]*)/.exec(token);
-  if (match === null) return {};
-  const events = (match[2] ?? '').split(',').filter(Boolean).map(Number);
-  return match[1] === undefined ? { pitwall_events: events } : { pitwall_events: events, pitwall_events_partial: true };
+  if (match === null) return undefined;
+  return { events: (match[2] ?? '').split(',').filter(Boolean).map(Number), partial: match[1] !== undefined };
 }
 
 function principal(token: string, expiresAtMs = Date.now() + 600_000): Principal {
-  return { userId: token.startsWith('other') ? 'user-b' : 'user-a', expiresAtMs, sessionKey: `t:${token}`, claims: claimsOf(token) };
+  return { userId: token.startsWith('other') ? 'user-b' : 'user-a', expiresAtMs, sessionKey: `t:${token}`, eventsClaim: eventsClaimOf(token) };
 }
 
 function harness(limits: Partial<SessionLimits> = {}, query?: { token: string; verified: Promise<Principal> }): Harness {

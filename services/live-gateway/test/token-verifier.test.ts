@@ -48,14 +48,14 @@ async function refusal(promise: Promise<unknown>): Promise<AuthenticationError> 
 describe('local verification (DIRECTUS_SECRET set)', () => {
   const verifier = new LocalTokenVerifier(SECRET);
 
-  it('accepts a Directus access token and reads the user, expiry and login session', async () => {
-    const token = await sign({ session: 'directus-session-1' });
+  it('accepts a Directus access token and reads the user, expiry, login session and events claim', async () => {
+    const token = await sign({ session: 'directus-session-1', pitwall_events: [3, 1] });
     const principal = await verifier.verify(token);
     expect(principal.userId).toBe(USER);
     expect(principal.expiresAtMs).toBeGreaterThan(Date.now());
     expect(principal.expiresAtMs % 1000).toBe(0);
     expect(principal.sessionKey).toBe('s:directus-session-1');
-    expect(principal.claims.session).toBe('directus-session-1');
+    expect(principal.eventsClaim).toEqual({ events: [3, 1], partial: false });
   });
 
   it('keys a token without a session claim by the token itself: two such tokens of one user are two sessions', async () => {

@@ -1,3 +1,4 @@
+import { eventsClaimOf } from '@pitwall/directus-events-claim';
 import { decodeJwt, decodeProtectedHeader, type JWTPayload } from 'jose';
 import type { DirectusClient } from '../directus/directus-client.js';
 import { DirectusUnavailableError } from '../directus/directus-unavailable-error.js';
@@ -86,7 +87,7 @@ export class DirectusTokenVerifier implements TokenVerifier {
     const userId = res.status === 200 ? readUserId(res.body) : undefined;
     if (userId === undefined) throw new DirectusUnavailableError(`Directus /users/me answered HTTP ${res.status} without a user`);
     if (typeof claims.id === 'string' && claims.id !== userId) throw new AuthenticationError('token user does not match Directus');
-    const principal: Principal = { userId, expiresAtMs, sessionKey: sessionKeyOf(claims, token), claims };
+    const principal: Principal = { userId, expiresAtMs, sessionKey: sessionKeyOf(claims, token), eventsClaim: eventsClaimOf(claims) };
     this.verified.set(key, principal, expiresAtMs);
     return principal;
   }

@@ -1,4 +1,5 @@
 import { webcrypto } from 'node:crypto';
+import { eventsClaimOf } from '@pitwall/directus-events-claim';
 import { errors, jwtVerify } from 'jose';
 import { AuthenticationError } from './authentication-error.js';
 import { DIRECTUS_ALGORITHM, DIRECTUS_ISSUER, sessionKeyOf, type Principal, type TokenVerifier } from './token-verifier.js';
@@ -31,6 +32,6 @@ export class LocalTokenVerifier implements TokenVerifier {
     const userId = payload.id;
     if (typeof userId !== 'string' || userId.length === 0) throw new AuthenticationError('token has no user id');
     if (payload.exp === undefined) throw new AuthenticationError('token has no expiry');
-    return { userId, expiresAtMs: payload.exp * 1000, sessionKey: sessionKeyOf(payload, token), claims: payload };
+    return { userId, expiresAtMs: payload.exp * 1000, sessionKey: sessionKeyOf(payload, token), eventsClaim: eventsClaimOf(payload) };
   }
 }

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import type { EventsClaim } from '@pitwall/directus-events-claim';
 import type { Interest } from '../util/interest.js';
 
 /** Who a verified token belongs to, until when, and which login session it is part of. */
@@ -13,10 +14,11 @@ export interface Principal {
    */
   sessionKey: string;
   /**
-   * Every claim of the token (authorization sources may read their own, e.g. `pitwall_events`). Only
-   * claims of a token whose signature was checked (locally, or by Directus answering /users/me with it).
+   * The token's `pitwall_events` claim (undefined: none, or malformed), read once at verification: a
+   * session keeps this for as long as it is open, not the whole payload. Only from a token whose
+   * signature was checked (locally, or by Directus answering /users/me with it).
    */
-  claims: Readonly<Record<string, unknown>>;
+  eventsClaim: Readonly<EventsClaim> | undefined;
 }
 
 /**

@@ -1,4 +1,3 @@
-import { eventsClaimOf } from '@pitwall/directus-events-claim';
 import type { GatewayMetrics } from '../metrics.js';
 import type { AuthorizationDecision, AuthorizationRequest, AuthorizationSource } from './authorization.js';
 
@@ -24,7 +23,7 @@ export class ClaimAuthorizer implements AuthorizationSource {
   constructor(private readonly metrics: GatewayMetrics) {}
 
   decide({ principal, eventId }: AuthorizationRequest): Promise<AuthorizationDecision | undefined> {
-    const claim = eventsClaimOf(principal.claims);
+    const claim = principal.eventsClaim;
     const result = claim === undefined ? 'no_claim' : claim.partial ? 'partial' : claim.events.includes(eventId) ? 'allowed' : 'not_listed';
     this.metrics.claimAuthorizations.inc({ result });
     return Promise.resolve(result === 'allowed' ? ALLOWED : undefined);
