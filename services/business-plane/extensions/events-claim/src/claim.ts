@@ -21,12 +21,10 @@ export interface EventsClaim {
 export function eventsClaimOf(payload: Readonly<Record<string, unknown>>): EventsClaim | undefined {
   const events = payload[EVENTS_CLAIM];
   if (!Array.isArray(events)) return undefined;
-  const ids: number[] = [];
-  for (const id of events) {
-    if (typeof id !== 'number' || !Number.isSafeInteger(id)) return undefined;
-    ids.push(id);
-  }
-  return { events: ids, partial: payload[EVENTS_PARTIAL_CLAIM] === true };
+  const ids: readonly unknown[] = events;
+  if (!ids.every((id): id is number => typeof id === 'number' && Number.isSafeInteger(id))) return undefined;
+  // A copy of the exact length: the gateway keeps one per open session (one built by push has spare room).
+  return { events: ids.slice(), partial: payload[EVENTS_PARTIAL_CLAIM] === true };
 }
 
 /** The claims of a Directus access token to a JSON object (no verification), undefined when it is not a JWT. */
