@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { createMetricsRegistry } from '@pitwall/platform';
 import { parseConfig } from '@pitwall/platform';
 import { liveGatewayEnv } from '../src/config.js';
@@ -9,6 +9,7 @@ import { drainSpreadMs } from '../src/server/gateway-server.js';
 import { assertNativeUws, isNativeUws } from '../src/server/native-uws.js';
 import { UwsNotNativeError } from '../src/server/uws-not-native-error.js';
 import { createRequire } from 'node:module';
+import { SharedDeadlines } from '../src/util/shared-deadlines.js';
 import { TokenBucket } from '../src/util/token-bucket.js';
 import { TtlCache } from '../src/util/ttl-cache.js';
 import { LatestPositions } from '../src/fanout/latest-positions.js';
@@ -324,5 +325,30 @@ describe('drainSpreadMs', () => {
     expect(drainSpreadMs(5_001, 1_000)).toBe(5_001);
     expect(drainSpreadMs(5_000, 250)).toBe(20_000);
     expect(drainSpreadMs(100_000, 1_000)).toBe(30_000);
+  });
+});
+
+describe('shared deadlines', () => {
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  it('runs every item of an instant on one timer, at the instant and not before; a deleted item is not run', async () => {
+    vi.useFakeTimers({ now: 1_000_000 });
+    const due: string[] = [];
+    const deadlines = new SharedDeadlines<string>((item) => due.push(`${item}@${Date.now()}`));
+    for (const item of ['a', 'b', 'c']) deadlines.add(1_005_000, item);
+    deadlines.add(1_009_000, 'd');
+    expect(deadlines.timerCount).toBe(2);
+    deadlines.delete(1_005_000, 'b');
+    await vi.advanceTimersByTimeAsync(4_999);
+    expect(due).toEqual([]);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(due).toEqual(['a@1005000', 'c@1005000']);
+    expect(deadlines.timerCount).toBe(1);
+    deadlines.delete(1_009_000, 'd');
+    expect(deadlines.timerCount).toBe(0);
+    await vi.advanceTimersByTimeAsync(10_000);
+    expect(due).toHaveLength(2);
   });
 });

@@ -16,6 +16,7 @@ import { createGatewayMetrics } from '../src/metrics.js';
 import { positionPrefix } from '../src/protocol/position-json.js';
 import { ClientSession, type SessionContext, type SessionLimits } from '../src/session/client-session.js';
 import type { SessionTransport } from '../src/session/session-transport.js';
+import { SharedDeadlines } from '../src/util/shared-deadlines.js';
 import { testDirectusClient } from './support/directus-client.js';
 
 // ClientSession without a socket: a recording transport, fake clocks, a verifier and an authorizer
@@ -91,6 +92,7 @@ interface Harness {
   verify: ReturnType<typeof vi.fn<(token: string) => Promise<Principal>>>;
   decide: ReturnType<typeof vi.fn<(request: AuthorizationRequest) => Promise<AuthorizationDecision>>>;
   closes: number[];
+  context: SessionContext;
   text(message: unknown): void;
 }
 
@@ -132,6 +134,7 @@ function harness(limits: Partial<SessionLimits> = {}, query?: { token: string; v
     metrics,
     logger: createLogger('test', 'silent'),
     tracer: trace.getTracer('test'),
+    expiries: new SharedDeadlines((session) => session.onTokenExpired()),
     onAuthenticated: () => undefined,
   };
   const closes: number[] = [];
@@ -141,7 +144,7 @@ function harness(limits: Partial<SessionLimits> = {}, query?: { token: string; v
     session.onClosed(code, '');
   });
   session.open(transport);
-  return { session, transport, hub, verify, decide, closes, text: (m) => session.onText(JSON.stringify(m)) };
+  return { session, transport, hub, verify, decide, closes, context, text: (m) => session.onText(JSON.stringify(m)) };
 }
 
 /** Lets promise callbacks run (fake timers leave microtasks alone). */
@@ -283,6 +286,20 @@ describe('client session: authenticated', () => {
     ]);
     await vi.advanceTimersByTimeAsync(LIMITS.tokenExpiryGraceMs * 2);
     expect(h.closes).toEqual([]);
+  });
+
+  it('waits on the shared expiry timers of the pod: one entry for the current token, none once closed', async () => {
+    const h = await authenticated({}, Date.now() + 5_000);
+    expect(h.context.expiries.timerCount).toBe(1);
+    h.verify.mockImplementation((token) => Promise.resolve(principal(token, Date.now() + 9_000)));
+    h.text({ type: 'auth', access_token: 'token-b', uid: 'r' });
+    await settle();
+    // The refreshed token's expiry replaced the old one: nothing fires at the old instant.
+    expect(h.context.expiries.timerCount).toBe(1);
+    await vi.advanceTimersByTimeAsync(5_000);
+    expect(h.transport.of('error')).toEqual([]);
+    h.session.onClosed(1000, '');
+    expect(h.context.expiries.timerCount).toBe(0);
   });
 
   it('closes with 4401 when no fresh token comes within the grace period', async () => {

@@ -11,6 +11,7 @@ import type { JoinRequest, LiveHub } from '../fanout/live-hub.js';
 import type { GatewayMetrics } from '../metrics.js';
 import { authOkMessage, errorMessage, pongMessage, unsubscribedMessage, type ErrorDetails } from '../protocol/server-message.js';
 import type { Interest } from '../util/interest.js';
+import type { SharedDeadlines } from '../util/shared-deadlines.js';
 import { TokenBucket } from '../util/token-bucket.js';
 import type { SessionTransport } from './session-transport.js';
 
@@ -39,6 +40,8 @@ export interface SessionContext {
   metrics: GatewayMetrics;
   logger: Logger;
   tracer: Tracer;
+  /** The pod's token-expiry timers (one per distinct expiry instant); calls onTokenExpired. */
+  expiries: SharedDeadlines<ClientSession>;
   /** Called once, when a session authenticates for the first time. */
   onAuthenticated(session: ClientSession): void;
 }
@@ -52,8 +55,6 @@ interface PendingSubscribe {
   cancelled: boolean;
 }
 
-/** Longest delay setTimeout takes; a later token expiry re-arms. */
-const MAX_TIMER_MS = 2 ** 31 - 1;
 /** Messages kept while a token is verified (handled in order afterwards); more is a protocol error. */
 const MAX_HELD_MESSAGES = 16;
 /**
@@ -92,7 +93,6 @@ export class ClientSession implements HubClient, Interest {
   /** The token expired; delivery is held and the grace period runs. */
   private expired = false;
   private authTimer: NodeJS.Timeout | undefined;
-  private expiryTimer: NodeJS.Timeout | undefined;
   private graceTimer: NodeJS.Timeout | undefined;
   /** Requests received while a token is verified; undefined when none is. */
   private held: ClientMessage[] | undefined;
@@ -209,9 +209,9 @@ export class ClientSession implements HubClient, Interest {
     this.closed = true;
     const label = this.closeLabel ?? (message === 'Received too big message' ? DISCONNECTS.oversized.label : 'client');
     clearTimeout(this.authTimer);
-    clearTimeout(this.expiryTimer);
     clearTimeout(this.graceTimer);
-    this.authTimer = this.expiryTimer = this.graceTimer = undefined;
+    this.authTimer = this.graceTimer = undefined;
+    if (this.principal !== undefined) this.context.expiries.delete(this.principal.expiresAtMs, this);
     this.held = undefined;
     this.context.hub.removeClient(this);
     this.live = undefined;
@@ -412,7 +412,8 @@ export class ClientSession implements HubClient, Interest {
       this.disconnect('user_changed');
       return;
     }
-    const first = this.principal === undefined;
+    const previous = this.principal;
+    const first = previous === undefined;
     this.principal = principal;
     this.token = token;
     if (first) {
@@ -421,10 +422,10 @@ export class ClientSession implements HubClient, Interest {
       this.endConnectSpan('authenticated');
       this.context.onAuthenticated(this);
     }
-    clearTimeout(this.expiryTimer);
+    if (previous !== undefined) this.context.expiries.delete(previous.expiresAtMs, this);
     clearTimeout(this.graceTimer);
     this.graceTimer = undefined;
-    this.armExpiry(principal.expiresAtMs);
+    this.context.expiries.add(principal.expiresAtMs, this);
     this.send(authOkMessage(principal.expiresAtMs, uid));
     if (this.expired) {
       this.expired = false;
@@ -433,26 +434,17 @@ export class ClientSession implements HubClient, Interest {
     if (!first) this.reauthorizeClaimed(principal, token);
   }
 
-  private armExpiry(expiresAtMs: number): void {
-    this.expiryTimer = setTimeout(
-      () => {
-        this.expiryTimer = undefined;
-        if (this.closed) return;
-        if (Date.now() < expiresAtMs) {
-          this.armExpiry(expiresAtMs);
-          return;
-        }
-        // Delivery stops now; the grace period only delays the close, for a fresh token to arrive.
-        this.expired = true;
-        this.context.hub.hold(this);
-        this.sendError('token_expired', 'the access token expired: send a fresh one with {"type":"auth"}', {});
-        this.graceTimer = setTimeout(() => {
-          this.graceTimer = undefined;
-          if (this.expired) this.disconnect('token_expired');
-        }, this.context.limits.tokenExpiryGraceMs);
-      },
-      Math.min(Math.max(expiresAtMs - Date.now(), 0), MAX_TIMER_MS),
-    );
+  /** The current token's expiry came (context.expiries calls this, not before it). */
+  onTokenExpired(): void {
+    if (this.closed) return;
+    // Delivery stops now; the grace period only delays the close, for a fresh token to arrive.
+    this.expired = true;
+    this.context.hub.hold(this);
+    this.sendError('token_expired', 'the access token expired: send a fresh one with {"type":"auth"}', {});
+    this.graceTimer = setTimeout(() => {
+      this.graceTimer = undefined;
+      if (this.expired) this.disconnect('token_expired');
+    }, this.context.limits.tokenExpiryGraceMs);
   }
 
   private endConnectSpan(result: string): void {
