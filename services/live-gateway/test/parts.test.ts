@@ -159,15 +159,31 @@ describe('concurrency limiter', () => {
 
 describe('token bucket', () => {
   it('allows its burst, then its rate, and says how long until the next token', () => {
-    const bucket = new TokenBucket(2, 3, 0);
-    expect([bucket.take(0), bucket.take(0), bucket.take(0), bucket.take(0)]).toEqual([true, true, true, false]);
-    expect(bucket.waitMs(0)).toBe(500);
-    expect(bucket.take(499)).toBe(false);
-    expect(bucket.take(500)).toBe(true);
-    expect(bucket.take(10_000)).toBe(true);
-    expect(bucket.take(10_000)).toBe(true);
-    expect(bucket.take(10_000)).toBe(true);
-    expect(bucket.take(10_000)).toBe(false);
+    const bucket = new TokenBucket(2, 3);
+    // A client's bucket: one number, 0 when fresh (full).
+    let state = 0;
+    const take = (nowMs: number): boolean => {
+      const next = bucket.take(state, nowMs);
+      if (next !== undefined) state = next;
+      return next !== undefined;
+    };
+    expect([take(0), take(0), take(0), take(0)]).toEqual([true, true, true, false]);
+    expect(bucket.waitMs(state, 0)).toBe(500);
+    expect(take(499)).toBe(false);
+    expect(bucket.waitMs(state, 499)).toBe(1);
+    expect(take(500)).toBe(true);
+    expect(take(10_000)).toBe(true);
+    expect(take(10_000)).toBe(true);
+    expect(take(10_000)).toBe(true);
+    expect(take(10_000)).toBe(false);
+    expect(bucket.waitMs(state, 10_000)).toBe(500);
+    expect(bucket.waitMs(state, 10_500)).toBe(0);
+  });
+
+  it('never allows a burst below one token', () => {
+    const bucket = new TokenBucket(0.25, 0.5);
+    expect(bucket.take(0, 1_000_000)).toBeUndefined();
+    expect(bucket.waitMs(0, 1_000_000)).toBe(2_000);
   });
 });
 

@@ -14,7 +14,7 @@ import { LatestPositions } from '../src/fanout/latest-positions.js';
 import { LiveHub } from '../src/fanout/live-hub.js';
 import { createGatewayMetrics } from '../src/metrics.js';
 import { positionPrefix } from '../src/protocol/position-json.js';
-import { ClientSession, type SessionContext, type SessionLimits } from '../src/session/client-session.js';
+import { ClientSession, sessionRates, type SessionContext, type SessionLimits } from '../src/session/client-session.js';
 import type { SessionTransport } from '../src/session/session-transport.js';
 import { SharedDeadlines } from '../src/util/shared-deadlines.js';
 import { testDirectusClient } from './support/directus-client.js';
@@ -107,7 +107,12 @@ function eventsClaimOf(token: string): EventsClaim | undefined {
 }
 
 function principal(token: string, expiresAtMs = Date.now() + 600_000): Principal {
-  return { userId: token.startsWith('other') ? 'user-b' : 'user-a', expiresAtMs, sessionKey: `t:${token}`, eventsClaim: eventsClaimOf(token) };
+  return {
+    userId: token.startsWith('other') ? 'user-b' : 'user-a',
+    expiresAtMs,
+    sessionKey: `t:${token}`,
+    eventsClaim: eventsClaimOf(token),
+  };
 }
 
 function harness(limits: Partial<SessionLimits> = {}, query?: { token: string; verified: Promise<Principal> }): Harness {
@@ -126,6 +131,7 @@ function harness(limits: Partial<SessionLimits> = {}, query?: { token: string; v
   const verifier: TokenVerifier = { verify };
   const context: SessionContext = {
     limits: { ...LIMITS, ...limits },
+    rates: sessionRates({ ...LIMITS, ...limits }),
     verifier,
     // The gateway's order: the token's claim first, then "Directus" (what each test says).
     authorizer: new Authorizer([new ClaimAuthorizer(metrics), { name: 'test', decide }]),
@@ -251,6 +257,27 @@ describe('client session: authenticated', () => {
     expect(h.transport.of('auth')).toHaveLength(3);
     expect(h.transport.of('error')).toEqual([expect.objectContaining({ code: 'rate_limited', uid: 2, retry_after_ms: 10_000 })]);
     expect(h.verify).toHaveBeenCalledTimes(3);
+  });
+
+  const subscribedIds = (h: Harness): unknown[] => h.transport.of('subscribed').map((m) => ('event_id' in m ? m.event_id : undefined));
+
+  it('rate-limits subscribe requests: twice the rate at once, then the rate, and says when to try again', async () => {
+    const h = await authenticated({ subscribeRatePerSecond: 2, maxSubscriptions: 20 });
+    for (const id of [1, 2, 3, 4, 5]) h.text({ type: 'subscribe', event_id: id, uid: id });
+    await settle();
+    expect(subscribedIds(h)).toEqual([1, 2, 3, 4]);
+    expect(h.transport.of('error')).toEqual([expect.objectContaining({ code: 'rate_limited', event_id: 5, retry_after_ms: 500 })]);
+    await vi.advanceTimersByTimeAsync(499);
+    h.text({ type: 'subscribe', event_id: 6, uid: 6 });
+    await settle();
+    expect(h.transport.of('error')).toEqual([
+      expect.objectContaining({ code: 'rate_limited', event_id: 5, retry_after_ms: 500 }),
+      expect.objectContaining({ code: 'rate_limited', event_id: 6 }),
+    ]);
+    await vi.advanceTimersByTimeAsync(1);
+    h.text({ type: 'subscribe', event_id: 6, uid: 6 });
+    await settle();
+    expect(subscribedIds(h)).toEqual([1, 2, 3, 4, 6]);
   });
 
   it('drops a client that sends requests while not reading what it was sent', async () => {

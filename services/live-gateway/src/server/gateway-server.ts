@@ -10,7 +10,7 @@ import uWS, {
 import type { EventDirectory } from '../events/event-directory.js';
 import type { LiveHub } from '../fanout/live-hub.js';
 import type { GatewayMetrics } from '../metrics.js';
-import { ClientSession, type SessionContext } from '../session/client-session.js';
+import { ClientSession, sessionRates, type SessionContext } from '../session/client-session.js';
 import { SharedDeadlines } from '../util/shared-deadlines.js';
 import { Admission, clientAddress, type AdmissionOptions } from './admission.js';
 import { UwsTransport } from './uws-transport.js';
@@ -41,8 +41,8 @@ export function drainSpreadMs(connections: number, reconnectsPerSecond: number):
 
 export interface GatewayServerDeps {
   app: TemplatedApp;
-  /** Shared by every session; the server adds onAuthenticated (admission counts) and the expiry timers. */
-  session: Omit<SessionContext, 'onAuthenticated' | 'expiries'>;
+  /** Shared by every session; the server adds onAuthenticated (admission counts), the expiry timers and the rate policies. */
+  session: Omit<SessionContext, 'onAuthenticated' | 'expiries' | 'rates'>;
   directory: EventDirectory;
   hub: LiveHub;
   metrics: GatewayMetrics;
@@ -79,6 +79,7 @@ export class GatewayServer implements Service {
     this.admission = new Admission(options);
     this.context = {
       ...deps.session,
+      rates: sessionRates(deps.session.limits),
       expiries: new SharedDeadlines((session) => session.onTokenExpired()),
       onAuthenticated: (session) => {
         this.unauthenticated.delete(session);

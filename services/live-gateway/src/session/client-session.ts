@@ -30,9 +30,17 @@ export interface SessionLimits {
   revalidateIntervalMs: number;
 }
 
+/** The request rates of SessionLimits as the pod's token-bucket policies (a session keeps one number per bucket). */
+export interface SessionRates {
+  subscribe: TokenBucket;
+  auth: TokenBucket;
+}
+
 /** What every session of a gateway shares (one object, so a session costs one pointer for all of it). */
 export interface SessionContext {
   limits: SessionLimits;
+  /** sessionRates(limits). */
+  rates: SessionRates;
   verifier: TokenVerifier;
   authorizer: Authorizer;
   directory: { load(eventId: number): Promise<EventEntries> };
@@ -64,6 +72,13 @@ const MAX_HELD_MESSAGES = 16;
 const MAX_MESSAGES_BEFORE_AUTH = 8;
 /** Saved-up `auth` attempts of a connection. */
 const AUTH_BURST = 3;
+export function sessionRates(limits: SessionLimits): SessionRates {
+  return {
+    subscribe: new TokenBucket(limits.subscribeRatePerSecond, limits.subscribeRatePerSecond * 2),
+    auth: new TokenBucket(limits.authRatePerMinute / 60, AUTH_BURST),
+  };
+}
+
 /**
  * Re-validation time of a live subscription authorized from the token's claim: never (the token's
  * lifetime bounds it; the next token decides again, see reauthorizeClaimed).
@@ -98,8 +113,10 @@ export class ClientSession implements HubClient, Interest {
   private held: ClientMessage[] | undefined;
   private messagesBeforeAuth = 0;
   private protocolErrors = 0;
-  private subscribeBucket: TokenBucket | undefined;
-  private authBucket: TokenBucket | undefined;
+  /** The subscribe bucket's state (context.rates.subscribe): when it is full again; 0: full. */
+  private subscribeFullAtMs = 0;
+  /** The auth bucket's state (context.rates.auth). */
+  private authFullAtMs = 0;
   /**
    * Live subscriptions: event id -> when its permission is next re-validated (ms), BY_TOKEN when the
    * token's claim authorized it. Made on first use.
@@ -321,14 +338,15 @@ export class ClientSession implements HubClient, Interest {
   // Authentication
 
   private startAuth(token: string, uid: Uid | undefined): void {
-    const { limits, metrics } = this.context;
+    const { rates, metrics } = this.context;
     const now = Date.now();
-    this.authBucket ??= new TokenBucket(limits.authRatePerMinute / 60, AUTH_BURST, now);
-    if (!this.authBucket.take(now)) {
+    const bucket = rates.auth.take(this.authFullAtMs, now);
+    if (bucket === undefined) {
       metrics.authentications.inc({ result: 'rate_limited' });
-      this.sendError('rate_limited', 'too many auth messages; slow down', { uid, retryAfterMs: this.authBucket.waitMs(now) });
+      this.sendError('rate_limited', 'too many auth messages; slow down', { uid, retryAfterMs: rates.auth.waitMs(this.authFullAtMs, now) });
       return;
     }
+    this.authFullAtMs = bucket;
     // One verification at a time; what the client sends meanwhile waits its turn.
     this.held = [];
     void this.authenticate(token).then((outcome) => {
@@ -459,24 +477,25 @@ export class ClientSession implements HubClient, Interest {
   // Subscriptions
 
   private subscribe(eventId: number, uid: Uid | undefined, request: JoinRequest): void {
-    const { limits } = this.context;
+    const { limits, rates } = this.context;
     if (this.expired) {
       this.refuseSubscribe('token_expired', 'expired', 'the access token expired: send a fresh one first', eventId, uid);
       return;
     }
     const now = Date.now();
-    this.subscribeBucket ??= new TokenBucket(limits.subscribeRatePerSecond, limits.subscribeRatePerSecond * 2, now);
-    if (!this.subscribeBucket.take(now)) {
+    const bucket = rates.subscribe.take(this.subscribeFullAtMs, now);
+    if (bucket === undefined) {
       this.refuseSubscribe(
         'rate_limited',
         'rate_limited',
         'too many subscribe requests; slow down',
         eventId,
         uid,
-        this.subscribeBucket.waitMs(now),
+        rates.subscribe.waitMs(this.subscribeFullAtMs, now),
       );
       return;
     }
+    this.subscribeFullAtMs = bucket;
     if (this.live?.has(eventId) !== true && this.subscriptionCount + this.pendingCount >= limits.maxSubscriptions) {
       this.refuseSubscribe('bad_request', 'limit', `at most ${limits.maxSubscriptions} subscriptions per connection`, eventId, uid);
       return;

@@ -1,36 +1,32 @@
 /**
- * A token bucket: `ratePerSecond` tokens a second, at most `burst` saved up. Starts full. Two numbers of
- * state, so one per connection costs nothing worth counting.
+ * A token bucket's policy: `ratePerSecond` tokens a second, at most `burst` saved up; one object per pod
+ * and limit. A client's bucket is one number it keeps itself, the time (ms) at which its bucket is full
+ * again (at or before now: full, so 0 is a fresh, full bucket). With `msPerToken` = 1000 / rate, a
+ * bucket full at `fullAtMs` holds `burst - max(0, fullAtMs - now) / msPerToken` tokens now: the same
+ * bucket as counting tokens and a refill time (two numbers), as one.
  */
 export class TokenBucket {
-  private tokens: number;
-  private refilledAtMs: number;
+  private readonly msPerToken: number;
+  /** How far past now `fullAtMs` may be for a token to be left (burst - 1 tokens missing). */
+  private readonly slackMs: number;
 
   constructor(
-    private readonly ratePerSecond: number,
-    private readonly burst: number,
-    nowMs: number,
+    readonly ratePerSecond: number,
+    readonly burst: number,
   ) {
-    this.tokens = burst;
-    this.refilledAtMs = nowMs;
+    this.msPerToken = 1000 / ratePerSecond;
+    this.slackMs = (burst - 1) * this.msPerToken;
   }
 
-  /** Takes one token if there is one. */
-  take(nowMs: number): boolean {
-    this.refill(nowMs);
-    if (this.tokens < 1) return false;
-    this.tokens -= 1;
-    return true;
+  /** Takes one token from the bucket full at `fullAtMs`: its new state, or undefined when it has none (state unchanged). */
+  take(fullAtMs: number, nowMs: number): number | undefined {
+    const missingMs = Math.max(0, fullAtMs - nowMs);
+    if (missingMs > this.slackMs) return undefined;
+    return nowMs + missingMs + this.msPerToken;
   }
 
-  /** How long until a token is available (0: now). */
-  waitMs(nowMs: number): number {
-    this.refill(nowMs);
-    return this.tokens >= 1 ? 0 : Math.ceil(((1 - this.tokens) / this.ratePerSecond) * 1000);
-  }
-
-  private refill(nowMs: number): void {
-    this.tokens = Math.min(this.burst, this.tokens + ((nowMs - this.refilledAtMs) / 1000) * this.ratePerSecond);
-    this.refilledAtMs = nowMs;
+  /** How long until the bucket full at `fullAtMs` has a token (0: now). */
+  waitMs(fullAtMs: number, nowMs: number): number {
+    return Math.max(0, Math.ceil(Math.max(0, fullAtMs - nowMs) - this.slackMs));
   }
 }
