@@ -63,7 +63,11 @@ interface Conflation {
 /** The hub's view of one client with at least one subscription. */
 interface Member {
   readonly client: HubClient;
-  readonly events: Set<number>;
+  /**
+   * Its subscribed events, in join order: an array, as a client has a few at most (the session's
+   * maxSubscriptions) and a Set costs several times the bytes.
+   */
+  events: number[];
   conflation: Conflation | undefined;
   /** Delivery held: nothing is sent until resume(). */
   held: boolean;
@@ -131,6 +135,16 @@ export class LiveHub {
     return this.members.size;
   }
 
+  /** The events a client is subscribed to (joined, not left, not closed); undefined: none. */
+  eventsOf(client: HubClient): readonly number[] | undefined {
+    return this.members.get(client)?.events;
+  }
+
+  /** Whether a client is subscribed to an event. */
+  isJoined(client: HubClient, eventId: number): boolean {
+    return this.members.get(client)?.events.includes(eventId) === true;
+  }
+
   /**
    * Resolves once this pod has read as far as the cursor `since` on every shard stream, or after
    * `timeoutMs` (then join() answers `recovered: false`): the pod reads the same streams, so this is
@@ -165,18 +179,19 @@ export class LiveHub {
     const transport = client.transport;
     if (transport === undefined) return;
     let member = this.members.get(client);
-    const isNew = member === undefined || !member.events.has(eventId);
+    const isNew = member === undefined || !member.events.includes(eventId);
     // A client already behind (more queued than the conflation threshold) gets no recovery: uWS would
     // drop a big frame queued behind what it has not read, and the gap would go unnoticed.
     const behind = transport.bufferedAmount() > this.options.conflateBufferBytes;
     const replies = this.replyFrames(eventId, entries, uid, request, isNew && !behind);
     const frame = replies[0] as Buffer;
     if (member === undefined) {
-      member = { client, events: new Set(), conflation: undefined, held: false };
+      member = { client, events: [], conflation: undefined, held: false };
       this.members.set(client, member);
     }
     if (isNew) {
-      member.events.add(eventId);
+      // A copy at its exact length (push would reserve room for 16 more).
+      member.events = member.events.concat(eventId);
       this.subscriptionCount++;
       const count = (this.subscriberCount.get(eventId) ?? 0) + 1;
       this.subscriberCount.set(eventId, count);
@@ -517,13 +532,15 @@ export class LiveHub {
   }
 
   private remove(member: Member, eventId: number): boolean {
-    if (!member.events.delete(eventId)) return false;
+    const index = member.events.indexOf(eventId);
+    if (index < 0) return false;
+    member.events.splice(index, 1);
     this.subscriptionCount--;
     member.conflation?.dirty.delete(eventId);
     const conflated = this.conflatedByEvent.get(eventId);
     conflated?.delete(member);
     if (conflated?.size === 0) this.conflatedByEvent.delete(eventId);
-    if (member.events.size === 0) {
+    if (member.events.length === 0) {
       this.endConflation(member);
       this.members.delete(member.client);
     }

@@ -81,7 +81,8 @@ export function sessionRates(limits: SessionLimits): SessionRates {
 
 /**
  * Re-validation time of a live subscription authorized from the token's claim: never (the token's
- * lifetime bounds it; the next token decides again, see reauthorizeClaimed).
+ * lifetime bounds it; the next token decides again, see reauthorizeClaimed). Such a subscription has
+ * no entry in ClientSession.rechecks.
  */
 const BY_TOKEN = Number.POSITIVE_INFINITY;
 
@@ -118,10 +119,11 @@ export class ClientSession implements HubClient, Interest {
   /** The auth bucket's state (context.rates.auth). */
   private authFullAtMs = 0;
   /**
-   * Live subscriptions: event id -> when its permission is next re-validated (ms), BY_TOKEN when the
-   * token's claim authorized it. Made on first use.
+   * Re-validation times of the live subscriptions Directus authorized: event id -> when its permission
+   * is next re-validated (ms). The live subscriptions are the hub's (context.hub.eventsOf); one the
+   * token's claim authorized has no entry here (BY_TOKEN). Made on first use, dropped when empty.
    */
-  private live: Map<number, number> | undefined;
+  private rechecks: Map<number, number> | undefined;
   /** Subscribes being authorized, at most maxSubscriptions of them. Made on first use. */
   private pending: Map<number, PendingSubscribe> | undefined;
   private pendingCount = 0;
@@ -151,7 +153,7 @@ export class ClientSession implements HubClient, Interest {
   }
 
   get subscriptionCount(): number {
-    return this.live?.size ?? 0;
+    return this.context.hub.eventsOf(this)?.length ?? 0;
   }
 
   /** The socket is open: the authentication deadline starts, and a query token is verified. */
@@ -231,7 +233,7 @@ export class ClientSession implements HubClient, Interest {
     if (this.principal !== undefined) this.context.expiries.delete(this.principal.expiresAtMs, this);
     this.held = undefined;
     this.context.hub.removeClient(this);
-    this.live = undefined;
+    this.rechecks = undefined;
     this.socket = undefined;
     this.endConnectSpan(label);
     this.context.metrics.connectionsClosed.inc({ reason: label });
@@ -260,13 +262,13 @@ export class ClientSession implements HubClient, Interest {
 
   /** Re-authorizes the subscriptions that are due; a revoked one ends with `unsubscribed` `forbidden`. */
   revalidateDue(nowMs: number): void {
-    const live = this.live;
+    const rechecks = this.rechecks;
     const principal = this.principal;
     const token = this.token;
-    if (live === undefined || principal === undefined || token === undefined || this.expired) return;
-    for (const [eventId, dueAtMs] of live) {
+    if (rechecks === undefined || principal === undefined || token === undefined || this.expired) return;
+    for (const [eventId, dueAtMs] of rechecks) {
       if (dueAtMs > nowMs) continue;
-      live.set(eventId, this.nextCheckAt());
+      rechecks.set(eventId, this.nextCheckAt());
       this.revalidate(principal, token, eventId);
     }
   }
@@ -281,9 +283,9 @@ export class ClientSession implements HubClient, Interest {
       ({ result, fromToken }) => {
         // `claim`: the current token still lists the event (decided without a call).
         this.context.metrics.revalidations.inc({ result: fromToken === true ? 'claim' : result });
-        if (this.closed || this.live?.has(eventId) !== true) return;
+        if (this.closed || !this.context.hub.isJoined(this, eventId)) return;
         if (result === 'allowed') {
-          if (fromToken === true && principal === this.principal) this.live.set(eventId, BY_TOKEN);
+          if (fromToken === true && principal === this.principal) this.setRecheck(eventId, BY_TOKEN);
           return;
         }
         // Only Directus's refusals end a subscription.
@@ -302,12 +304,12 @@ export class ClientSession implements HubClient, Interest {
    * re-validated periodically like any Directus-authorized subscription until a claim lists it again.
    */
   private reauthorizeClaimed(principal: Principal, token: string): void {
-    const live = this.live;
+    const live = this.context.hub.eventsOf(this);
     if (live === undefined) return;
-    for (const [eventId, dueAtMs] of live) {
-      if (dueAtMs !== BY_TOKEN) continue;
+    for (const eventId of [...live]) {
+      if (this.rechecks?.has(eventId) === true) continue;
       // Not claim-authorized any more unless the new token says so (an unavailable Directus retries then).
-      live.set(eventId, this.nextCheckAt());
+      this.setRecheck(eventId, this.nextCheckAt());
       this.revalidate(principal, token, eventId);
     }
   }
@@ -496,7 +498,7 @@ export class ClientSession implements HubClient, Interest {
       return;
     }
     this.subscribeFullAtMs = bucket;
-    if (this.live?.has(eventId) !== true && this.subscriptionCount + this.pendingCount >= limits.maxSubscriptions) {
+    if (!this.context.hub.isJoined(this, eventId) && this.subscriptionCount + this.pendingCount >= limits.maxSubscriptions) {
       this.refuseSubscribe('bad_request', 'limit', `at most ${limits.maxSubscriptions} subscriptions per connection`, eventId, uid);
       return;
     }
@@ -556,12 +558,11 @@ export class ClientSession implements HubClient, Interest {
         this.refuseSubscribe('token_expired', 'expired', 'the access token expired: send a fresh one first', eventId, uid);
         return;
       }
+      const again = hub.isJoined(this, eventId);
       hub.join(this, eventId, entries, uid, request);
-      this.live ??= new Map();
       // Subscribed again: a periodic schedule already running is kept unless the claim now covers it.
-      const current = this.live.get(eventId);
-      if (current === undefined || current === BY_TOKEN || decision.fromToken === true)
-        this.live.set(eventId, this.checkAfter(decision, principal));
+      if (!again || this.rechecks?.has(eventId) !== true || decision.fromToken === true)
+        this.setRecheck(eventId, this.checkAfter(decision, principal));
       metrics.subscribeRequests.inc({ result: 'ok' });
       logger.debug({ connection: this.id, eventId, devices: entries.devices.length }, 'subscribed');
       span.setAttribute('pitwall.devices', entries.devices.length);
@@ -593,8 +594,8 @@ export class ClientSession implements HubClient, Interest {
 
   /** Leaves an event (if subscribed) and tells the client. */
   private endSubscription(eventId: number, reason: 'client' | 'forbidden', uid: Uid | undefined): void {
-    if (this.live?.delete(eventId) === true) {
-      this.context.hub.leave(this, eventId);
+    if (this.context.hub.leave(this, eventId)) {
+      this.setRecheck(eventId, undefined);
       this.context.metrics.unsubscribes.inc({ reason });
     }
     this.send(unsubscribedMessage(eventId, reason, uid));
@@ -620,6 +621,17 @@ export class ClientSession implements HubClient, Interest {
   private checkAfter(decision: AuthorizationDecision, principal: Principal): number {
     if (decision.fromToken !== true) return this.nextCheckAt();
     return principal === this.principal ? BY_TOKEN : Date.now();
+  }
+
+  /** Sets when a live subscription is re-validated next (BY_TOKEN: never; undefined: it ended). */
+  private setRecheck(eventId: number, atMs: number | undefined): void {
+    if (atMs !== undefined && atMs !== BY_TOKEN) {
+      (this.rechecks ??= new Map()).set(eventId, atMs);
+      return;
+    }
+    this.rechecks?.delete(eventId);
+    // A connection with claim-authorized subscriptions only (the common case) keeps no map.
+    if (this.rechecks?.size === 0) this.rechecks = undefined;
   }
 
   private nextCheckAt(): number {
