@@ -108,8 +108,11 @@ export class ClientSession implements HubClient, Interest {
   private token: string | undefined;
   /** The token expired; delivery is held and the grace period runs. */
   private expired = false;
-  private authTimer: NodeJS.Timeout | undefined;
-  private graceTimer: NodeJS.Timeout | undefined;
+  /**
+   * The authentication deadline until the first accepted token, afterwards the grace period of an
+   * expired token: never both at once.
+   */
+  private timer: NodeJS.Timeout | undefined;
   /** Requests received while a token is verified; undefined when none is. */
   private held: ClientMessage[] | undefined;
   private messagesBeforeAuth = 0;
@@ -163,8 +166,8 @@ export class ClientSession implements HubClient, Interest {
     this.connectSpan = tracer.startSpan('live.connect', {
       attributes: { 'pitwall.connection': this.id, 'pitwall.token_in_query': this.queryToken !== undefined },
     });
-    this.authTimer = setTimeout(() => {
-      this.authTimer = undefined;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
       if (this.authenticated) return;
       this.send(errorMessage('unauthenticated', `no accepted access token within ${limits.authTimeoutMs} ms`));
       this.disconnect('auth_timeout');
@@ -227,9 +230,8 @@ export class ClientSession implements HubClient, Interest {
     if (this.closed) return;
     this.closed = true;
     const label = this.closeLabel ?? (message === 'Received too big message' ? DISCONNECTS.oversized.label : 'client');
-    clearTimeout(this.authTimer);
-    clearTimeout(this.graceTimer);
-    this.authTimer = this.graceTimer = undefined;
+    clearTimeout(this.timer);
+    this.timer = undefined;
     if (this.principal !== undefined) this.context.expiries.delete(this.principal.expiresAtMs, this);
     this.held = undefined;
     this.context.hub.removeClient(this);
@@ -437,14 +439,13 @@ export class ClientSession implements HubClient, Interest {
     this.principal = principal;
     this.token = token;
     if (first) {
-      clearTimeout(this.authTimer);
-      this.authTimer = undefined;
       this.endConnectSpan('authenticated');
       this.context.onAuthenticated(this);
     }
     if (previous !== undefined) this.context.expiries.delete(previous.expiresAtMs, this);
-    clearTimeout(this.graceTimer);
-    this.graceTimer = undefined;
+    // The authentication deadline (first token) or the grace period (refresh) is over.
+    clearTimeout(this.timer);
+    this.timer = undefined;
     this.context.expiries.add(principal.expiresAtMs, this);
     this.send(authOkMessage(principal.expiresAtMs, uid));
     if (this.expired) {
@@ -461,8 +462,8 @@ export class ClientSession implements HubClient, Interest {
     this.expired = true;
     this.context.hub.hold(this);
     this.sendError('token_expired', 'the access token expired: send a fresh one with {"type":"auth"}', {});
-    this.graceTimer = setTimeout(() => {
-      this.graceTimer = undefined;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
       if (this.expired) this.disconnect('token_expired');
     }, this.context.limits.tokenExpiryGraceMs);
   }
